@@ -1,0 +1,3 @@
+from hadrinv.cli import main
+import sys
+sys.exit(main())

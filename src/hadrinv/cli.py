@@ -1,0 +1,147 @@
+"""hadrinv command line: list | run WORKFLOW | simulate MODEL.
+
+Exit codes: 0 success, 1 unexpected failure, 2 bad input (file, row and problem on one line).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from hadrinv.data.validation import DataError
+
+EXIT_BAD_INPUT = 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return EXIT_BAD_INPUT
+    try:
+        return args.handler(args)
+    except DataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        print(f"error: invalid configuration: {problems}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except (ValueError, FileNotFoundError, KeyError) as exc:
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"error: {message}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hadrinv", description="Inverse problems of hadron physics with physics-constrained ML.")
+    sub = parser.add_subparsers(dest="command")
+
+    p_list = sub.add_parser("list", help="list the workflows", description="List the workflows, one line each.")
+    p_list.set_defaults(handler=_cmd_list)
+
+    p_run = sub.add_parser("run", help="run a workflow", description="Run a workflow; settings: defaults < --preset < --config < options.")
+    p_run.add_argument("workflow", help="workflow name (see `hadrinv list`)")
+    p_run.add_argument("--config", help="YAML file of settings (keys as in OUT/config.yaml)")
+    p_run.add_argument("--preset", help="quick (minutes, CI) or paper (the talk's full set-up)")
+    p_run.add_argument("--data", help="input data file (default: built-in simulated data)")
+    p_run.add_argument("--out", help="output folder (default: runs/WORKFLOW)")
+    p_run.add_argument("--seed", type=int, help="random seed (same seed, same numbers on CPU)")
+    p_run.add_argument("--device", choices=["cpu", "cuda"], help="torch device")
+    p_run.add_argument("--method", help="extraction method, e.g. fit, gan or both (pipi-amplitude)")
+    p_run.add_argument("--ensemble", type=int, metavar="N", help="number of ensemble members (GAN)")
+    p_run.add_argument("--ray-address", help="run ensemble members on an existing Ray cluster (default: local Ray)")
+    p_run.add_argument("--workers", type=int, help="parallel workers on a local Ray (default: CPU count)")
+    p_run.add_argument("--serial", action="store_true", help="run ensemble members in this process instead of Ray")
+    p_run.add_argument("--resume", action="store_true", help="continue an interrupted run in --out without redoing finished work")
+    p_run.add_argument("--no-progress", action="store_true", help="log lines instead of progress bars")
+    p_run.set_defaults(handler=_cmd_run)
+
+    p_sim = sub.add_parser("simulate", help="simulate a data set", description="Simulate pseudo-data of a physics model.")
+    sims = p_sim.add_subparsers(dest="model")
+    p_pipi = sims.add_parser("pipi", help="pi pi dsigma/dOmega from Breit-Wigner S and P waves (talk 000)",
+                             description="Write the talk-000 toy: dsigma/dOmega (GeV^-2) on an (s, cos theta) grid, with errors; "
+                                         "the generating parameters go to FILE.truth.json.")
+    from hadrinv.data.pipi_toy import PipiToySpec
+
+    d = PipiToySpec()
+    p_pipi.add_argument("--out", required=True, help="output CSV file")
+    p_pipi.add_argument("--n-s", type=int, default=d.n_s, help=f"energies (default {d.n_s})")
+    p_pipi.add_argument("--n-z", type=int, default=d.n_z, help=f"angles per energy (default {d.n_z}; irregular: mean)")
+    p_pipi.add_argument("--grid", choices=["regular", "irregular"], default=d.grid)
+    p_pipi.add_argument("--s-max", type=float, default=d.s_max_gev2, help="largest s in GeV^2 (default 1)")
+    p_pipi.add_argument("--f0-mass", type=float, default=d.f0_mass_gev, help=f"f0(500) mass in GeV (default {d.f0_mass_gev})")
+    p_pipi.add_argument("--f0-width", type=float, default=d.f0_width_gev, help=f"f0(500) width in GeV (default {d.f0_width_gev})")
+    p_pipi.add_argument("--rho-mass", type=float, default=d.rho_mass_gev, help=f"rho(770) mass in GeV (default {d.rho_mass_gev})")
+    p_pipi.add_argument("--rho-width", type=float, default=d.rho_width_gev, help=f"rho(770) width in GeV (default {d.rho_width_gev})")
+    p_pipi.add_argument("--noise", type=float, default=d.noise, help="Gaussian noise std as a fraction (default 0.01; the talk also used 0.05)")
+    p_pipi.add_argument("--noise-relative-to", choices=["max", "point"], default=d.noise_relative_to,
+                        help="max: fraction of the largest cross section (the talk's normalised data); point: of each point's cross section")
+    p_pipi.add_argument("--seed", type=int, default=d.seed)
+    p_pipi.set_defaults(handler=_cmd_simulate_pipi)
+    p_sim.set_defaults(handler=lambda args: (p_sim.print_help(), EXIT_BAD_INPUT)[1])
+    return parser
+
+
+def _cmd_list(args) -> int:
+    from hadrinv.workflows.registry import all_workflows
+
+    for workflow in all_workflows():
+        print(f"{workflow.name:<18} {workflow.summary}")
+    return 0
+
+
+def _cmd_run(args) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from hadrinv.workflows.registry import RunContext, get_workflow
+
+    workflow = get_workflow(args.workflow)
+    overrides = {"data": args.data, "out": args.out or f"runs/{workflow.name}", "seed": args.seed, "device": args.device, "method": args.method}
+    ensemble = {"members": args.ensemble, "ray_address": args.ray_address, "workers": args.workers, "executor": "serial" if args.serial else None}
+    ensemble = {k: v for k, v in ensemble.items() if v is not None}
+    if ensemble:
+        overrides["ensemble"] = ensemble
+    if args.config and not Path(args.config).is_file():
+        raise FileNotFoundError(f"{args.config}: no such config file")
+    defaults_out = args.out is None and args.config is not None
+    if defaults_out:
+        overrides.pop("out")  # let the config file choose the folder
+    config = workflow.config(args.preset, args.config, overrides)
+    console = Console(stderr=True)
+    result = workflow.run(config, RunContext(resume=args.resume, progress=not args.no_progress and console.is_terminal, log=console.log))
+    table = Table(title=f"{workflow.name}: summary")
+    table.add_column("quantity")
+    for method in result.extractions:
+        table.add_column(method, justify="right")
+    for row in result.summary_rows():
+        table.add_row(*row)
+    Console().print(table)
+    invalid = [m for m, e in result.extractions.items() if not e.metrics.get("is_valid", True)]
+    if invalid:
+        Console().print(f"[bold red]warning[/]: not valid: {', '.join(invalid)} (see metrics.json)")
+    Console().print(f"results: {result.out.resolve()}")
+    return 0
+
+
+def _cmd_simulate_pipi(args) -> int:
+    from hadrinv.data.cross_sections import write_cross_sections
+    from hadrinv.data.pipi_toy import PipiToySpec, simulate_pipi
+
+    spec = PipiToySpec(
+        n_s=args.n_s, n_z=args.n_z, grid=args.grid, s_max_gev2=args.s_max, f0_mass_gev=args.f0_mass, f0_width_gev=args.f0_width,
+        rho_mass_gev=args.rho_mass, rho_width_gev=args.rho_width, noise=args.noise, noise_relative_to=args.noise_relative_to, seed=args.seed,
+    )
+    data = simulate_pipi(spec)
+    path = write_cross_sections(data, args.out)
+    print(f"wrote {len(data)} points at {len(data.energies)} energies to {path} (truth: {path.name}.truth.json)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

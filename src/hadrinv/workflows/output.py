@@ -1,0 +1,37 @@
+"""A run's output folder: resolved config first, results as they come, metrics.json last.
+
+metrics.json is the mark of a finished run: it is removed when a new run starts and written atomically
+at the very end, so an interrupted run never looks complete. --resume requires the same config.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel
+
+from hadrinv.data.io import atomic_write_json, atomic_write_text
+
+METRICS = "metrics.json"
+CONFIG = "config.yaml"
+
+
+class ResumeMismatch(ValueError):
+    pass
+
+
+def prepare_output(out: str | Path, config: BaseModel, resume: bool) -> Path:
+    out = Path(out)
+    text = yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+    previous = out / CONFIG
+    if resume and previous.is_file() and yaml.safe_load(previous.read_text()) != yaml.safe_load(text):
+        raise ResumeMismatch(f"{previous}: the config differs from the interrupted run's; resume with the same settings or use a new --out")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / METRICS).unlink(missing_ok=True)
+    atomic_write_text(previous, text)
+    return out
+
+
+def finish_output(out: Path, metrics: dict) -> Path:
+    return atomic_write_json(out / METRICS, metrics)

@@ -1,0 +1,92 @@
+"""Typed configuration of the pipi-amplitude workflow. Defaults are the talk's settings (talk 000,
+back-up slides) where the talk gives one; presets `quick` (CI, minutes) and `paper` (the talk's 100 GANs)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from hadrinv.physics.pipi import F0_500, RHO_770, S_THRESHOLD_GEV2
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class SimulationConfig(Strict):
+    """Built-in default data (used when no --data is given): the talk's toy."""
+
+    n_s: int = Field(64, ge=2, description="energies (talk: 64)")
+    n_z: int = Field(64, ge=3, description="angles per energy (talk: 64)")
+    s_max_gev2: float = 1.0
+    grid: Literal["regular", "irregular"] = "regular"
+    f0_mass_gev: float = F0_500.mass_gev
+    f0_width_gev: float = F0_500.width_gev
+    rho_mass_gev: float = RHO_770.mass_gev
+    rho_width_gev: float = RHO_770.width_gev
+    noise: float = Field(0.01, gt=0, description="talk: 0.01 and 0.05")
+    noise_relative_to: Literal["point", "max"] = Field("max", description="talk: noise on the cross section normalised to its maximum")
+
+
+class FitConfig(Strict):
+    restarts: int = Field(8, ge=1, description="random starts, combined energy by energy")
+
+
+class GANConfig(Strict):
+    generator: Literal["spline", "cnn"] = Field("spline", description="spline: partial waves over s (CPU); cnn: the talk's image generator")
+    latent_dim: int = Field(100, ge=1, description="talk: input noise dimension 100")
+    hidden: int = 128
+    depth: int = 2
+    n_basis: int = Field(24, ge=4, description="cubic B-splines per curve in s")
+    cnn_channels: int = Field(64, description="talk: 64")
+    cnn_kernel: int = Field(17, description="talk: 17")
+    cnn_l_max: int = Field(4, description="partial waves kept when the CNN amplitude is projected for the physics losses")
+    discriminator_hidden: int = 64
+    epochs: int = Field(200, ge=1, description="talk: 200, with early stopping")
+    steps_per_epoch: int = Field(40, ge=1, description="talk: training size 40 x 256 with batch 256")
+    batch_size: int = Field(64, ge=2, description="talk: 256 (preset paper); 64 keeps a CPU step cheap")
+    lr_generator: float = Field(1e-3, gt=0, description="talk: Adam 1e-4 for its CNN; our small generator needs 1e-3 to converge within 200 epochs")
+    lr_discriminator: float = Field(1e-4, gt=0, description="talk: Adam 1e-5 (we keep the talk's ratio 10:1)")
+    weight_mse: float = Field(1.0, description="talk: [MSE, unitarity, d0, d1] = [1, 1, 10, 10]")
+    weight_adversarial: float = Field(1.0, description="times the MSE's data scale (the talk gives no weight)")
+    adversarial_from_chi2_ndf: float = Field(3.0, description="the adversarial term joins once chi2/ndf of the mean prediction is below this")
+    weight_unitarity: float = 1.0
+    weight_monotonic: float = 10.0
+    monotonic_waves: list[int] = Field([0, 1], description="waves whose phase must rise (talk: d0 and d1)")
+    unitarity_angles: int = Field(8, ge=1, description="Gauss-Legendre angles where the relation is imposed")
+    unitarity_nodes: int = Field(16, ge=2, description="z' and phi nodes of the unitarity integral")
+    early_stop_unitarity: float = Field(0.02, description="talk: L_u < 0.02")
+    early_stop_change: float = Field(0.01, description="talk: |L_u,n - L_u,n-1| < 0.01")
+    early_stop_patience: int = Field(10, description="talk: 10 consecutive epochs")
+    converged_chi2_ndf: float = Field(1.5, description="a member also needs chi2/ndf below this to count as converged")
+    initial_phase_deg: tuple[float, float] = Field((10.0, 170.0), description="phase shifts of the untrained generator: a rising ramp")
+    replicas: bool = Field(True, description="each member trains on its own replica of the data drawn within the errors")
+    samples_per_member: int = Field(100, ge=2)
+
+
+class EnsembleConfig(Strict):
+    members: int = Field(10, ge=1, description="talk: 100 (preset paper)")
+    executor: Literal["ray", "serial"] = "ray"
+    workers: int | None = Field(None, description="parallel members on a local Ray (default: CPU count)")
+    ray_address: str | None = Field(None, description="an existing Ray cluster, e.g. ray://head:10001 or auto")
+
+
+class PipiAmplitudeConfig(Strict):
+    method: Literal["fit", "gan", "both"] = "both"
+    l_max: int = Field(1, ge=0, le=6)
+    data: str | None = None
+    out: str = "runs/pipi-amplitude"
+    seed: int = 0
+    device: Literal["cpu", "cuda"] = "cpu"
+    assumed_relative_error: float = Field(0.01, gt=0, description="used only when the data have no error column")
+    simulation: SimulationConfig = SimulationConfig()
+    fit: FitConfig = FitConfig()
+    gan: GANConfig = GANConfig()
+    ensemble: EnsembleConfig = EnsembleConfig()
+
+
+PRESETS: dict[str, dict] = {
+    "quick": {"gan": {"epochs": 60, "batch_size": 64}, "ensemble": {"members": 4}},
+    "paper": {"gan": {"batch_size": 256}, "ensemble": {"members": 100}},
+}

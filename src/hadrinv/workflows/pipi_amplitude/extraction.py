@@ -1,0 +1,75 @@
+"""What an extraction method returns: phase shifts with errors, the amplitude at the data points,
+and metrics against the data (and against the truth when the data were simulated)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from hadrinv.data.io import atomic_write_csv
+from hadrinv.physics.partial_waves import UnitarityRelation, amplitude_from_waves
+from hadrinv.physics.quadrature import gauss_legendre
+from hadrinv.workflows.pipi_amplitude.problem import PipiProblem
+
+
+@dataclass
+class Extraction:
+    method: str
+    energies: np.ndarray  # (n_s,) GeV^2
+    delta_deg: np.ndarray  # (n_s, n_waves), physical branch
+    delta_err_deg: np.ndarray  # (n_s, n_waves), 1 sigma
+    waves: np.ndarray  # complex (n_s, n_waves), central
+    amplitude: np.ndarray  # complex (n_points,), at the data points
+    amplitude_err: np.ndarray  # complex (n_points,): re and im 1-sigma errors
+    metrics: dict = field(default_factory=dict)
+
+    def write(self, folder: Path, problem: PipiProblem) -> None:
+        n_waves = self.delta_deg.shape[1]
+        header = ["s"] + [f"delta{l}_{kind}" for l in range(n_waves) for kind in ("deg", "err_deg")]
+        rows = [[f"{s:.10g}"] + [f"{v:.8g}" for l in range(n_waves) for v in (self.delta_deg[i, l], self.delta_err_deg[i, l])] for i, s in enumerate(self.energies)]
+        atomic_write_csv(folder / "partial_waves.csv", header, rows)
+        s, z = problem.s.numpy(), problem.cos_theta.numpy()
+        a, e = self.amplitude, self.amplitude_err
+        rows = [[f"{s[i]:.10g}", f"{z[i]:.10g}", f"{a[i].real:.10g}", f"{a[i].imag:.10g}", f"{e[i].real:.6g}", f"{e[i].imag:.6g}"] for i in range(len(s))]
+        atomic_write_csv(folder / "amplitude.csv", ["s", "cos_theta", "re_A", "im_A", "re_A_err", "im_A_err"], rows)
+
+
+def data_metrics(problem: PipiProblem, waves: torch.Tensor, n_parameters: int) -> tuple[dict, np.ndarray]:
+    """chi2/ndf of the central waves, the talk's unitarity loss on them, and the pulls."""
+    sigma = problem.cross_section(waves.real, waves.imag)
+    pulls = ((sigma - problem.dsigma) / problem.error).numpy()
+    chi2 = float((pulls**2).sum())
+    ndf = max(len(problem) - n_parameters, 1)
+    z, _ = gauss_legendre(16)
+    unitarity = UnitarityRelation(z, problem.l_max)
+    return {"chi2": chi2, "ndf": ndf, "chi2_ndf": chi2 / ndf, "unitarity_loss": float(unitarity.loss(waves))}, pulls
+
+
+def truth_metrics(delta_deg: np.ndarray, delta_err_deg: np.ndarray, truth_deg: np.ndarray) -> dict:
+    """Per wave: RMS and max error over the energies, and the fraction of energies inside the 1-sigma band."""
+    diff = delta_deg - truth_deg
+    out = {}
+    for l in range(truth_deg.shape[1]):
+        out[f"delta{l}_rms_error_deg"] = float(np.sqrt(np.mean(diff[:, l] ** 2)))
+        out[f"delta{l}_max_error_deg"] = float(np.max(np.abs(diff[:, l])))
+        out[f"delta{l}_band_coverage"] = float(np.mean(np.abs(diff[:, l]) <= delta_err_deg[:, l]))
+    return out
+
+
+def align_to_truth_period(delta_deg: np.ndarray, truth_deg: np.ndarray) -> np.ndarray:
+    """Phase shifts are defined modulo 180 degrees: shift each wave by the multiple closest to the truth."""
+    shift = np.round(np.mean(truth_deg - delta_deg, axis=0) / 180.0) * 180.0
+    return delta_deg + shift
+
+
+def amplitude_at_points(problem: PipiProblem, waves: torch.Tensor) -> torch.Tensor:
+    """A(s, z) at the data points from waves at the energies (..., n_s, n_waves)."""
+    return amplitude_from_waves(waves[..., problem.energy_index, :], problem.cos_theta)
+
+
+def rad2deg(x: torch.Tensor) -> np.ndarray:
+    return (x * (180.0 / math.pi)).numpy()

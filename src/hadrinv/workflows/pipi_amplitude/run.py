@@ -1,0 +1,219 @@
+"""pipi-amplitude: the pi pi amplitude (modulus and phase) from dsigma/dOmega, talk 000.
+
+Loads (or simulates) the data, runs the baseline fit and/or the GAN ensemble, writes per method
+partial_waves.csv, amplitude.csv and plots into OUT/<method>/, and metrics.json (last) into OUT.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from hadrinv.data.cross_sections import CrossSectionData, read_cross_sections, write_cross_sections
+from hadrinv.data.io import atomic_torch_save, load_checkpoint
+from hadrinv.data.pipi_toy import PipiToySpec, simulate_pipi, truth_resonances
+from hadrinv.inference.ensemble import run_tasks
+from hadrinv.physics.partial_waves import elastic_wave, wrap_half_period
+from hadrinv.physics.pipi import S_THRESHOLD_GEV2, breit_wigner_phase_shifts, breit_wigner_waves
+from hadrinv.workflows.output import finish_output, prepare_output
+from hadrinv.workflows.pipi_amplitude import plots
+from hadrinv.workflows.pipi_amplitude.config import PipiAmplitudeConfig
+from hadrinv.workflows.pipi_amplitude.extraction import (
+    Extraction, align_to_truth_period, amplitude_at_points, data_metrics, rad2deg, truth_metrics,
+)
+from hadrinv.workflows.pipi_amplitude.fit_method import amplitude_with_errors, fit_phase_shifts
+from hadrinv.workflows.pipi_amplitude.gan_method import train_member
+from hadrinv.workflows.pipi_amplitude.problem import PipiProblem
+from hadrinv.workflows.registry import RunContext
+
+
+@dataclass
+class PipiAmplitudeResult:
+    out: Path
+    extractions: dict[str, Extraction]
+    metrics: dict
+
+    def summary_rows(self) -> list[tuple[str, ...]]:
+        """(quantity, value per method) rows for the terminal summary."""
+        methods = list(self.extractions)
+        keys = [k for k in ("chi2_ndf", "unitarity_loss", "delta0_rms_error_deg", "delta1_rms_error_deg", "delta0_band_coverage", "delta1_band_coverage", "converged_fraction", "seconds") if any(k in self.extractions[m].metrics for m in methods)]
+        rows = []
+        for k in keys:
+            values = []
+            for m in methods:
+                v = self.extractions[m].metrics.get(k)
+                values.append("-" if v is None else f"{v:.4g}")
+            rows.append((k, *values))
+        return rows
+
+
+def load_data(config: PipiAmplitudeConfig) -> CrossSectionData:
+    if config.data:
+        return read_cross_sections(config.data, S_THRESHOLD_GEV2)
+    spec = PipiToySpec(**config.simulation.model_dump(), seed=config.seed)
+    return simulate_pipi(spec)
+
+
+def run(config: PipiAmplitudeConfig, context: RunContext | None = None) -> PipiAmplitudeResult:
+    context = context or RunContext()
+    started = time.perf_counter()
+    data = load_data(config)  # validates before anything is written
+    if config.device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda requested but torch sees no CUDA device")
+    problem = PipiProblem.from_data(data, config.l_max, config.assumed_relative_error)
+    out = prepare_output(config.out, config, context.resume)
+    if not config.data:
+        write_cross_sections(data, out / "data.csv")
+    resonances = truth_resonances(data.truth)
+    truth_deg = None
+    if resonances is not None:
+        truth_deg = np.zeros((problem.n_energies, problem.n_waves))
+        known = min(problem.n_waves, 2)
+        truth_deg[:, :known] = rad2deg(breit_wigner_phase_shifts(problem.energies, resonances))[:, :known]
+    context.log(f"data: {data.source}: {len(problem)} points at {problem.n_energies} energies, l_max = {config.l_max}")
+
+    extractions: dict[str, Extraction] = {}
+    if config.method in ("fit", "both"):
+        extractions["fit"] = _run_fit(problem, config, out / "fit", context)
+    if config.method in ("gan", "both"):
+        extractions["gan"] = _run_gan(problem, config, out / "gan", context)
+
+    for name, extraction in extractions.items():
+        folder = out / name
+        if truth_deg is not None:
+            extraction.delta_deg = align_to_truth_period(extraction.delta_deg, truth_deg)
+            extraction.metrics.update(truth_metrics(extraction.delta_deg, extraction.delta_err_deg, truth_deg))
+        extraction.write(folder, problem)
+        _plots(folder, problem, extraction, resonances)
+    curves = [{"label": n, "s": e.energies, "delta_deg": e.delta_deg, "delta_err_deg": e.delta_err_deg} for n, e in extractions.items()]
+    plots.plot_phase_shifts(out / "phase_shifts.png", curves, _fine_truth(problem, resonances))
+    metrics = {
+        "workflow": "pipi-amplitude",
+        "data": data.source,
+        "n_points": len(problem),
+        "n_energies": problem.n_energies,
+        "errors_given": problem.errors_given,
+        "seconds": time.perf_counter() - started,
+        **{name: e.metrics for name, e in extractions.items()},
+    }
+    finish_output(out, metrics)
+    return PipiAmplitudeResult(out=out, extractions=extractions, metrics=metrics)
+
+
+def _run_fit(problem: PipiProblem, config: PipiAmplitudeConfig, folder: Path, context: RunContext) -> Extraction:
+    checkpoint = folder / "fit.pt"
+    if context.resume and checkpoint.is_file():
+        saved = load_checkpoint(checkpoint)
+        context.log("fit: loaded from checkpoint")
+    else:
+        fitted = fit_phase_shifts(problem, restarts=config.fit.restarts, seed=config.seed)
+        saved = {
+            "delta": fitted.delta, "delta_err": fitted.delta_err, "covariance": torch.as_tensor(fitted.fit.covariance),
+            "is_valid": fitted.fit.is_valid, "has_accurate_covar": fitted.fit.has_accurate_covar, "seconds": fitted.seconds,
+        }
+        atomic_torch_save(saved, checkpoint)
+        context.log(f"fit: {'valid' if fitted.fit.is_valid else 'NOT VALID'}, chi2/ndf = {fitted.fit.chi2_per_ndf:.3f}, {fitted.seconds:.1f} s")
+    delta = saved["delta"]
+    waves = elastic_wave(delta)
+    amplitude, amplitude_err = amplitude_with_errors(problem, delta, saved["covariance"].numpy())
+    metrics, pulls = data_metrics(problem, waves, delta.numel())
+    metrics.update(is_valid=bool(saved["is_valid"]), has_accurate_covar=bool(saved["has_accurate_covar"]), seconds=float(saved["seconds"]))
+    extraction = Extraction("fit", problem.energies.numpy(), rad2deg(delta), rad2deg(saved["delta_err"]), waves.numpy(), amplitude.numpy(), amplitude_err.numpy(), metrics)
+    extraction.pulls = pulls
+    return extraction
+
+
+def _run_gan(problem: PipiProblem, config: PipiAmplitudeConfig, folder: Path, context: RunContext) -> Extraction:
+    started = time.perf_counter()
+    n = config.ensemble.members
+    checkpoints = [folder / "members" / f"member_{i:03d}.pt" for i in range(n)]
+    done = [0]
+
+    progress = _progress(context, n, "GAN ensemble")
+
+    def on_done(i: int, result: dict) -> None:
+        done[0] += 1
+        progress.advance(f"member {i}: {'converged' if result['converged'] else 'not converged'} after {result['epochs']} epochs, {result['seconds']:.0f} s")
+
+    members = run_tasks(
+        train_member, shared={"problem": problem, "cfg": config.gan},
+        per_task=[{"seed": config.seed * 100_003 + i} for i in range(n)],
+        checkpoints=checkpoints, resume=context.resume, executor=config.ensemble.executor,
+        workers=config.ensemble.workers, ray_address=config.ensemble.ray_address, on_done=on_done,
+    )
+    progress.close()
+    converged = [m for m in members if m["converged"]]
+    used = converged or members  # with none converged we still report, flagged as not valid
+    delta = torch.cat([m["delta"] for m in used])  # (samples, n_s, n_waves)
+    waves = torch.complex(torch.cat([m["waves_re"] for m in used]), torch.cat([m["waves_im"] for m in used]))
+    delta = _align_samples(delta)
+    central_waves = waves.mean(0)
+    amplitudes = amplitude_at_points(problem, waves)
+    amplitude = amplitudes.mean(0)
+    amplitude_err = torch.complex(amplitudes.real.std(0), amplitudes.imag.std(0))
+    n_shape = problem.n_waves * (config.gan.n_basis if config.gan.generator == "spline" else problem.n_energies)
+    metrics, pulls = data_metrics(problem, central_waves, n_shape)
+    metrics.update(
+        members=n, members_converged=len(converged), converged_fraction=len(converged) / n, is_valid=bool(converged),
+        member_epochs_mean=float(np.mean([m["epochs"] for m in members])), member_seconds_mean=float(np.mean([m["seconds"] for m in members])),
+        seconds=time.perf_counter() - started,
+    )
+    extraction = Extraction("gan", problem.energies.numpy(), rad2deg(delta.mean(0)), rad2deg(delta.std(0)), central_waves.numpy(), amplitude.numpy(), amplitude_err.numpy(), metrics)
+    extraction.pulls = pulls
+    plots.plot_training_history(folder / "training.png", [m["history"] for m in members], keys=("mse", "unitarity_loss", "chi2_ndf", "loss_d"))
+    return extraction
+
+
+def _align_samples(delta: torch.Tensor) -> torch.Tensor:
+    """Shift each sample by multiples of pi to the first sample's curve (phase shifts are defined mod pi)."""
+    reference = delta[0]
+    shift = torch.round((delta - reference).mean(-2, keepdim=True) / math.pi) * math.pi
+    return delta - shift
+
+
+def _fine_truth(problem: PipiProblem, resonances) -> dict | None:
+    if resonances is None:
+        return None
+    s = torch.linspace(float(problem.energies.min()), float(problem.energies.max()), 400, dtype=torch.float64)
+    return {"s": s.numpy(), "delta_deg": rad2deg(breit_wigner_phase_shifts(s, resonances))}
+
+
+def _plots(folder: Path, problem: PipiProblem, extraction: Extraction, resonances) -> None:
+    truth = None
+    if resonances is not None:
+        waves = torch.zeros(problem.n_energies, problem.n_waves, dtype=torch.complex128)
+        known = min(problem.n_waves, 2)
+        waves[:, :known] = breit_wigner_waves(problem.energies, resonances)[:, :known]
+        truth = amplitude_at_points(problem, waves).numpy()
+    s, z = problem.s.numpy(), problem.cos_theta.numpy()
+    plots.plot_amplitude_maps(folder / "amplitude.png", s, z, extraction.amplitude, truth, title=extraction.method)
+    plots.plot_pulls(folder / "pulls.png", s, extraction.pulls, label=extraction.method)
+
+
+class _progress:
+    """A rich progress bar when the terminal wants one, else log lines."""
+
+    def __init__(self, context: RunContext, total: int, description: str):
+        self.context, self.bar = context, None
+        if context.progress:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=False)
+            self.bar.start()
+            self.task = self.bar.add_task(description, total=total)
+
+    def advance(self, message: str) -> None:
+        if self.bar is not None:
+            self.bar.advance(self.task)
+            self.bar.console.log(message)
+        else:
+            self.context.log(message)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()

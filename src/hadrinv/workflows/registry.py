@@ -1,0 +1,76 @@
+"""Workflows by name: each has a typed config, presets and a run(config, context) -> result."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+from pydantic import BaseModel
+
+
+@dataclass
+class RunContext:
+    resume: bool = False
+    progress: bool = True  # progress bars on the terminal
+    log: Callable[[str], None] = print
+
+
+@dataclass
+class Workflow:
+    name: str
+    summary: str
+    config_class: type[BaseModel]
+    run: Callable[[BaseModel, RunContext], Any]
+    presets: dict[str, dict] = field(default_factory=dict)
+
+    def config(self, preset: str | None = None, config_file: str | Path | None = None, overrides: dict | None = None) -> BaseModel:
+        """Defaults < preset < YAML file < overrides (e.g. from the command line)."""
+        merged: dict = {}
+        if preset:
+            if preset not in self.presets:
+                raise ValueError(f"unknown preset {preset!r} for {self.name}; choose from {', '.join(self.presets)}")
+            merged = deep_merge(merged, self.presets[preset])
+        if config_file:
+            loaded = yaml.safe_load(Path(config_file).read_text()) or {}
+            if not isinstance(loaded, dict):
+                raise ValueError(f"{config_file}: a config file must hold a mapping of settings")
+            merged = deep_merge(merged, loaded)
+        merged = deep_merge(merged, {k: v for k, v in (overrides or {}).items() if v is not None})
+        return self.config_class.model_validate(merged)
+
+
+def deep_merge(base: dict, update: dict) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+WORKFLOWS: dict[str, Workflow] = {}
+
+
+def register(workflow: Workflow) -> Workflow:
+    WORKFLOWS[workflow.name] = workflow
+    return workflow
+
+
+def get_workflow(name: str) -> Workflow:
+    _load_builtin()
+    if name not in WORKFLOWS:
+        raise KeyError(f"unknown workflow {name!r}; available: {', '.join(sorted(WORKFLOWS))}")
+    return WORKFLOWS[name]
+
+
+def all_workflows() -> list[Workflow]:
+    _load_builtin()
+    return [WORKFLOWS[k] for k in sorted(WORKFLOWS)]
+
+
+def _load_builtin() -> None:
+    import hadrinv.workflows.pipi_amplitude  # noqa: F401  (registers itself)
