@@ -25,6 +25,7 @@ def run_tasks(
     workers: int | None = None,
     ray_address: str | None = None,
     on_done: Callable[[int, dict], None] | None = None,
+    gpus_per_task: float = 0.0,
 ) -> list[dict]:
     """results[i] = function(**shared, **per_task[i]), saved to checkpoints[i]."""
     results: list[dict | None] = [None] * len(per_task)
@@ -48,13 +49,13 @@ def run_tasks(
             finish(i, function(**shared, **per_task[i]))
     elif executor == "ray":
         if todo:
-            _run_on_ray(function, shared, per_task, todo, finish, workers, ray_address)
+            _run_on_ray(function, shared, per_task, todo, finish, workers, ray_address, gpus_per_task)
     else:
         raise ValueError(f"unknown executor {executor!r}; use 'ray' or 'serial'")
     return results  # type: ignore[return-value]
 
 
-def _run_on_ray(function, shared, per_task, todo, finish, workers, ray_address) -> None:
+def _run_on_ray(function, shared, per_task, todo, finish, workers, ray_address, gpus_per_task) -> None:
     import ray
 
     started_here = not ray.is_initialized()
@@ -64,7 +65,7 @@ def _run_on_ray(function, shared, per_task, todo, finish, workers, ray_address) 
         else:
             ray.init(num_cpus=workers or os.cpu_count(), include_dashboard=False, log_to_driver=False, configure_logging=False)
     try:
-        remote = ray.remote(num_cpus=1)(function)
+        remote = ray.remote(num_cpus=1, num_gpus=gpus_per_task)(function)
         shared_ref = {k: ray.put(v) for k, v in shared.items()}
         pending = {remote.remote(**shared_ref, **per_task[i]): i for i in todo}
         while pending:

@@ -26,6 +26,8 @@ class Extraction:
     amplitude: np.ndarray  # complex (n_points,), at the data points
     amplitude_err: np.ndarray  # complex (n_points,): re and im 1-sigma errors
     metrics: dict = field(default_factory=dict)
+    pulls: np.ndarray | None = None  # (model - data) / error at the points
+    pooled_err_deg: np.ndarray | None = None  # GAN: spread of all latent samples, a diagnostic
 
     def write(self, folder: Path, problem: PipiProblem) -> None:
         n_waves = self.delta_deg.shape[1]

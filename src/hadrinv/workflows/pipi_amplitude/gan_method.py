@@ -22,7 +22,6 @@ from __future__ import annotations
 import math
 import time
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -58,7 +57,10 @@ class PipiGANModel:
         n_points = len(problem)
         if cfg.generator == "spline":
             energies = problem.energies.cpu().numpy()
-            design = bspline_design_matrix(energies, cfg.n_basis, float(energies.min()), float(energies.max()))
+            # knots reach one spacing past the data on each side: at a clamped end a single coefficient sets
+            # the curve at the last energy alone, and there the data (small cross sections) barely constrain it
+            pad = (energies.max() - energies.min()) / (cfg.n_basis - 3)
+            design = bspline_design_matrix(energies, cfg.n_basis, float(energies.min() - pad), float(energies.max() + pad))
             self.generator = SplineCurveGenerator(design, 2 * self.n_waves, cfg.latent_dim, cfg.hidden, cfg.depth)
             with torch.no_grad():  # start on a rising ramp: breaks the delta -> -delta symmetry of |A|^2 at delta = 0
                 lo, hi = (math.radians(v) for v in cfg.initial_phase_deg)
@@ -71,7 +73,7 @@ class PipiGANModel:
             self.generator = ConvImageGenerator(n_s, n_z, 2, cfg.latent_dim, cfg.cnn_channels, cfg.cnn_kernel)
             self.discriminator = nn.Sequential(_Clamp(), ConvDiscriminator(n_s, n_z))
             z_grid = problem.cos_theta[self.grid[0]].to(torch.float64)
-            self.grid_weights = torch.as_tensor(np.gradient(z_grid.numpy()), dtype=torch.float64)  # trapezoid-like weights on [-1, 1]
+            self.grid_weights = trapezoid_weights(z_grid)
             self.grid_z = z_grid
         z_eval, _ = gauss_legendre(cfg.unitarity_angles)
         l_unit = self.n_waves - 1 if cfg.generator == "spline" else max(cfg.cnn_l_max, self.n_waves - 1)
@@ -87,7 +89,7 @@ class PipiGANModel:
             return torch.complex(re, im)
         amplitude = torch.complex(out[..., 0], out[..., 1]).to(torch.complex128)  # (batch, n_s, n_z)
         l_max = self.n_waves - 1 if l_max is None else l_max
-        return project_partial_waves(amplitude, self.grid_z, self.grid_weights, l_max).to(out.dtype if out.dtype == torch.float64 else torch.complex64)
+        return project_partial_waves(amplitude, self.grid_z, self.grid_weights, l_max).to(torch.complex128 if out.dtype == torch.float64 else torch.complex64)
 
     def cross_section(self, out: torch.Tensor) -> torch.Tensor:
         if self.cfg.generator == "spline":
@@ -124,14 +126,21 @@ class PipiGANModel:
         return self.n_waves * (self.cfg.n_basis if self.cfg.generator == "spline" else self.problem.n_energies)
 
 
-def train_member(problem: PipiProblem, cfg: GANConfig, seed: int, threads: int = 1) -> dict:
-    """Train one GAN; return plain tensors and numbers (checkpoint-safe): samples, history, convergence."""
+def train_member(problem: PipiProblem, cfg: GANConfig, seed: int, device: str = "cpu", threads: int = 1) -> dict:
+    """Train one GAN; return plain CPU tensors and numbers (checkpoint-safe): samples, history, convergence.
+
+    One thread per member: members run in parallel, and a fixed thread count keeps CPU results
+    bit-identical for the same seed.
+    """
     start = time.perf_counter()
     torch.manual_seed(seed)
     torch.set_num_threads(threads)
-    problem32 = problem.to(dtype=torch.float32)
-    replica = problem32.dsigma + (problem32.error * torch.randn(len(problem32)) if cfg.replicas else 0.0)
+    problem32 = problem.to(dtype=torch.float32, device=device)
+    noise = torch.randn(len(problem32)).to(device)
+    replica = problem32.dsigma + (problem32.error * noise if cfg.replicas else 0.0)
     model = PipiGANModel(problem32, cfg, replica)
+    model.generator.to(device)
+    model.discriminator.to(device)
     gan = model.gan()
     z_monitor = gan.latent(64)
     ndf = max(len(problem) - model.n_shape_parameters(), 1)
@@ -147,13 +156,15 @@ def train_member(problem: PipiProblem, cfg: GANConfig, seed: int, threads: int =
         PlateauRule("chi2_ndf", cfg.converged_chi2_ndf, float("inf"), cfg.early_stop_patience),
     ]
     history = gan.train(
-        lambda n: torch.randn(n, len(problem32)), cfg.epochs, cfg.steps_per_epoch, cfg.batch_size,
+        lambda n: torch.randn(n, len(problem32), device=device), cfg.epochs, cfg.steps_per_epoch, cfg.batch_size,
         monitor=monitor, stop=lambda h: all(rule(h) for rule in rules),
         adversarial_from=lambda h: h[-1]["chi2_ndf"] < cfg.adversarial_from_chi2_ndf,
     )
     sample_generator = torch.Generator().manual_seed(seed + 1)
-    out = gan.sample(cfg.samples_per_member, sample_generator).to(torch.float64)
-    waves = model.waves(out).to(torch.complex128)
+    latent = torch.randn(cfg.samples_per_member, cfg.latent_dim, generator=sample_generator).to(device)
+    with torch.no_grad():
+        out = model.generator(latent).to(torch.float64)
+    waves = model.waves(out).to(torch.complex128).cpu()
     delta, waves = physical_branch(waves)
     last = history.epochs[-1]
     return {
@@ -166,9 +177,18 @@ def train_member(problem: PipiProblem, cfg: GANConfig, seed: int, threads: int =
         "waves_re": waves.real.contiguous(),
         "waves_im": waves.imag.contiguous(),
         "history": history.epochs,
-        "generator_state": {k: v.detach().clone() for k, v in model.generator.state_dict().items()},
+        "generator_state": {k: v.detach().cpu().clone() for k, v in model.generator.state_dict().items()},
         "seconds": time.perf_counter() - start,
     }
+
+
+def trapezoid_weights(nodes: torch.Tensor) -> torch.Tensor:
+    """Trapezoid weights on sorted nodes (the measured angles of a regular grid)."""
+    gaps = torch.diff(nodes)
+    weights = torch.zeros_like(nodes)
+    weights[:-1] += 0.5 * gaps
+    weights[1:] += 0.5 * gaps
+    return weights
 
 
 def physical_branch(waves: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

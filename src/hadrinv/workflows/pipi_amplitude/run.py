@@ -88,6 +88,9 @@ def run(config: PipiAmplitudeConfig, context: RunContext | None = None) -> PipiA
         if truth_deg is not None:
             extraction.delta_deg = align_to_truth_period(extraction.delta_deg, truth_deg)
             extraction.metrics.update(truth_metrics(extraction.delta_deg, extraction.delta_err_deg, truth_deg))
+            if getattr(extraction, "pooled_err_deg", None) is not None:
+                pooled = truth_metrics(extraction.delta_deg, extraction.pooled_err_deg, truth_deg)
+                extraction.metrics.update({k.replace("band_coverage", "pooled_band_coverage"): v for k, v in pooled.items() if "coverage" in k})
         extraction.write(folder, problem)
         _plots(folder, problem, extraction, resonances)
     curves = [{"label": n, "s": e.energies, "delta_deg": e.delta_deg, "delta_err_deg": e.delta_err_deg} for n, e in extractions.items()]
@@ -141,29 +144,42 @@ def _run_gan(problem: PipiProblem, config: PipiAmplitudeConfig, folder: Path, co
         progress.advance(f"member {i}: {'converged' if result['converged'] else 'not converged'} after {result['epochs']} epochs, {result['seconds']:.0f} s")
 
     members = run_tasks(
-        train_member, shared={"problem": problem, "cfg": config.gan},
+        train_member, shared={"problem": problem, "cfg": config.gan, "device": config.device},
         per_task=[{"seed": config.seed * 100_003 + i} for i in range(n)],
         checkpoints=checkpoints, resume=context.resume, executor=config.ensemble.executor,
         workers=config.ensemble.workers, ray_address=config.ensemble.ray_address, on_done=on_done,
+        gpus_per_task=1.0 if config.device == "cuda" else 0.0,
     )
     progress.close()
     converged = [m for m in members if m["converged"]]
     used = converged or members  # with none converged we still report, flagged as not valid
-    delta = torch.cat([m["delta"] for m in used])  # (samples, n_s, n_waves)
-    waves = torch.complex(torch.cat([m["waves_re"] for m in used]), torch.cat([m["waves_im"] for m in used]))
-    delta = _align_samples(delta)
-    central_waves = waves.mean(0)
-    amplitudes = amplitude_at_points(problem, waves)
+    # each member: mean over its latent samples; the band is the spread of these over the members, each
+    # trained on its own replica of the data (a bootstrap); the latent spread within a member is reported
+    # beside it ("pooled") but is not a calibrated uncertainty
+    member_delta = _align_samples(torch.stack([_align_samples(m["delta"]).mean(0) for m in used]))  # (members, n_s, n_waves)
+    member_waves = torch.stack([torch.complex(m["waves_re"], m["waves_im"]).mean(0) for m in used])
+    pooled = _align_samples(torch.cat([m["delta"] for m in used]))
+    central_waves = member_waves.mean(0)
+    amplitudes = amplitude_at_points(problem, member_waves)
     amplitude = amplitudes.mean(0)
-    amplitude_err = torch.complex(amplitudes.real.std(0), amplitudes.imag.std(0))
+    if len(used) > 1:
+        delta_err = member_delta.std(0)
+        amplitude_err = torch.complex(amplitudes.real.std(0), amplitudes.imag.std(0))
+    else:  # one member: only its latent spread is there to show
+        delta_err = pooled.std(0)
+        samples = amplitude_at_points(problem, torch.complex(used[0]["waves_re"], used[0]["waves_im"]))
+        amplitude_err = torch.complex(samples.real.std(0), samples.imag.std(0))
     n_shape = problem.n_waves * (config.gan.n_basis if config.gan.generator == "spline" else problem.n_energies)
     metrics, pulls = data_metrics(problem, central_waves, n_shape)
     metrics.update(
         members=n, members_converged=len(converged), converged_fraction=len(converged) / n, is_valid=bool(converged),
+        band="replicas" if len(used) > 1 else "latent",
         member_epochs_mean=float(np.mean([m["epochs"] for m in members])), member_seconds_mean=float(np.mean([m["seconds"] for m in members])),
         seconds=time.perf_counter() - started,
     )
-    extraction = Extraction("gan", problem.energies.numpy(), rad2deg(delta.mean(0)), rad2deg(delta.std(0)), central_waves.numpy(), amplitude.numpy(), amplitude_err.numpy(), metrics)
+    delta_mean = member_delta.mean(0)
+    extraction = Extraction("gan", problem.energies.numpy(), rad2deg(delta_mean), rad2deg(delta_err), central_waves.numpy(), amplitude.numpy(), amplitude_err.numpy(), metrics)
+    extraction.pooled_err_deg = rad2deg(pooled.std(0))
     extraction.pulls = pulls
     plots.plot_training_history(folder / "training.png", [m["history"] for m in members], keys=("mse", "unitarity_loss", "chi2_ndf", "loss_d"))
     return extraction
