@@ -21,6 +21,7 @@ from typing import Callable
 import torch
 from torch import nn
 from torch.nn.functional import binary_cross_entropy_with_logits
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 
 @dataclass
@@ -60,6 +61,7 @@ class PhysicsConstrainedGAN:
         adversarial_weight: float = 1.0,
         lr_generator: float = 1e-4,
         lr_discriminator: float = 1e-5,
+        ema_decay: float | None = None,
     ):
         self.generator, self.discriminator, self.observe = generator, discriminator, observe
         self.measure = measure or (lambda observables: observables)
@@ -68,6 +70,16 @@ class PhysicsConstrainedGAN:
         self.opt_g = torch.optim.Adam(generator.parameters(), lr=lr_generator)
         self.opt_d = torch.optim.Adam(discriminator.parameters(), lr=lr_discriminator)
         self.history = GANHistory()
+        # an exponential moving average of the generator's weights (as in BigGAN / StyleGAN) smooths out
+        # the optimiser's step noise; monitoring and sampling use it when ema_decay is given
+        self.averaged = None
+        if ema_decay is not None:
+            self.averaged = AveragedModel(generator, multi_avg_fn=get_ema_multi_avg_fn(ema_decay))
+
+    @property
+    def sampler(self) -> nn.Module:
+        """The generator used for monitoring and sampling: the averaged one when there is one."""
+        return self.averaged.module if self.averaged is not None else self.generator
 
     @property
     def latent_dim(self) -> int:
@@ -107,6 +119,8 @@ class PhysicsConstrainedGAN:
             weighted = weighted + weight * terms[name]
         weighted.backward()
         self.opt_g.step()
+        if self.averaged is not None:
+            self.averaged.update_parameters(self.generator)
         return {"loss_d": loss_d.item(), "loss_g": weighted.item(), **{k: v.item() for k, v in terms.items()}}
 
     def train(
@@ -137,6 +151,7 @@ class PhysicsConstrainedGAN:
             record = {"epoch": epoch + 1, "adversarial_on": adversarial, **{k: v / steps_per_epoch for k, v in sums.items()}}
             if monitor is not None:
                 self.generator.eval()
+                self.sampler.eval()
                 with torch.no_grad():
                     record.update(monitor(self))
             self.history.epochs.append(record)
@@ -153,6 +168,6 @@ class PhysicsConstrainedGAN:
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """n physics objects from the trained generator."""
-        self.generator.eval()
-        return self.generator(self.latent(n, generator))
+        """n physics objects from the trained (averaged, if any) generator."""
+        self.sampler.eval()
+        return self.sampler(self.latent(n, generator))

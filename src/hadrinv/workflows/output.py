@@ -21,11 +21,12 @@ class ResumeMismatch(ValueError):
     pass
 
 
-def prepare_output(out: str | Path, config: BaseModel, resume: bool) -> Path:
+def prepare_output(out: str | Path, config: BaseModel, resume: bool, execution_keys: tuple[str, ...] = ()) -> Path:
+    """execution_keys: dotted settings that change how a run executes, not its results (may differ on resume)."""
     out = Path(out)
     text = yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
     previous = out / CONFIG
-    if resume and previous.is_file() and yaml.safe_load(previous.read_text()) != yaml.safe_load(text):
+    if resume and previous.is_file() and _without(yaml.safe_load(previous.read_text()), execution_keys) != _without(yaml.safe_load(text), execution_keys):
         raise ResumeMismatch(f"{previous}: the config differs from the interrupted run's; resume with the same settings or use a new --out")
     out.mkdir(parents=True, exist_ok=True)
     (out / METRICS).unlink(missing_ok=True)
@@ -35,3 +36,14 @@ def prepare_output(out: str | Path, config: BaseModel, resume: bool) -> Path:
 
 def finish_output(out: Path, metrics: dict) -> Path:
     return atomic_write_json(out / METRICS, metrics)
+
+
+def _without(settings: dict, dotted_keys: tuple[str, ...]) -> dict:
+    for dotted in dotted_keys:
+        *parents, last = dotted.split(".")
+        node = settings
+        for key in parents:
+            node = node.get(key, {}) if isinstance(node, dict) else {}
+        if isinstance(node, dict):
+            node.pop(last, None)
+    return settings

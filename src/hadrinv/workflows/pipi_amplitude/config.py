@@ -48,6 +48,7 @@ class GANConfig(Strict):
     batch_size: int = Field(64, ge=2, description="talk: 256 (preset paper); 64 keeps a CPU step cheap")
     lr_generator: float = Field(1e-3, gt=0, description="talk: Adam 1e-4 for its CNN; our small generator needs 1e-3 to converge within 200 epochs")
     lr_discriminator: float = Field(1e-4, gt=0, description="talk: Adam 1e-5 (we keep the talk's ratio 10:1)")
+    ema_decay: float | None = Field(0.99, description="moving average of the generator weights used for sampling (None: off)")
     weight_mse: float = Field(1.0, description="talk: [MSE, unitarity, d0, d1] = [1, 1, 10, 10]")
     weight_adversarial: float = Field(1.0, description="times the MSE's data scale (the talk gives no weight)")
     adversarial_from_chi2_ndf: float = Field(3.0, description="the adversarial term joins once chi2/ndf of the mean prediction is below this")
@@ -87,6 +88,6 @@ class PipiAmplitudeConfig(Strict):
 
 
 PRESETS: dict[str, dict] = {
-    "quick": {"gan": {"epochs": 60, "batch_size": 64}, "ensemble": {"members": 4}},
+    "quick": {"fit": {"restarts": 4}, "gan": {"epochs": 100}, "ensemble": {"members": 4}},
     "paper": {"gan": {"batch_size": 256}, "ensemble": {"members": 100}},
 }

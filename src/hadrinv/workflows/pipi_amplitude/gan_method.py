@@ -118,7 +118,7 @@ class PipiGANModel:
         return PhysicsConstrainedGAN(
             self.generator, self.discriminator, observe=self.pulls, measure=lambda u: u + torch.randn_like(u),
             penalties=penalties, mse_weight=cfg.weight_mse * self.mse_scale, adversarial_weight=cfg.weight_adversarial * self.mse_scale,
-            lr_generator=cfg.lr_generator, lr_discriminator=cfg.lr_discriminator,
+            lr_generator=cfg.lr_generator, lr_discriminator=cfg.lr_discriminator, ema_decay=cfg.ema_decay,
         )
 
     def n_shape_parameters(self) -> int:
@@ -146,7 +146,7 @@ def train_member(problem: PipiProblem, cfg: GANConfig, seed: int, device: str = 
     ndf = max(len(problem) - model.n_shape_parameters(), 1)
 
     def monitor(g: PhysicsConstrainedGAN) -> dict:
-        out = g.generator(z_monitor)
+        out = g.sampler(z_monitor)
         sigma = model.cross_section(out).mean(0)
         chi2 = (((sigma - problem32.dsigma) / problem32.error) ** 2).sum()
         return {"unitarity_loss": model.unitarity_loss(out).item(), "chi2_ndf": chi2.item() / ndf}
@@ -163,7 +163,7 @@ def train_member(problem: PipiProblem, cfg: GANConfig, seed: int, device: str = 
     sample_generator = torch.Generator().manual_seed(seed + 1)
     latent = torch.randn(cfg.samples_per_member, cfg.latent_dim, generator=sample_generator).to(device)
     with torch.no_grad():
-        out = model.generator(latent).to(torch.float64)
+        out = gan.sampler(latent).to(torch.float64)
     waves = model.waves(out).to(torch.complex128).cpu()
     delta, waves = physical_branch(waves)
     last = history.epochs[-1]
@@ -177,7 +177,7 @@ def train_member(problem: PipiProblem, cfg: GANConfig, seed: int, device: str = 
         "waves_re": waves.real.contiguous(),
         "waves_im": waves.imag.contiguous(),
         "history": history.epochs,
-        "generator_state": {k: v.detach().cpu().clone() for k, v in model.generator.state_dict().items()},
+        "generator_state": {k: v.detach().cpu().clone() for k, v in gan.sampler.state_dict().items()},
         "seconds": time.perf_counter() - start,
     }
 

@@ -32,6 +32,10 @@ from hadrinv.workflows.pipi_amplitude.problem import PipiProblem
 from hadrinv.workflows.registry import RunContext
 
 
+# how the members are run does not change the numbers: these may differ when resuming
+EXECUTION_KEYS = ("ensemble.executor", "ensemble.workers", "ensemble.ray_address", "out")
+
+
 @dataclass
 class PipiAmplitudeResult:
     out: Path
@@ -66,7 +70,7 @@ def run(config: PipiAmplitudeConfig, context: RunContext | None = None) -> PipiA
     if config.device == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("--device cuda requested but torch sees no CUDA device")
     problem = PipiProblem.from_data(data, config.l_max, config.assumed_relative_error)
-    out = prepare_output(config.out, config, context.resume)
+    out = prepare_output(config.out, config, context.resume, EXECUTION_KEYS)
     if not config.data:
         write_cross_sections(data, out / "data.csv")
     resonances = truth_resonances(data.truth)
