@@ -14,6 +14,7 @@ import argparse
 import json
 import platform
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from hadrinv.data.cross_sections import write_cross_sections
@@ -33,12 +34,17 @@ def main() -> None:
     parser.add_argument("--out", default="runs/bench-pipi")
     parser.add_argument("--preset", default=None)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--data-seeds", default=None, help="comma-separated seeds of the pseudo-data: repeats each data set (coverage study)")
     args = parser.parse_args()
     workflow = get_workflow("pipi-amplitude")
     rows, report = [], {"machine": platform.platform(), "members": args.members, "datasets": {}}
+    jobs = []
     for name in args.datasets.split(","):
+        seeds = [int(x) for x in args.data_seeds.split(",")] if args.data_seeds else [DATASETS[name].seed]
+        jobs += [(name if len(seeds) == 1 else f"{name}-seed{seed}", replace(DATASETS[name], seed=seed)) for seed in seeds]
+    for name, spec in jobs:
         out = Path(args.out) / name
-        data_path = write_cross_sections(simulate_pipi(DATASETS[name]), out / "data.csv")
+        data_path = write_cross_sections(simulate_pipi(spec), out / "data.csv")
         config = workflow.config(args.preset, overrides={"data": str(data_path), "out": str(out / "run"), "seed": args.seed, "method": "both", "ensemble": {"members": args.members}})
         started = time.perf_counter()
         result = workflow.run(config, RunContext(progress=False, log=lambda message: None))
@@ -52,6 +58,11 @@ def main() -> None:
     print(" | ".join("---" for _ in header))
     for r in rows:
         print(" | ".join([r[0], r[1]] + [f"{v:.3g}" for v in r[2:]]))
+    if len(jobs) > 1:
+        for method in ("fit", "gan"):
+            sel = [r for r in rows if r[1] == method]
+            mean = lambda k: sum(r[k] for r in sel) / len(sel)
+            print(f"mean over {len(sel)} data sets | {method} | {mean(2):.3g} | {mean(3):.3g} | {mean(4):.3g} | {mean(5):.3g} | {mean(6):.3g} | {mean(7):.3g} | {mean(8):.3g} | {mean(9):.3g}")
     print("talk 000: no accuracy figure (plots of converged / non-converged GANs); GAN time ratio to fit: "
           + ", ".join(f"{rows[i][0]} {rows[i + 1][-1] / rows[i][-1]:.1f}x" for i in range(0, len(rows), 2)))
     Path(args.out).mkdir(parents=True, exist_ok=True)

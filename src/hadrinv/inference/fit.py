@@ -130,6 +130,9 @@ def least_squares(
         method="trf",
         x_scale="jac",
         max_nfev=max_evaluations,
+        # tolerances on the total chi^2: with many independent blocks (energies) the default 1e-8 can stop
+        # while a block that contributes little to the total is still moving
+        ftol=1e-12, xtol=1e-12, gtol=1e-10,
     )
     chi2 = lambda x: (pulls(x) ** 2).sum()
     covariance, accurate = covariance_from_hessian(hessian(chi2, solution.x), CHI2)

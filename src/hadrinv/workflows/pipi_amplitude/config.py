@@ -30,7 +30,7 @@ class SimulationConfig(Strict):
 
 
 class FitConfig(Strict):
-    restarts: int = Field(8, ge=1, description="random starts, combined energy by energy")
+    restarts: int = Field(2, ge=1, description="starts (best grid-scan minima at each energy), combined energy by energy")
 
 
 class GANConfig(Strict):
@@ -88,6 +88,6 @@ class PipiAmplitudeConfig(Strict):
 
 
 PRESETS: dict[str, dict] = {
-    "quick": {"fit": {"restarts": 4}, "gan": {"epochs": 100}, "ensemble": {"members": 4}},
+    "quick": {"gan": {"epochs": 100}, "ensemble": {"members": 4}},
     "paper": {"gan": {"batch_size": 256}, "ensemble": {"members": 100}},
 }
