@@ -9,7 +9,6 @@ from dataclasses import asdict
 
 import numpy as np
 import pytest
-import torch
 
 from hadrinv.data.cross_sections import CrossSectionData, read_cross_sections, truth_path, write_cross_sections
 from hadrinv.data.io import atomic_write_csv, atomic_write_json, atomic_write_text

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from hadrinv.physics.pipi import F0_500, RHO_770, S_THRESHOLD_GEV2
+from hadrinv.physics.pipi import F0_500, RHO_770
 
 
 class Strict(BaseModel):

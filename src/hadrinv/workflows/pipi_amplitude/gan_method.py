@@ -95,7 +95,7 @@ class PipiGANModel:
         if self.cfg.generator == "spline":
             return self.problem.cross_section(*waves_from_output(out, self.n_waves), self.basis)
         flat = out.reshape(out.shape[0], -1, 2)
-        sigma = torch.zeros(out.shape[0], len(self.problem), dtype=out.dtype)
+        sigma = torch.zeros(out.shape[0], len(self.problem), dtype=out.dtype, device=out.device)
         sigma[:, self.grid.reshape(-1)] = (flat[..., 0] ** 2 + flat[..., 1] ** 2) / (64.0 * math.pi**2 * self.problem.s[self.grid.reshape(-1)])
         return sigma
 
@@ -173,6 +173,7 @@ def train_member(problem: PipiProblem, cfg: GANConfig, seed: int, device: str = 
         "epochs": len(history.epochs),
         "final_unitarity_loss": float(last["unitarity_loss"]),
         "final_chi2_ndf": float(last["chi2_ndf"]),
+        "n_shape_parameters": model.n_shape_parameters(),
         "delta": delta,  # (samples, n_s, n_waves) radians
         "waves_re": waves.real.contiguous(),
         "waves_im": waves.imag.contiguous(),

@@ -18,7 +18,7 @@ from hadrinv.data.cross_sections import CrossSectionData, read_cross_sections, w
 from hadrinv.data.io import atomic_torch_save, load_checkpoint
 from hadrinv.data.pipi_toy import PipiToySpec, simulate_pipi, truth_resonances
 from hadrinv.inference.ensemble import run_tasks
-from hadrinv.physics.partial_waves import elastic_wave, wrap_half_period
+from hadrinv.physics.partial_waves import elastic_wave
 from hadrinv.physics.pipi import S_THRESHOLD_GEV2, breit_wigner_phase_shifts, breit_wigner_waves
 from hadrinv.workflows.output import finish_output, prepare_output
 from hadrinv.workflows.pipi_amplitude import plots
@@ -68,7 +68,7 @@ def run(config: PipiAmplitudeConfig, context: RunContext | None = None) -> PipiA
     started = time.perf_counter()
     data = load_data(config)  # validates before anything is written
     if config.device == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("--device cuda requested but torch sees no CUDA device")
+        raise ValueError("--device cuda requested but torch sees no CUDA device")
     problem = PipiProblem.from_data(data, config.l_max, config.assumed_relative_error)
     out = prepare_output(config.out, config, context.resume, EXECUTION_KEYS)
     if not config.data:
@@ -92,7 +92,7 @@ def run(config: PipiAmplitudeConfig, context: RunContext | None = None) -> PipiA
         if truth_deg is not None:
             extraction.delta_deg = align_to_truth_period(extraction.delta_deg, truth_deg)
             extraction.metrics.update(truth_metrics(extraction.delta_deg, extraction.delta_err_deg, truth_deg))
-            if getattr(extraction, "pooled_err_deg", None) is not None:
+            if extraction.pooled_err_deg is not None:
                 pooled = truth_metrics(extraction.delta_deg, extraction.pooled_err_deg, truth_deg)
                 extraction.metrics.update({k.replace("band_coverage", "pooled_band_coverage"): v for k, v in pooled.items() if "coverage" in k})
         extraction.write(folder, problem)
@@ -173,8 +173,7 @@ def _run_gan(problem: PipiProblem, config: PipiAmplitudeConfig, folder: Path, co
         delta_err = pooled.std(0)
         samples = amplitude_at_points(problem, torch.complex(used[0]["waves_re"], used[0]["waves_im"]))
         amplitude_err = torch.complex(samples.real.std(0), samples.imag.std(0))
-    n_shape = problem.n_waves * (config.gan.n_basis if config.gan.generator == "spline" else problem.n_energies)
-    metrics, pulls = data_metrics(problem, central_waves, n_shape)
+    metrics, pulls = data_metrics(problem, central_waves, members[0]["n_shape_parameters"])
     metrics.update(
         members=n, members_converged=len(converged), converged_fraction=len(converged) / n, is_valid=bool(converged),
         band="replicas" if len(used) > 1 else "latent",
