@@ -58,7 +58,7 @@ def main() -> None:
     print(" | ".join("---" for _ in header))
     for r in rows:
         print(" | ".join([r[0], r[1]] + [f"{v:.3g}" for v in r[2:]]))
-    if len(jobs) > 1:
+    if args.data_seeds:
         for method in ("fit", "gan"):
             sel = [r for r in rows if r[1] == method]
             mean = lambda k: sum(r[k] for r in sel) / len(sel)
