@@ -160,3 +160,33 @@ def test_cnn_generator_refuses_an_irregular_grid():
     problem = PipiProblem.from_data(simulate_pipi(PipiToySpec(n_s=6, n_z=8, grid="irregular")), l_max=1)
     with pytest.raises(ValueError, match="regular grid"):
         train_member(problem, GANConfig(generator="cnn", cnn_channels=2, cnn_kernel=3, epochs=1, steps_per_epoch=1), seed=0)
+
+
+def test_cli_run_ends_with_a_summary_and_the_results_path(tmp_path, capsys):
+    data_path = write_cross_sections(simulate_pipi(PipiToySpec(n_s=10, n_z=8)), tmp_path / "toy.csv")
+    out = tmp_path / "out"
+    assert main(["run", "pipi-amplitude", "--data", str(data_path), "--out", str(out), "--method", "fit", "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "delta0_rms_error_deg" in printed and f"results: {out.resolve()}" in printed
+    settings = (out / "config.yaml").read_text()
+    assert "method: fit" in settings and str(data_path) in settings
+
+
+def test_an_interrupted_rerun_never_leaves_results_that_look_complete(tmp_path, monkeypatch):
+    import importlib
+
+    run_module = importlib.import_module("hadrinv.workflows.pipi_amplitude.run")  # the package exports run(), the function
+
+    workflow = get_workflow("pipi-amplitude")
+    data_path = write_cross_sections(simulate_pipi(PipiToySpec(n_s=10, n_z=8)), tmp_path / "toy.csv")
+    config = workflow.config(overrides={"data": str(data_path), "out": str(tmp_path / "out"), "method": "fit"})
+    workflow.run(config, QUIET)
+    assert (tmp_path / "out" / "metrics.json").is_file()
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(run_module, "fit_phase_shifts", killed)
+    with pytest.raises(KeyboardInterrupt):
+        workflow.run(config, QUIET)
+    assert not (tmp_path / "out" / "metrics.json").exists()
