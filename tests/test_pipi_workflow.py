@@ -109,7 +109,7 @@ def test_gan_ensemble_on_ray_recovers_phase_shifts_and_resumes(tmp_path):
     assert m["unitarity_loss"] < 0.02
     assert (out / "gan" / "partial_waves.csv").is_file() and (out / "metrics.json").is_file()
 
-    kept, removed = out / "gan" / "members" / "member_000.pt", out / "gan" / "members" / "member_001.pt"
+    kept, removed = out / "checkpoints" / "gan" / "member_000.pt", out / "checkpoints" / "gan" / "member_001.pt"
     stamp = os.stat(kept).st_mtime_ns
     removed.unlink()
     (out / "metrics.json").unlink()
@@ -190,3 +190,4 @@ def test_an_interrupted_rerun_never_leaves_results_that_look_complete(tmp_path, 
     with pytest.raises(KeyboardInterrupt):
         workflow.run(config, QUIET)
     assert not (tmp_path / "out" / "metrics.json").exists()
+    assert not (tmp_path / "out" / "checkpoints").exists(), "a new run must not keep the previous run's checkpoints"

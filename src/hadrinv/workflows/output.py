@@ -1,12 +1,15 @@
 """A run's output folder: resolved config first, results as they come, metrics.json last.
 
 metrics.json is the mark of a finished run: it is removed when a new run starts and written atomically
-at the very end, so an interrupted run never looks complete. --resume requires the same config.
+at the very end, so an interrupted run never looks complete. Checkpoints live in OUT/checkpoints/: a new
+run clears them (they belong to the previous config), --resume keeps them and requires the same config.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+
+import shutil
 
 import yaml
 from pydantic import BaseModel
@@ -15,6 +18,7 @@ from hadrinv.data.io import atomic_write_json, atomic_write_text
 
 METRICS = "metrics.json"
 CONFIG = "config.yaml"
+CHECKPOINTS = "checkpoints"
 
 
 class ResumeMismatch(ValueError):
@@ -30,6 +34,8 @@ def prepare_output(out: str | Path, config: BaseModel, resume: bool, execution_k
         raise ResumeMismatch(f"{previous}: the config differs from the interrupted run's; resume with the same settings or use a new --out")
     out.mkdir(parents=True, exist_ok=True)
     (out / METRICS).unlink(missing_ok=True)
+    if not resume:
+        shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
     atomic_write_text(previous, text)
     return out
 

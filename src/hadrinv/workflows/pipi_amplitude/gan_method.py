@@ -8,8 +8,9 @@ and the data on delta, which is what lets it train on a CPU in a minute. The tal
 
 Losses (talk): MSE + adversarial + unitarity + d_l monotonicity, weights [1, 1, 10, 10] for
 [MSE, unitarity, d0, d1]. The MSE compares the generated cross sections with replicas of the data in
-units of their errors, scaled by the squared typical relative error: for data with equal relative
-errors this is the talk's MSE on the normalised cross section, with each point weighted by its precision.
+units of their errors, times the squared median relative error: a dimensionless MSE of relative size
+(for equal relative errors, exactly the MSE of (sigma_gen - sigma_data) / sigma_data), so the physics
+penalties keep the weight they have in the talk, where the MSE is taken on normalised cross sections.
 The discriminator sees pulls of measured cross sections: real replicas and generated predictions with
 the same Gaussian measurement noise added. The adversarial term is a data term too and carries the same
 scale as the MSE (the talk gives no weight for it); it joins once the generator describes the data

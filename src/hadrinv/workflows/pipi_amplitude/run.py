@@ -20,7 +20,7 @@ from hadrinv.data.pipi_toy import PipiToySpec, simulate_pipi, truth_resonances
 from hadrinv.inference.ensemble import run_tasks
 from hadrinv.physics.partial_waves import elastic_wave
 from hadrinv.physics.pipi import S_THRESHOLD_GEV2, breit_wigner_phase_shifts, breit_wigner_waves
-from hadrinv.workflows.output import finish_output, prepare_output
+from hadrinv.workflows.output import CHECKPOINTS, finish_output, prepare_output
 from hadrinv.workflows.pipi_amplitude import plots
 from hadrinv.workflows.pipi_amplitude.config import PipiAmplitudeConfig
 from hadrinv.workflows.pipi_amplitude.extraction import (
@@ -83,9 +83,9 @@ def run(config: PipiAmplitudeConfig, context: RunContext | None = None) -> PipiA
 
     extractions: dict[str, Extraction] = {}
     if config.method in ("fit", "both"):
-        extractions["fit"] = _run_fit(problem, config, out / "fit", context)
+        extractions["fit"] = _run_fit(problem, config, out / CHECKPOINTS / "fit.pt", context)
     if config.method in ("gan", "both"):
-        extractions["gan"] = _run_gan(problem, config, out / "gan", context)
+        extractions["gan"] = _run_gan(problem, config, out / CHECKPOINTS / "gan", out / "gan", context)
 
     for name, extraction in extractions.items():
         folder = out / name
@@ -112,8 +112,7 @@ def run(config: PipiAmplitudeConfig, context: RunContext | None = None) -> PipiA
     return PipiAmplitudeResult(out=out, extractions=extractions, metrics=metrics)
 
 
-def _run_fit(problem: PipiProblem, config: PipiAmplitudeConfig, folder: Path, context: RunContext) -> Extraction:
-    checkpoint = folder / "fit.pt"
+def _run_fit(problem: PipiProblem, config: PipiAmplitudeConfig, checkpoint: Path, context: RunContext) -> Extraction:
     if context.resume and checkpoint.is_file():
         saved = load_checkpoint(checkpoint)
         context.log("fit: loaded from checkpoint")
@@ -135,10 +134,10 @@ def _run_fit(problem: PipiProblem, config: PipiAmplitudeConfig, folder: Path, co
     return extraction
 
 
-def _run_gan(problem: PipiProblem, config: PipiAmplitudeConfig, folder: Path, context: RunContext) -> Extraction:
+def _run_gan(problem: PipiProblem, config: PipiAmplitudeConfig, checkpoints: Path, folder: Path, context: RunContext) -> Extraction:
     started = time.perf_counter()
     n = config.ensemble.members
-    checkpoints = [folder / "members" / f"member_{i:03d}.pt" for i in range(n)]
+    member_files = [checkpoints / f"member_{i:03d}.pt" for i in range(n)]
     done = [0]
 
     progress = _progress(context, n, "GAN ensemble")
@@ -150,7 +149,7 @@ def _run_gan(problem: PipiProblem, config: PipiAmplitudeConfig, folder: Path, co
     members = run_tasks(
         train_member, shared={"problem": problem, "cfg": config.gan, "device": config.device},
         per_task=[{"seed": config.seed * 100_003 + i} for i in range(n)],
-        checkpoints=checkpoints, resume=context.resume, executor=config.ensemble.executor,
+        checkpoints=member_files, resume=context.resume, executor=config.ensemble.executor,
         workers=config.ensemble.workers, ray_address=config.ensemble.ray_address, on_done=on_done,
         gpus_per_task=1.0 if config.device == "cuda" else 0.0,
     )
