@@ -171,3 +171,16 @@ def test_flat_direction_gives_no_accurate_covariance():
 def test_flat_direction_error_is_not_reported_as_zero():
     result = minimize(lambda p: (p[0] - 1.0) ** 2, [0.0, 0.0], names=["constrained", "flat"])
     assert not (np.isfinite(result.errors[1]) and result.errors[1] == 0.0)
+
+
+def test_least_squares_straight_line_equals_the_analytic_solution_and_covariance(line_data):
+    from hadrinv.inference.fit import least_squares
+
+    x, y, sigma = line_data
+    xt, yt, st = (torch.as_tensor(v, dtype=torch.float64) for v in (x, y, sigma))
+    result = least_squares(lambda p: (yt - p[0] - p[1] * xt) / st, [0.0, 0.0], names=["intercept", "slope"])
+    theta, covariance, chi2 = weighted_least_squares(x, y, sigma)
+    np.testing.assert_allclose(result.values, theta, rtol=1e-9)
+    np.testing.assert_allclose(result.covariance, covariance, rtol=1e-9)
+    assert result.fval == pytest.approx(chi2, rel=1e-9)
+    assert result.ndf == len(x) - 2 and result.is_valid and result.has_accurate_covar
