@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hadrinv.data.io import atomic_write_text
 from hadrinv.data.validation import DataError
 
 REQUIRED_COLUMNS = ("s", "cos_theta", "dsigma_domega")
@@ -126,8 +127,6 @@ def truth_path(path: str | Path) -> Path:
 
 def write_cross_sections(data: CrossSectionData, path: str | Path) -> Path:
     """Write the CSV (and its truth sidecar when known), atomically."""
-    from hadrinv.data.io import atomic_write_text
-
     path = Path(path)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")

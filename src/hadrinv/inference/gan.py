@@ -87,7 +87,9 @@ class PhysicsConstrainedGAN:
 
     def latent(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         device = next(self.generator.parameters()).device
-        return torch.randn(n, self.latent_dim, generator=generator, device=device)
+        if generator is not None:  # a seeded torch.Generator lives on the CPU: draw there, then move
+            return torch.randn(n, self.latent_dim, generator=generator).to(device)
+        return torch.randn(n, self.latent_dim, device=device)
 
     def step(self, real: torch.Tensor, adversarial: bool = True) -> dict[str, float]:
         """One discriminator update and one generator update on a batch of real observables.

@@ -162,9 +162,7 @@ def train_member(problem: PipiProblem, cfg: GANConfig, seed: int, device: str = 
         adversarial_from=lambda h: h[-1]["chi2_ndf"] < cfg.adversarial_from_chi2_ndf,
     )
     sample_generator = torch.Generator().manual_seed(seed + 1)
-    latent = torch.randn(cfg.samples_per_member, cfg.latent_dim, generator=sample_generator).to(device)
-    with torch.no_grad():
-        out = gan.sampler(latent).to(torch.float64)
+    out = gan.sample(cfg.samples_per_member, sample_generator).to(torch.float64)
     waves = model.waves(out).to(torch.complex128).cpu()
     delta, waves = physical_branch(waves)
     last = history.epochs[-1]
