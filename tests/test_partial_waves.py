@@ -479,3 +479,13 @@ def test_monotonic_phase_loss_ignores_jumps_by_pi():
     delta = rising.clone()
     delta[5:] += math.pi - 0.5
     assert float(monotonic_phase_loss(delta)) > 0.01
+
+
+def test_trapezoid_weights_integrate_linear_functions_exactly_on_irregular_nodes():
+    from hadrinv.physics.quadrature import trapezoid_weights
+
+    nodes = torch.sort(torch.rand(17, dtype=torch.float64, generator=torch.Generator().manual_seed(1)) * 2 - 1).values
+    nodes = torch.cat([torch.tensor([-1.0], dtype=torch.float64), nodes, torch.tensor([1.0], dtype=torch.float64)])
+    w = trapezoid_weights(nodes)
+    assert torch.isclose(w.sum(), torch.tensor(2.0, dtype=torch.float64))
+    assert torch.isclose((w * (3 * nodes + 0.5)).sum(), torch.tensor(1.0, dtype=torch.float64))

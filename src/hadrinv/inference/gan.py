@@ -74,7 +74,8 @@ class PhysicsConstrainedGAN:
         # the optimiser's step noise; monitoring and sampling use it when ema_decay is given
         self.averaged = None
         if ema_decay is not None:
-            self.averaged = AveragedModel(generator, multi_avg_fn=get_ema_multi_avg_fn(ema_decay))
+            # buffers too: a BatchNorm generator (the CNN) would otherwise sample with its initial statistics
+            self.averaged = AveragedModel(generator, multi_avg_fn=get_ema_multi_avg_fn(ema_decay), use_buffers=True)
 
     @property
     def sampler(self) -> nn.Module:

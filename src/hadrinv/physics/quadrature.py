@@ -50,3 +50,12 @@ def simpson(n: int, a: float, b: float, dtype=torch.float64) -> tuple[torch.Tens
         w[m - 1] += 0.5 * h
         w[m] += 0.5 * h
     return nodes, w
+
+
+def trapezoid_weights(nodes: torch.Tensor) -> torch.Tensor:
+    """Trapezoid weights on sorted, possibly irregular nodes (e.g. measured angles)."""
+    gaps = torch.diff(nodes)
+    weights = torch.zeros_like(nodes)
+    weights[:-1] += 0.5 * gaps
+    weights[1:] += 0.5 * gaps
+    return weights

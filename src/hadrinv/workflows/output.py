@@ -7,9 +7,8 @@ run clears them (they belong to the previous config), --resume keeps them and re
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import shutil
+from pathlib import Path
 
 import yaml
 from pydantic import BaseModel

@@ -29,7 +29,7 @@ from torch import nn
 from hadrinv.inference.gan import PhysicsConstrainedGAN, PlateauRule
 from hadrinv.inference.networks import ConvDiscriminator, ConvImageGenerator, MLPDiscriminator, SplineCurveGenerator, bspline_design_matrix
 from hadrinv.physics.partial_waves import UnitarityRelation, monotonic_phase_loss, phase_shift, project_partial_waves, select_rising_branch, wrap_half_period
-from hadrinv.physics.quadrature import gauss_legendre
+from hadrinv.physics.quadrature import gauss_legendre, trapezoid_weights
 from hadrinv.workflows.pipi_amplitude.config import GANConfig
 from hadrinv.workflows.pipi_amplitude.problem import PipiProblem
 
@@ -180,15 +180,6 @@ def train_member(problem: PipiProblem, cfg: GANConfig, seed: int, device: str = 
         "generator_state": {k: v.detach().cpu().clone() for k, v in gan.sampler.state_dict().items()},
         "seconds": time.perf_counter() - start,
     }
-
-
-def trapezoid_weights(nodes: torch.Tensor) -> torch.Tensor:
-    """Trapezoid weights on sorted nodes (the measured angles of a regular grid)."""
-    gaps = torch.diff(nodes)
-    weights = torch.zeros_like(nodes)
-    weights[:-1] += 0.5 * gaps
-    weights[1:] += 0.5 * gaps
-    return weights
 
 
 def physical_branch(waves: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
