@@ -52,6 +52,6 @@ def atomic_torch_save(obj, path: str | Path) -> Path:
     return path
 
 
-def load_checkpoint(path: str | Path):
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu"):
     """Checkpoints hold tensors and plain containers only."""
-    return torch.load(path, map_location="cpu", weights_only=True)
+    return torch.load(path, map_location=map_location, weights_only=True)

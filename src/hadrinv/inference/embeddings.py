@@ -1,0 +1,87 @@
+"""Embedding networks that summarise an observation x before an estimator conditions on it.
+
+Each maps a batch of observations to (batch, features). Built by name (``make_embedding``) so an
+estimator can save its embedding's recipe and rebuild it in ``load``.
+
+- "mlp":    x of shape (batch, x_dim).
+- "conv1d": x of shape (batch, x_dim), a curve sampled on a regular grid (x_dim points).
+- "set":    x of shape (batch, n_points, x_dim), a point cloud (PointNet: a shared per-point network,
+            then mean and max pooling, so the result does not depend on the order or the number of
+            points). Rows that hold NaN are padding: clouds of different sizes go in one batch.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def mlp(sizes: list[int], activation: type[nn.Module] = nn.SiLU, final_activation: bool = False) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(nn.Linear(a, b))
+        if i < len(sizes) - 2 or final_activation:
+            layers.append(activation())
+    return nn.Sequential(*layers)
+
+
+class MLPEmbedding(nn.Module):
+    event_ndim = 1
+
+    def __init__(self, x_dim: int, features: int = 32, hidden: int = 128, layers: int = 2):
+        super().__init__()
+        self.features = features
+        self.net = mlp([x_dim] + [hidden] * layers + [features])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class Conv1dEmbedding(nn.Module):
+    event_ndim = 1
+
+    def __init__(self, x_dim: int, features: int = 32, channels: int = 16, layers: int = 3, kernel: int = 5):
+        super().__init__()
+        self.features = features
+        blocks: list[nn.Module] = []
+        c_in, length = 1, x_dim
+        for _ in range(layers):
+            blocks += [nn.Conv1d(c_in, channels, kernel, padding=kernel // 2), nn.SiLU()]
+            if length >= 4:
+                blocks.append(nn.MaxPool1d(2))
+                length //= 2
+            c_in = channels
+        self.conv = nn.Sequential(*blocks)
+        self.head = mlp([channels * length, 128, features])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.conv(x.unsqueeze(1)).flatten(1))
+
+
+class SetEmbedding(nn.Module):
+    """PointNet-style encoder: per-point MLP (a 1x1 convolution), masked mean and max pooling, MLP."""
+
+    event_ndim = 2
+
+    def __init__(self, x_dim: int, features: int = 64, hidden: int = 128, point_layers: int = 3):
+        super().__init__()
+        self.features = features
+        self.point_net = mlp([x_dim] + [hidden] * point_layers, final_activation=True)
+        self.head = mlp([2 * hidden, hidden, features])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        padding = torch.isnan(x).any(-1, keepdim=True)  # (batch, n, 1)
+        h = self.point_net(torch.where(padding, torch.zeros_like(x), x))
+        count = (~padding).sum(1).clamp(min=1)
+        mean = torch.where(padding, 0.0, h).sum(1) / count
+        largest = torch.where(padding, torch.finfo(h.dtype).min, h).amax(1)
+        return self.head(torch.cat([mean, largest], -1))
+
+
+EMBEDDINGS = {"mlp": MLPEmbedding, "conv1d": Conv1dEmbedding, "set": SetEmbedding}
+
+
+def make_embedding(kind: str, x_dim: int, **options) -> nn.Module:
+    if kind not in EMBEDDINGS:
+        raise ValueError(f"unknown embedding {kind!r}; choose from {', '.join(EMBEDDINGS)}")
+    return EMBEDDINGS[kind](x_dim, **options)
