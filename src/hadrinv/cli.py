@@ -54,9 +54,9 @@ def _parser() -> argparse.ArgumentParser:
     p_run.add_argument("--device", choices=["cpu", "cuda"], help="torch device")
     p_run.add_argument("--method", help="extraction method, e.g. fit, gan or both (pipi-amplitude)")
     p_run.add_argument("--ensemble", type=int, metavar="N", help="number of ensemble members (GAN)")
-    p_run.add_argument("--ray-address", help="run ensemble members on an existing Ray cluster (default: local Ray)")
+    p_run.add_argument("--ray-address", help="run ensemble members / parallel tasks on an existing Ray cluster (default: local Ray)")
     p_run.add_argument("--workers", type=int, help="parallel workers on a local Ray (default: CPU count)")
-    p_run.add_argument("--serial", action="store_true", help="run ensemble members in this process instead of Ray")
+    p_run.add_argument("--serial", action="store_true", help="run ensemble members / tasks in this process instead of Ray")
     p_run.add_argument("--resume", action="store_true", help="continue an interrupted run in --out without redoing finished work")
     p_run.add_argument("--no-progress", action="store_true", help="log lines instead of progress bars")
     p_run.set_defaults(handler=_cmd_run)
@@ -106,7 +106,12 @@ def _cmd_run(args) -> int:
     ensemble = {"members": args.ensemble, "ray_address": args.ray_address, "workers": args.workers, "executor": "serial" if args.serial else None}
     ensemble = {k: v for k, v in ensemble.items() if v is not None}
     if ensemble:
-        overrides["ensemble"] = ensemble
+        # workflows with members (pipi-amplitude) say "ensemble", the others "execution" (parallel tasks)
+        fields = workflow.config_class.model_fields
+        section = "ensemble" if "ensemble" in fields else "execution" if "execution" in fields else None
+        if section is None or (section == "execution" and "members" in ensemble):
+            raise ValueError(f"{workflow.name} takes no {'--ensemble' if 'members' in ensemble else 'execution options'}")
+        overrides[section] = ensemble
     if args.config and not Path(args.config).is_file():
         raise FileNotFoundError(f"{args.config}: no such config file")
     defaults_out = args.out is None and args.config is not None
@@ -116,13 +121,12 @@ def _cmd_run(args) -> int:
     console = Console(stderr=True)
     result = workflow.run(config, RunContext(resume=args.resume, progress=not args.no_progress and console.is_terminal, log=console.log))
     table = Table(title=f"{workflow.name}: summary")
-    table.add_column("quantity")
-    for method in result.extractions:
-        table.add_column(method, justify="right")
+    for i, column in enumerate(result.summary_columns()):
+        table.add_column(column, justify="left" if i == 0 else "right")
     for row in result.summary_rows():
         table.add_row(*row)
     Console().print(table)
-    invalid = [m for m, e in result.extractions.items() if not e.metrics.get("is_valid", True)]
+    invalid = result.invalid_methods() if hasattr(result, "invalid_methods") else []
     if invalid:
         Console().print(f"[bold red]warning[/]: not valid: {', '.join(invalid)} (see metrics.json)")
     Console().print(f"results: {result.out.resolve()}")

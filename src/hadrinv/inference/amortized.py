@@ -324,15 +324,23 @@ class AmortizedEstimator(nn.Module):
         return self._log_prob_standardized(u, self.context(self.standardize_x(x))) + log_jac
 
     # ---- persistence ----
-    def save(self, path: str | Path) -> Path:
+    def to_payload(self) -> dict:
+        """Tensors and plain containers only: what ``save`` writes (and what a Ray task can return)."""
         self._require_fitted()
-        payload = {"estimator": type(self).__name__, "hparams": self.hparams, "state": self.state_dict(), "custom_embedding": self.custom_embedding}
-        return atomic_torch_save(payload, path)
+        state = {k: v.detach().cpu() for k, v in self.state_dict().items()}
+        return {"estimator": type(self).__name__, "hparams": self.hparams, "state": state, "custom_embedding": self.custom_embedding}
+
+    def save(self, path: str | Path) -> Path:
+        return atomic_torch_save(self.to_payload(), path)
 
     @classmethod
     def load(cls, path: str | Path, embedding: nn.Module | None = None, map_location: str | torch.device = "cpu") -> "AmortizedEstimator":
-        payload = load_checkpoint(path, map_location=map_location)
-        name = payload.get("estimator")
+        return cls.from_payload(load_checkpoint(path, map_location=map_location), embedding, source=str(path))
+
+    @classmethod
+    def from_payload(cls, payload: dict, embedding: nn.Module | None = None, source: str = "payload") -> "AmortizedEstimator":
+        path = source
+        name = payload.get("estimator") if isinstance(payload, dict) else None
         if name not in ESTIMATORS:
             raise ValueError(f"{path}: not a saved estimator (found {name!r})")
         target = ESTIMATORS[name]

@@ -25,6 +25,24 @@ def mlp(sizes: list[int], activation: type[nn.Module] = nn.SiLU, final_activatio
     return nn.Sequential(*layers)
 
 
+class ResidualMLP(nn.Module):
+    """in -> hidden -> (LayerNorm, Linear, SiLU, Linear) residual blocks -> out; the VAIM mappers' body."""
+
+    def __init__(self, in_features: int, out_features: int, hidden: int = 256, blocks: int = 3):
+        super().__init__()
+        self.inp = nn.Linear(in_features, hidden)
+        self.blocks = nn.ModuleList(
+            nn.Sequential(nn.LayerNorm(hidden), nn.Linear(hidden, hidden), nn.SiLU(), nn.Linear(hidden, hidden)) for _ in range(blocks)
+        )
+        self.out = nn.Linear(hidden, out_features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.inp(x)
+        for block in self.blocks:
+            h = h + block(h)
+        return self.out(torch.nn.functional.silu(h))
+
+
 class MLPEmbedding(nn.Module):
     event_ndim = 1
 

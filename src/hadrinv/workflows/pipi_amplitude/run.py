@@ -42,6 +42,12 @@ class PipiAmplitudeResult:
     extractions: dict[str, Extraction]
     metrics: dict
 
+    def summary_columns(self) -> list[str]:
+        return ["quantity", *self.extractions]
+
+    def invalid_methods(self) -> list[str]:
+        return [m for m, e in self.extractions.items() if not e.metrics.get("is_valid", True)]
+
     def summary_rows(self) -> list[tuple[str, ...]]:
         """(quantity, value per method) rows for the terminal summary."""
         methods = list(self.extractions)

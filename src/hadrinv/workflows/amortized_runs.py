@@ -1,0 +1,74 @@
+"""What the amortized-inference workflows share: estimators by name, training settings, and the
+measurements every method gets (accuracy against an exact posterior, calibration, timings)."""
+
+from __future__ import annotations
+
+import time
+from typing import Callable, Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from hadrinv.inference import ConditionalDiffusion, ConditionalFlow, FlowMatching, INN, MDN, VAIM
+from hadrinv.inference.amortized import AmortizedEstimator
+from hadrinv.inference.diagnostics import c2st, hpd_coverage, marginal_coverage, mmd
+
+ESTIMATOR_CLASSES: dict[str, type[AmortizedEstimator]] = {
+    "vaim": VAIM, "mdn": MDN, "inn": INN, "flow": ConditionalFlow, "diffusion": ConditionalDiffusion, "flow_matching": FlowMatching,
+}
+MethodName = Literal["vaim", "mdn", "inn", "flow", "diffusion", "flow_matching"]
+COVERAGE_LEVELS = (0.68, 0.95)
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class TrainingConfig(Strict):
+    max_epochs: int = Field(400, ge=1)
+    batch_size: int = Field(256, ge=2)
+    learning_rate: float = Field(1e-3, gt=0)
+    patience: int = Field(20, ge=1, description="epochs without a better validation loss before stopping")
+    validation_fraction: float = Field(0.1, ge=0, lt=1)
+
+
+class ExecutionConfig(Strict):
+    executor: Literal["ray", "serial"] = "ray"
+    workers: int | None = Field(None, description="parallel trainings on a local Ray (default: CPU count)")
+    ray_address: str | None = Field(None, description="an existing Ray cluster, e.g. ray://head:10001 or auto")
+
+
+def build_estimator(method: str, theta_dim: int, x_dim: int, options: dict | None = None, **common) -> AmortizedEstimator:
+    if method not in ESTIMATOR_CLASSES:
+        raise ValueError(f"unknown method {method!r}; choose from {', '.join(ESTIMATOR_CLASSES)}")
+    return ESTIMATOR_CLASSES[method](theta_dim, x_dim, **(options or {}), **common)
+
+
+def timed_sample(estimator: AmortizedEstimator, x: torch.Tensor, n: int) -> tuple[torch.Tensor, float]:
+    started = time.perf_counter()
+    samples = estimator.sample(x, n)
+    return samples, time.perf_counter() - started
+
+
+def calibration(estimator: AmortizedEstimator, theta: torch.Tensor, x: torch.Tensor, n_samples: int) -> dict:
+    """Expected coverage on held-out pairs: marginal central intervals for every method, the joint
+    highest-density region where the method has a density."""
+    samples, seconds = timed_sample(estimator, x, n_samples)
+    marginal = marginal_coverage(samples, theta, COVERAGE_LEVELS)
+    out = {f"coverage_{int(round(100 * a))}": float(marginal[a]) for a in COVERAGE_LEVELS}
+    out["coverage_seconds"] = seconds
+    if estimator.has_log_prob:
+        joint = hpd_coverage(estimator, theta, x, COVERAGE_LEVELS, n_samples=n_samples)
+        out.update({f"hpd_coverage_{int(round(100 * a))}": float(joint[a]) for a in COVERAGE_LEVELS})
+    return out, samples
+
+
+def accuracy_against_exact(samples: torch.Tensor, exact: torch.Tensor, seed: int) -> dict:
+    n = min(len(samples), len(exact))
+    return {"c2st": float(c2st(exact[:n], samples[:n], seed=seed)), "mmd": float(mmd(exact[:n], samples[:n]))}
+
+
+def thread_limit(threads: int | None) -> None:
+    """Each parallel training uses its share of the cores (Ray workers otherwise oversubscribe)."""
+    if threads:
+        torch.set_num_threads(threads)

@@ -1,0 +1,86 @@
+"""Typed configuration of the dis-pdf workflow (talk 003, "QCF parameterization from DIS" and PC-VAIM).
+
+The model (physics/dis.py): sigma_p = 4u + d, sigma_n = 4d + u, q = N x^a (1-x)^b (1 + g sqrt(x) + d x),
+every shape parameter p(Q2) = p0 + p1 s(Q2), Q0^2 = 1 GeV^2, Lambda^2 = 0.4 GeV^2. Free: N, alpha, beta
+of u and d with their slopes (12), gamma = delta = 0 (DEFAULT_SPACE). Presets: `quick` (minutes on a
+laptop), `paper` (more simulations and larger networks)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from hadrinv.workflows.amortized_runs import ExecutionConfig, MethodName, Strict, TrainingConfig
+
+
+def default_grid_options() -> dict[str, dict]:
+    return {
+        "vaim": {"latent_dim": 16, "hidden": 256, "blocks": 3, "embedding": "mlp", "embedding_options": {"features": 64, "hidden": 256}},
+        "flow": {"embedding": "mlp", "embedding_options": {"features": 64, "hidden": 256}, "hidden": 128},
+        "mdn": {"embedding": "mlp", "embedding_options": {"features": 64, "hidden": 256}},
+        "diffusion": {"steps": 1000, "beta_min": 1e-4, "beta_max": 0.02, "hidden": 256, "blocks": 6, "sampling_steps": 100,
+                      "embedding": "mlp", "embedding_options": {"features": 64, "hidden": 256}},
+        "flow_matching": {"hidden": 256, "blocks": 6, "embedding": "mlp", "embedding_options": {"features": 64, "hidden": 256}},
+        "inn": {},
+    }
+
+
+def default_cloud_options() -> dict[str, dict]:
+    return {
+        # PC-VAIM: PointNet backward mapper over (log x, log Q2, log sigma_p, log sigma_n); the forward
+        # mapper predicts log sigma at each point's kinematics (the first 2 columns)
+        "vaim": {"latent_dim": 16, "hidden": 256, "blocks": 3, "kinematic_columns": 2, "embedding": "set", "embedding_options": {"features": 64, "hidden": 128}},
+        "flow": {"embedding": "set", "embedding_options": {"features": 64, "hidden": 128}, "hidden": 128},
+    }
+
+
+class KinematicsConfig(Strict):
+    n_x: int = Field(10, ge=2, description="regular grid: x log-spaced in [0.01, 0.8]")
+    n_q2: int = Field(8, ge=1, description="regular grid: Q2 log-spaced in [1.5, 100] GeV^2")
+    cloud_points: tuple[int, int] = Field((40, 135), description="points per training cloud (uniform in this range)")
+    cloud_x: tuple[float, float] = (0.01, 0.8)
+    cloud_q2_gev2: tuple[float, float] = (1.5, 200.0)
+    test_experiments: list[str] = Field(["SLAC", "NMC", "BCDMS", "HERA"], description="held-out clouds: bins of these experiments, never seen in training")
+
+
+class DISPdfConfig(Strict):
+    grid_methods: list[MethodName] = Field(["vaim", "flow", "diffusion"], description="estimators on the regular (x, Q2) grid")
+    cloud_methods: list[Literal["vaim", "flow"]] = Field(["vaim", "flow"], description="estimators on point clouds of irregular bins")
+    baseline_fit: bool = Field(True, description="least-squares fit with Hessian errors on every held-out grid set")
+    simulations: int = Field(50000, ge=100)
+    relative_noise: float = Field(0.03, gt=0, description="Gaussian noise on every cross section, relative to its value")
+    kinematics: KinematicsConfig = KinematicsConfig()
+    test_sets: int = Field(100, ge=1, description="held-out pseudo-data sets (coverage, 2-sigma check)")
+    posterior_samples: int = Field(1000, ge=10)
+    training: TrainingConfig = TrainingConfig()
+    grid_options: dict[str, dict] = Field(default_factory=default_grid_options)
+    cloud_options: dict[str, dict] = Field(default_factory=default_cloud_options)
+    data: str | None = Field(None, description="a CSV of measurements (x, Q2, sigma_p, sigma_n): analysed by the point-cloud models")
+    execution: ExecutionConfig = ExecutionConfig()
+    threads_per_task: int | None = 1
+    seed: int = 0
+    device: Literal["cpu", "cuda"] = "cpu"
+    out: str = "runs/dis-pdf"
+
+
+PRESETS: dict[str, dict] = {
+    "quick": {
+        "simulations": 12000,
+        "posterior_samples": 500,
+        "kinematics": {"cloud_points": (30, 80)},
+        "training": {"max_epochs": 60, "patience": 8},
+        "grid_methods": ["vaim", "flow", "diffusion"],
+        "grid_options": {
+            **default_grid_options(),
+            "vaim": {"latent_dim": 12, "hidden": 128, "blocks": 2, "embedding": "mlp", "embedding_options": {"features": 48, "hidden": 128}},
+            "diffusion": {"steps": 1000, "beta_min": 1e-4, "beta_max": 0.02, "hidden": 128, "blocks": 3, "sampling_steps": 50,
+                          "embedding": "mlp", "embedding_options": {"features": 48, "hidden": 128}},
+        },
+        "cloud_options": {
+            "vaim": {"latent_dim": 12, "hidden": 128, "blocks": 2, "kinematic_columns": 2, "embedding": "set", "embedding_options": {"features": 48, "hidden": 64}},
+            "flow": {"embedding": "set", "embedding_options": {"features": 48, "hidden": 64}, "hidden": 96},
+        },
+    },
+    "paper": {"simulations": 200000, "posterior_samples": 2000},
+}
