@@ -98,6 +98,8 @@ class FlowMatching(AmortizedEstimator):
         return v.detach(), divergence.detach()
 
     def _log_prob_standardized(self, u, context):
+        if torch.is_inference_mode_enabled():
+            raise RuntimeError("FlowMatching.log_prob needs autograd for the divergence; call it outside torch.inference_mode() (torch.no_grad() is fine)")
         h = 1.0 / self.ode_steps
         integral = torch.zeros(u.shape[0], device=u.device, dtype=u.dtype)
         u = u.detach()

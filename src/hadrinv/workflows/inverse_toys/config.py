@@ -65,7 +65,8 @@ class InverseToysConfig(Strict):
 PRESETS: dict[str, dict] = {
     "quick": {
         "simulations": 4000,
-        "posterior_samples": 1000,
+        "posterior_samples": 500,
+        "ring_observed_z": [1.0, 3.0],
         "coverage_cases": 100,
         "coverage_samples": 200,
         "training": {"max_epochs": 60, "patience": 8},
