@@ -59,7 +59,7 @@ def main() -> None:
                 reference = two_moons_reference_posterior(x_obs, args.samples, torch.Generator().manual_seed(1000 + i)).float()
                 scores.append(c2st(reference, samples, seed=i))
             row = (n_sim, method, statistics.mean(scores), statistics.stdev(scores) if len(scores) > 1 else 0.0, max(scores),
-                   history.seconds, len(history.train_loss), 1000 * sample_seconds / (args.samples * len(scores)), PUBLISHED_NPE.get(n_sim))
+                   history.seconds, len(history.train_loss), 1e6 * sample_seconds / (args.samples * len(scores)), PUBLISHED_NPE.get(n_sim))
             rows.append(row)
             print(f"{method} at {n_sim}: c2st {row[2]:.3f} +- {row[3]:.3f} (per observation: {', '.join(f'{s:.3f}' for s in scores)})", flush=True)
     print()

@@ -23,7 +23,7 @@ def linear_gaussian(n: int, seed: int = 0):
 
 @pytest.fixture(scope="module")
 def pairs():
-    return linear_gaussian(6000)
+    return linear_gaussian(4000)
 
 
 FAST = {"max_epochs": 60, "patience": 8, "batch_size": 128}
@@ -34,7 +34,8 @@ FAST = {"max_epochs": 60, "patience": 8, "batch_size": 128}
     [
         (ConditionalFlow, {"hidden": 32, "transforms": 3}, 0.1, 0.15),
         (MDN, {"components": 3, "hidden": 64}, 0.1, 0.15),
-        (INN, {"hidden": 64, "transforms": 6}, 0.15, 0.25),
+        # the INN's MMD losses are batch statistics: looser
+        (INN, {"hidden": 64, "transforms": 6}, 0.15, 0.2),
         # VAIM trades reconstruction against the KL with a learned width: looser, but the widths must be right within 35%
         (VAIM, {"hidden": 64, "blocks": 2, "latent_dim": 4}, 0.15, 0.35),
     ],
@@ -43,7 +44,7 @@ def test_linear_gaussian_posterior_moments_match_the_analytic_posterior(pairs, c
     torch.manual_seed(0)
     theta, x = pairs
     estimator = cls(2, 2, **options)
-    estimator.fit(theta, x, **FAST)
+    estimator.fit(theta, x, **{**FAST, "batch_size": 256 if cls is INN else 128})
     observations = torch.tensor([[0.5, -1.0], [1.5, 0.0]])
     samples = estimator.sample(observations, 4000)
     assert samples.shape == (2, 4000, 2)
@@ -60,7 +61,10 @@ def test_flow_log_prob_matches_the_analytic_gaussian_density(pairs):
     x_obs = torch.tensor([0.4, -0.6])
     points = POSTERIOR_SHRINK * x_obs + POSTERIOR_STD * torch.randn(500, 2)
     exact = torch.distributions.Normal(POSTERIOR_SHRINK * x_obs, POSTERIOR_STD).log_prob(points).sum(-1)
-    assert (flow.log_prob(points, x_obs).detach() - exact).abs().mean() < 0.1
+    difference = flow.log_prob(points, x_obs).detach() - exact
+    # a 60-epoch flow: within ~20% of the density on average, and no overall offset (normalisation)
+    assert difference.abs().mean() < 0.2
+    assert abs(float(difference.mean())) < 0.1
 
 
 def test_bounded_parameters_never_leave_the_box_and_density_is_normalised():

@@ -125,7 +125,10 @@ def _cmd_run(args) -> int:
         table.add_column(column, justify="left" if i == 0 else "right")
     for row in result.summary_rows():
         table.add_row(*row)
-    Console().print(table)
+    output = Console()
+    if not output.is_terminal:  # logs and pipes: do not squeeze the table into 80 columns
+        output = Console(width=200)
+    output.print(table)
     invalid = result.invalid_methods() if hasattr(result, "invalid_methods") else []
     if invalid:
         Console().print(f"[bold red]warning[/]: not valid: {', '.join(invalid)} (see metrics.json)")

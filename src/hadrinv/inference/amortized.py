@@ -211,9 +211,11 @@ class AmortizedEstimator(nn.Module):
         seed: int = 0,
         progress: bool = False,
         restandardize: bool | None = None,
+        lr_decay: float = 0.5,
     ) -> TrainingHistory:
         """Train on simulated pairs; stop when the validation loss has not improved for ``patience``
-        epochs and keep the weights of the best epoch. A second call continues training (active learning)
+        epochs and keep the weights of the best epoch. The learning rate is multiplied by ``lr_decay``
+        after patience // 3 epochs without improvement (1 = constant rate). A second call continues training (active learning)
         and keeps the first call's standardisation unless ``restandardize=True``."""
         theta, x = self._check_theta(theta), self._check_x(x)
         if x.dim() != self.event_ndim + 1 or x.shape[0] != theta.shape[0]:
@@ -229,6 +231,7 @@ class AmortizedEstimator(nn.Module):
         if restandardize or (restandardize is None and not bool(self.fitted)):
             self._set_standardization(theta[train_idx], x[train_idx])
         optimizer = torch.optim.AdamW([p for p in self.parameters() if p.requires_grad], lr=learning_rate, weight_decay=weight_decay)
+        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=lr_decay, patience=max(1, patience // 3)) if lr_decay < 1 else None
         history = TrainingHistory(n_train=len(train_idx), n_validation=n_val)
         best_state, best_loss, bad_epochs = None, math.inf, 0
         started = time.perf_counter()
@@ -253,6 +256,8 @@ class AmortizedEstimator(nn.Module):
             history.train_loss.append(total / max(count, 1))
             monitored = self._validation_loss(theta[val_idx], x[val_idx], batch_size, seed) if n_val else history.train_loss[-1]
             history.validation_loss.append(monitored)
+            if scheduler is not None:
+                scheduler.step(monitored)
             if best_state is None or monitored < best_loss - 1e-6 * abs(best_loss):
                 best_loss, bad_epochs, history.best_epoch = monitored, 0, epoch
                 best_state = copy.deepcopy(self.state_dict())

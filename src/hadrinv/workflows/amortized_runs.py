@@ -30,6 +30,16 @@ class TrainingConfig(Strict):
     learning_rate: float = Field(1e-3, gt=0)
     patience: int = Field(20, ge=1, description="epochs without a better validation loss before stopping")
     validation_fraction: float = Field(0.1, ge=0, lt=1)
+    lr_decay: float = Field(0.5, gt=0, le=1, description="learning rate x this after patience // 3 epochs without improvement")
+
+
+def default_method_training() -> dict[str, dict]:
+    # denoising losses are noisy and keep improving slowly: diffusion and flow matching need more patience
+    return {"diffusion": {"patience": 40, "max_epochs": 1000}, "flow_matching": {"patience": 40, "max_epochs": 1000}}
+
+
+def training_for(method: str, training: TrainingConfig, overrides: dict[str, dict]) -> dict:
+    return TrainingConfig.model_validate({**training.model_dump(), **overrides.get(method, {})}).model_dump()
 
 
 class ExecutionConfig(Strict):

@@ -30,8 +30,8 @@ def default_cloud_options() -> dict[str, dict]:
     return {
         # PC-VAIM: PointNet backward mapper over (log x, log Q2, log sigma_p, log sigma_n); the forward
         # mapper predicts log sigma at each point's kinematics (the first 2 columns)
-        "vaim": {"latent_dim": 16, "hidden": 256, "blocks": 3, "kinematic_columns": 2, "embedding": "set", "embedding_options": {"features": 64, "hidden": 128}},
-        "flow": {"embedding": "set", "embedding_options": {"features": 64, "hidden": 128}, "hidden": 128},
+        "vaim": {"latent_dim": 16, "hidden": 256, "blocks": 3, "kinematic_columns": 2, "embedding": "set", "embedding_options": {"features": 64, "hidden": 64}},
+        "flow": {"embedding": "set", "embedding_options": {"features": 64, "hidden": 64}, "hidden": 128},
     }
 
 
@@ -48,12 +48,13 @@ class DISPdfConfig(Strict):
     grid_methods: list[MethodName] = Field(["vaim", "flow", "diffusion"], description="estimators on the regular (x, Q2) grid")
     cloud_methods: list[Literal["vaim", "flow"]] = Field(["vaim", "flow"], description="estimators on point clouds of irregular bins")
     baseline_fit: bool = Field(True, description="least-squares fit with Hessian errors on every held-out grid set")
-    simulations: int = Field(50000, ge=100)
+    simulations: int = Field(30000, ge=100, description="training pairs per estimator (a laptop-sized default; paper: 200000)")
     relative_noise: float = Field(0.03, gt=0, description="Gaussian noise on every cross section, relative to its value")
     kinematics: KinematicsConfig = KinematicsConfig()
     test_sets: int = Field(100, ge=1, description="held-out pseudo-data sets (coverage, 2-sigma check)")
     posterior_samples: int = Field(1000, ge=10)
     training: TrainingConfig = TrainingConfig()
+    method_training: dict[str, dict] = Field(default_factory=lambda: {"diffusion": {"patience": 30, "max_epochs": 400}}, description="per-method changes to training")
     grid_options: dict[str, dict] = Field(default_factory=default_grid_options)
     cloud_options: dict[str, dict] = Field(default_factory=default_cloud_options)
     data: str | None = Field(None, description="a CSV of measurements (x, Q2, sigma_p, sigma_n): analysed by the point-cloud models")
@@ -70,6 +71,7 @@ PRESETS: dict[str, dict] = {
         "posterior_samples": 500,
         "kinematics": {"cloud_points": (30, 80)},
         "training": {"max_epochs": 60, "patience": 8},
+        "method_training": {"diffusion": {"patience": 15, "max_epochs": 150}},
         "grid_methods": ["vaim", "flow", "diffusion"],
         "grid_options": {
             **default_grid_options(),

@@ -27,7 +27,7 @@ from hadrinv.inference.amortized import AmortizedEstimator
 from hadrinv.inference.ensemble import run_tasks
 from hadrinv.inference.fit import least_squares
 from hadrinv.physics.dis import cross_sections
-from hadrinv.workflows.amortized_runs import build_estimator, thread_limit, timed_sample
+from hadrinv.workflows.amortized_runs import build_estimator, thread_limit, timed_sample, training_for
 from hadrinv.workflows.dis_pdf import plots
 from hadrinv.workflows.dis_pdf.config import DISPdfConfig
 from hadrinv.workflows.dis_pdf.problem import DISProblem, experiment_clouds, make_problem, training_clouds
@@ -156,16 +156,17 @@ def run(config: DISPdfConfig, context: RunContext | None = None) -> DISPdfResult
     test_cloud, test_kinematics = experiment_clouds(problem, test_theta, k.test_experiments, config.seed + 31337, held)
     context.log(f"dis-pdf: {problem.theta_dim} free parameters, grid of {len(problem.grid_x)} bins, {config.test_sets} held-out sets "
                 f"(clouds of {test_cloud.shape[1]} bins of {', '.join(k.test_experiments)})")
-    training = config.training.model_dump()
     tasks, names = [], []
-    common = {"problem": problem, "training": training, "simulations": config.simulations, "kinematics": k.model_dump(),
+    common = {"problem": problem, "simulations": config.simulations, "kinematics": k.model_dump(),
               "posterior_samples": config.posterior_samples, "threads": config.threads_per_task, "device": config.device}
     for i, method in enumerate(config.grid_methods):
-        tasks.append({"kind": "grid", "method": method, "options": config.grid_options[method], "test_theta": test_theta, "test_x": test_grid,
+        tasks.append({"kind": "grid", "method": method, "options": config.grid_options[method],
+                      "training": training_for(method, config.training, config.method_training), "test_theta": test_theta, "test_x": test_grid,
                       "seed": config.seed * 1000 + i, **common})
         names.append(f"grid/{method}")
     for i, method in enumerate(config.cloud_methods):
-        tasks.append({"kind": "cloud", "method": method, "options": config.cloud_options[method], "test_theta": test_theta, "test_x": test_cloud,
+        tasks.append({"kind": "cloud", "method": method, "options": config.cloud_options[method],
+                      "training": training_for(method, config.training, config.method_training), "test_theta": test_theta, "test_x": test_cloud,
                       "seed": config.seed * 1000 + 100 + i, **common})
         names.append(f"cloud/{method}")
     if config.baseline_fit:

@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from hadrinv.workflows.amortized_runs import ExecutionConfig, MethodName, Strict, TrainingConfig
+from hadrinv.workflows.amortized_runs import ExecutionConfig, MethodName, Strict, TrainingConfig, default_method_training
 
 ToyName = Literal["sum_of_squares_2d", "sum_of_squares_10d", "ring"]
 
@@ -38,7 +38,7 @@ class ActiveLearningConfig(Strict):
     probe: int = Field(4, ge=1)
     widen: float = Field(0.2, ge=0, description="proposals: posterior samples plus this times the posterior spread of Gaussian noise")
     broad_radius: float = Field(2.5, description="random-acquisition baseline: uniform in this disk (covers the targets)")
-    training: TrainingConfig = TrainingConfig(max_epochs=100, patience=10)
+    training: TrainingConfig = TrainingConfig(max_epochs=200, patience=20)
 
 
 class InverseToysConfig(Strict):
@@ -53,6 +53,7 @@ class InverseToysConfig(Strict):
     coverage_cases: int = Field(200, ge=10, description="held-out (theta, y) pairs for expected coverage")
     coverage_samples: int = Field(500, ge=10)
     training: TrainingConfig = TrainingConfig()
+    method_training: dict[str, dict] = Field(default_factory=default_method_training, description="per-method changes to training")
     estimator_options: dict[str, dict] = Field(default_factory=default_estimator_options)
     active_learning: ActiveLearningConfig = ActiveLearningConfig()
     execution: ExecutionConfig = ExecutionConfig()
@@ -70,13 +71,14 @@ PRESETS: dict[str, dict] = {
         "coverage_cases": 100,
         "coverage_samples": 200,
         "training": {"max_epochs": 60, "patience": 8},
+        "method_training": {"diffusion": {"patience": 20, "max_epochs": 200}, "flow_matching": {"patience": 20, "max_epochs": 200}},
         "estimator_options": {
             **default_estimator_options(),
             "vaim": {"latent_dim": 8, "hidden": 128, "blocks": 2},
             "diffusion": {"steps": 1000, "beta_min": 1e-4, "beta_max": 0.02, "hidden": 128, "blocks": 3, "sampling_steps": 50},
             "flow_matching": {"hidden": 128, "blocks": 3, "ode_steps": 20},
         },
-        "active_learning": {"initial_simulations": 2000, "rounds": 3, "targets": 20, "training": {"max_epochs": 40, "patience": 6}},
+        "active_learning": {"initial_simulations": 2000, "rounds": 3, "targets": 20, "training": {"max_epochs": 80, "patience": 10}},
     },
     "paper": {"simulations": 50000, "coverage_cases": 400, "coverage_samples": 1000, "posterior_samples": 5000},
 }

@@ -22,7 +22,7 @@ import torch
 from hadrinv.data.io import atomic_write_text
 from hadrinv.inference.active_learning import active_learning, random_acquisition
 from hadrinv.inference.ensemble import run_tasks
-from hadrinv.workflows.amortized_runs import accuracy_against_exact, build_estimator, calibration, thread_limit, timed_sample
+from hadrinv.workflows.amortized_runs import accuracy_against_exact, build_estimator, calibration, thread_limit, timed_sample, training_for
 from hadrinv.workflows.inverse_toys import plots
 from hadrinv.workflows.inverse_toys.config import InverseToysConfig
 from hadrinv.workflows.inverse_toys.problems import ToyProblem, make_problem
@@ -147,11 +147,11 @@ def run(config: InverseToysConfig, context: RunContext | None = None) -> Inverse
         raise ValueError(f"estimator_options has no entry for {', '.join(missing)}")
     out = prepare_output(config.out, config, context.resume, EXECUTION_KEYS)
     problems = {name: make_problem(name, config.noise, config.ring_radius) for name in config.toys}
-    training = config.training.model_dump()
     tasks, names = [], []
     for t, (name, problem) in enumerate(problems.items()):
         for m, method in enumerate(config.methods):
-            tasks.append({"kind": "train", "problem": problem, "method": method, "options": config.estimator_options[method], "training": training,
+            tasks.append({"kind": "train", "problem": problem, "method": method, "options": config.estimator_options[method],
+                          "training": training_for(method, config.training, config.method_training),
                           "simulations": config.simulations, "showcase": showcase_observations(problem, config),
                           "posterior_samples": config.posterior_samples, "coverage_cases": config.coverage_cases,
                           "coverage_samples": config.coverage_samples, "seed": config.seed * 1000 + 10 * t + m,
