@@ -71,7 +71,7 @@ PRESETS: dict[str, dict] = {
         "posterior_samples": 500,
         "kinematics": {"cloud_points": (30, 80)},
         "training": {"max_epochs": 60, "patience": 8},
-        "method_training": {"diffusion": {"patience": 15, "max_epochs": 150}},
+        "method_training": {"diffusion": {"patience": 10, "max_epochs": 100}},
         "grid_methods": ["vaim", "flow", "diffusion"],
         "grid_options": {
             **default_grid_options(),

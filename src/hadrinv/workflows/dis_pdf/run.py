@@ -194,17 +194,26 @@ def run(config: DISPdfConfig, context: RunContext | None = None) -> DISPdfResult
     plots.plot_cross_section_ratios(out / "cross_section_ratios.png", showcase, truth, problem, test_kinematics[control])
     plots.plot_coverage(out / "coverage.png", metrics["methods"])
     if user_data is not None:
-        metrics["data"] = analyse_user_data(user_data, names, results, problem, config, out)
+        metrics["data"] = analyse_user_data(user_data, names, results, problem, config, out, context.log)
     atomic_write_text(out / "comparison.md", comparison_table(metrics))
     metrics["seconds"] = time.perf_counter() - started
     finish_output(out, metrics)
     return DISPdfResult(out=out, metrics=metrics)
 
 
-def analyse_user_data(data, names, results, problem: DISProblem, config: DISPdfConfig, out: Path) -> dict:
-    """Posterior of the free parameters for the user's measurements, from every point-cloud model."""
+def analyse_user_data(data, names, results, problem: DISProblem, config: DISPdfConfig, out: Path, log=print) -> dict:
+    """Posterior of the free parameters for the user's measurements, from every point-cloud model.
+
+    The networks learned the noise model of the training data (relative_noise on every point); errors
+    given in the file are not used by them, so a file whose errors differ is flagged."""
     cloud = torch.cat([torch.as_tensor(np.stack([np.log(data.x), np.log(data.q2)], -1)), torch.log(torch.as_tensor(data.sigma))], -1).float()
-    summary = {"source": data.source, "points": len(data)}
+    summary = {"source": data.source, "points": len(data), "assumed_relative_error": config.relative_noise}
+    if data.sigma_p_err is not None and data.sigma_n_err is not None:
+        relative = float(np.median(np.concatenate([data.sigma_p_err / data.sigma_p, data.sigma_n_err / data.sigma_n])))
+        summary["median_relative_error_in_file"] = relative
+        if not 0.5 < relative / config.relative_noise < 2:
+            summary["warning"] = f"the file's errors (median {relative:.3g} relative) differ from the training noise ({config.relative_noise}): retrain with relative_noise = {relative:.3g}"
+            log(f"[bold red]warning[/]: {summary['warning']}")
     rows = []
     for name, result in zip(names, results):
         if not name.startswith("cloud/"):
