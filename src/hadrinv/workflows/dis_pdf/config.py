@@ -67,14 +67,17 @@ class DISPdfConfig(Strict):
 
 PRESETS: dict[str, dict] = {
     "quick": {
-        "simulations": 12000,
+        "simulations": 10000,
         "posterior_samples": 500,
         "kinematics": {"cloud_points": (30, 80)},
         "training": {"max_epochs": 60, "patience": 8},
         "method_training": {"diffusion": {"patience": 10, "max_epochs": 100}},
-        "grid_methods": ["vaim", "flow", "diffusion"],
+        # longest tasks first, so that the two workers of a laptop finish together
+        "grid_methods": ["flow", "diffusion", "vaim"],
+        "cloud_methods": ["flow", "vaim"],
         "grid_options": {
             **default_grid_options(),
+            "flow": {"embedding": "mlp", "embedding_options": {"features": 48, "hidden": 128}, "hidden": 96},
             "vaim": {"latent_dim": 12, "hidden": 128, "blocks": 2, "embedding": "mlp", "embedding_options": {"features": 48, "hidden": 128}},
             "diffusion": {"steps": 1000, "beta_min": 1e-4, "beta_max": 0.02, "hidden": 128, "blocks": 3, "sampling_steps": 50,
                           "embedding": "mlp", "embedding_options": {"features": 48, "hidden": 128}},

@@ -159,16 +159,17 @@ def run(config: DISPdfConfig, context: RunContext | None = None) -> DISPdfResult
     tasks, names = [], []
     common = {"problem": problem, "simulations": config.simulations, "kinematics": k.model_dump(),
               "posterior_samples": config.posterior_samples, "threads": config.threads_per_task, "device": config.device}
-    for i, method in enumerate(config.grid_methods):
-        tasks.append({"kind": "grid", "method": method, "options": config.grid_options[method],
-                      "training": training_for(method, config.training, config.method_training), "test_theta": test_theta, "test_x": test_grid,
-                      "seed": config.seed * 1000 + i, **common})
-        names.append(f"grid/{method}")
+    # the point-cloud models take longest: start them first so the parallel workers finish together
     for i, method in enumerate(config.cloud_methods):
         tasks.append({"kind": "cloud", "method": method, "options": config.cloud_options[method],
                       "training": training_for(method, config.training, config.method_training), "test_theta": test_theta, "test_x": test_cloud,
                       "seed": config.seed * 1000 + 100 + i, **common})
         names.append(f"cloud/{method}")
+    for i, method in enumerate(config.grid_methods):
+        tasks.append({"kind": "grid", "method": method, "options": config.grid_options[method],
+                      "training": training_for(method, config.training, config.method_training), "test_theta": test_theta, "test_x": test_grid,
+                      "seed": config.seed * 1000 + i, **common})
+        names.append(f"grid/{method}")
     if config.baseline_fit:
         tasks.append({"kind": "fit", "problem": problem, "test_theta": test_theta, "test_x": test_grid, "threads": config.threads_per_task})
         names.append("fit")
