@@ -44,7 +44,7 @@ def c2st(samples_p, samples_q, seed: int = 0, folds: int = 5) -> float:
     samples_p (the reference), the classifier is sklearn's MLPClassifier(relu, two hidden layers of
     10 * dim units, adam, max_iter=1000, early_stopping=True, n_iter_no_change=50), and the accuracy is
     the mean over a shuffled StratifiedKFold. 0.5 means indistinguishable, 1.0 fully separable.
-    (sbibm's original used KFold and max_iter=10000 without early stopping; the numbers agree within noise.)
+    (sbibm's original used KFold and max_iter=10000 without early stopping; the two were not compared here.)
     """
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.model_selection import StratifiedKFold, cross_val_score
