@@ -9,14 +9,13 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from hadrinv.data.io import atomic_write_text
-from hadrinv.data.validation import DataError
+from hadrinv.data.validation import DataError, read_numeric_csv, read_truth, truth_path
 
 REQUIRED_COLUMNS = ("s", "cos_theta", "dsigma_domega")
 OPTIONAL_COLUMNS = ("error",)
@@ -53,76 +52,23 @@ def read_cross_sections(path: str | Path, s_threshold_gev2: float) -> CrossSecti
     A sidecar FILE.truth.json (written by `hadrinv simulate`) is attached as `truth` when present.
     """
     path = Path(path)
-    if not path.is_file():
-        raise DataError(path, "no such file")
-    raw = path.read_bytes()
-    if not raw.strip():
-        raise DataError(path, "empty file")
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise DataError(path, "not a CSV text file (cannot decode as UTF-8)") from None
-    if "\x00" in text:
-        raise DataError(path, "not a CSV text file (contains binary data)")
-    # split on newlines only: str.splitlines() also splits at form feeds and would shift the row numbers
-    lines = [(n, line.rstrip("\r")) for n, line in enumerate(text.split("\n"), start=1) if line.strip() and not line.lstrip().startswith("#")]
-    if not lines:
-        raise DataError(path, "empty file (only comments)")
-    header_row, header_line = lines[0]
-    header = [h.strip() for h in next(csv.reader(io.StringIO(header_line)))]
-    missing = [c for c in REQUIRED_COLUMNS if c not in header]
-    if missing:
-        raise DataError(path, f"missing column(s) {', '.join(missing)} in header {header_line.strip()!r}; expected {', '.join(REQUIRED_COLUMNS)}[, error]", header_row)
-    columns = {name: header.index(name) for name in REQUIRED_COLUMNS + OPTIONAL_COLUMNS if name in header}
-    if len(lines) == 1:
-        raise DataError(path, "no data rows after the header")
-    values = {name: np.empty(len(lines) - 1) for name in columns}
-    for i, (row, line) in enumerate(lines[1:]):
-        fields = next(csv.reader(io.StringIO(line)))
-        if len(fields) != len(header):
-            raise DataError(path, f"{len(fields)} fields, header has {len(header)}", row)
-        for name, col in columns.items():
-            text_value = fields[col].strip()
-            try:
-                value = float(text_value)
-            except ValueError:
-                raise DataError(path, f"column {name}: {text_value!r} is not a number", row) from None
-            if not math.isfinite(value):
-                raise DataError(path, f"column {name}: value is {text_value} (must be finite)", row)
-            values[name][i] = value
-        _check_point(path, row, values, i, s_threshold_gev2)
-    data = CrossSectionData(
+    values = read_numeric_csv(path, REQUIRED_COLUMNS, OPTIONAL_COLUMNS, lambda row, v: _check_point(path, row, v, s_threshold_gev2))
+    return CrossSectionData(
         s=values["s"], cos_theta=values["cos_theta"], dsigma_domega=values["dsigma_domega"],
-        error=values.get("error"), source=str(path), truth=_read_truth(path),
+        error=values.get("error"), source=str(path), truth=read_truth(path),
     )
-    return data
 
 
-def _check_point(path: Path, row: int, values: dict, i: int, s_threshold_gev2: float) -> None:
-    s = values["s"][i]
+def _check_point(path: Path, row: int, v: dict, s_threshold_gev2: float) -> None:
+    s = v["s"]
     if s <= s_threshold_gev2:
         raise DataError(path, f"s = {s:g} GeV^2 is at or below the threshold (2 m_pi)^2 = {s_threshold_gev2:.5f} GeV^2 (is s in GeV^2?)", row)
-    z = values["cos_theta"][i]
+    z = v["cos_theta"]
     if not -1.0 <= z <= 1.0:
         raise DataError(path, f"cos_theta = {z:g} is outside [-1, 1]", row)
-    if "error" in values and values["error"][i] <= 0:
-        raise DataError(path, f"error = {values['error'][i]:g} must be positive", row)
+    if "error" in v and v["error"] <= 0:
+        raise DataError(path, f"error = {v['error']:g} must be positive", row)
 
-
-def _read_truth(path: Path) -> dict:
-    sidecar = truth_path(path)
-    if not sidecar.is_file():
-        return {}
-    try:
-        return json.loads(sidecar.read_text())
-    except json.JSONDecodeError as exc:
-        raise DataError(sidecar, f"not valid JSON ({exc.msg})", exc.lineno) from None
-
-
-def truth_path(path: str | Path) -> Path:
-    """Where the generating parameters of a simulated data file are kept."""
-    path = Path(path)
-    return path.with_name(path.name + ".truth.json")
 
 
 def write_cross_sections(data: CrossSectionData, path: str | Path) -> Path:

@@ -9,16 +9,14 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from hadrinv.data.cross_sections import truth_path
 from hadrinv.data.io import atomic_write_text
-from hadrinv.data.validation import DataError
+from hadrinv.data.validation import DataError, read_numeric_csv, read_truth, truth_path
 from hadrinv.physics.dis import (
     DEFAULT_SPACE,
     LAMBDA2_GEV2,
@@ -263,52 +261,11 @@ def read_dis_data(path: str | Path) -> DISData:
     A sidecar FILE.truth.json is attached as `truth` when present.
     """
     path = Path(path)
-    if not path.is_file():
-        raise DataError(path, "no such file")
-    raw = path.read_bytes()
-    if not raw.strip():
-        raise DataError(path, "empty file")
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise DataError(path, "not a CSV text file (cannot decode as UTF-8)") from None
-    if "\x00" in text:
-        raise DataError(path, "not a CSV text file (contains binary data)")
-    lines = [(n, line.rstrip("\r")) for n, line in enumerate(text.split("\n"), start=1) if line.strip() and not line.lstrip().startswith("#")]
-    if not lines:
-        raise DataError(path, "empty file (only comments)")
-    header_row, header_line = lines[0]
-    header = [h.strip() for h in next(csv.reader(io.StringIO(header_line)))]
-    missing = [c for c in REQUIRED_COLUMNS if c not in header]
-    if missing:
-        raise DataError(
-            path, f"missing column(s) {', '.join(missing)} in header {header_line.strip()!r}; expected {', '.join(REQUIRED_COLUMNS)}[, {', '.join(OPTIONAL_COLUMNS)}]", header_row
-        )
-    duplicated = sorted({h for h in header if header.count(h) > 1 and h in REQUIRED_COLUMNS + OPTIONAL_COLUMNS})
-    if duplicated:
-        raise DataError(path, f"column(s) {', '.join(duplicated)} appear more than once in the header", header_row)
-    columns = {name: header.index(name) for name in REQUIRED_COLUMNS + OPTIONAL_COLUMNS if name in header}
-    if len(lines) == 1:
-        raise DataError(path, "no data rows after the header")
-    values = {name: np.empty(len(lines) - 1) for name in columns}
-    for i, (row, line) in enumerate(lines[1:]):
-        fields = next(csv.reader(io.StringIO(line)))
-        if len(fields) != len(header):
-            raise DataError(path, f"{len(fields)} fields, header has {len(header)}", row)
-        for name, col in columns.items():
-            text_value = fields[col].strip()
-            try:
-                value = float(text_value)
-            except ValueError:
-                raise DataError(path, f"column {name}: {text_value!r} is not a number", row) from None
-            if not math.isfinite(value):
-                raise DataError(path, f"column {name}: value is {text_value} (must be finite)", row)
-            values[name][i] = value
-        _check_point(path, row, {name: v[i] for name, v in values.items()})
+    values = read_numeric_csv(path, REQUIRED_COLUMNS, OPTIONAL_COLUMNS, lambda row, v: _check_point(path, row, v))
     return DISData(
         x=values["x"], q2=values["Q2"], sigma_p=values["sigma_p"], sigma_n=values["sigma_n"],
         sigma_p_err=values.get("sigma_p_err"), sigma_n_err=values.get("sigma_n_err"),
-        source=str(path), truth=_read_truth(path),
+        source=str(path), truth=read_truth(path),
     )
 
 
@@ -326,16 +283,6 @@ def _check_point(path: Path, row: int, v: dict) -> None:
     for name in OPTIONAL_COLUMNS:
         if name in v and v[name] <= 0:
             raise DataError(path, f"{name} = {v[name]:g} must be positive", row)
-
-
-def _read_truth(path: Path) -> dict:
-    sidecar = truth_path(path)
-    if not sidecar.is_file():
-        return {}
-    try:
-        return json.loads(sidecar.read_text())
-    except json.JSONDecodeError as exc:
-        raise DataError(sidecar, f"not valid JSON ({exc.msg})", exc.lineno) from None
 
 
 def write_dis_data(data: DISData, path: str | Path) -> Path:

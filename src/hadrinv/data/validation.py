@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import csv
+import io
+import json
+import math
 from pathlib import Path
+from typing import Callable
+
+import numpy as np
 
 
 class DataError(ValueError):
@@ -15,3 +22,76 @@ class DataError(ValueError):
         self.path, self.problem, self.row = str(path), problem, row
         where = f"{self.path}:{row}" if row is not None else self.path
         super().__init__(f"{where}: {problem}")
+
+
+def read_numeric_csv(
+    path: str | Path, required: tuple[str, ...], optional: tuple[str, ...] = (), check_row: Callable[[int, dict], None] | None = None
+) -> dict[str, np.ndarray]:
+    """The columns of a numeric CSV file, validated: every reader of users' tables goes through here.
+
+    Rejects a missing, empty, binary or non-UTF-8 file, missing or repeated columns, a wrong field count,
+    a value that is not a finite number. Lines starting with '#' are comments. ``check_row(row, values)``
+    gets each row's values by column name (the physics checks of the caller) and raises DataError.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "no such file")
+    raw = path.read_bytes()
+    if not raw.strip():
+        raise DataError(path, "empty file")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise DataError(path, "not a CSV text file (cannot decode as UTF-8)") from None
+    if "\x00" in text:
+        raise DataError(path, "not a CSV text file (contains binary data)")
+    # split on newlines only: str.splitlines() also splits at form feeds and would shift the row numbers
+    lines = [(n, line.rstrip("\r")) for n, line in enumerate(text.split("\n"), start=1) if line.strip() and not line.lstrip().startswith("#")]
+    if not lines:
+        raise DataError(path, "empty file (only comments)")
+    header_row, header_line = lines[0]
+    header = [h.strip() for h in next(csv.reader(io.StringIO(header_line)))]
+    missing = [c for c in required if c not in header]
+    if missing:
+        expected = ", ".join(required) + (f"[, {', '.join(optional)}]" if optional else "")
+        raise DataError(path, f"missing column(s) {', '.join(missing)} in header {header_line.strip()!r}; expected {expected}", header_row)
+    duplicated = sorted({h for h in header if header.count(h) > 1 and h in required + optional})
+    if duplicated:
+        raise DataError(path, f"column(s) {', '.join(duplicated)} appear more than once in the header", header_row)
+    columns = {name: header.index(name) for name in required + optional if name in header}
+    if len(lines) == 1:
+        raise DataError(path, "no data rows after the header")
+    values = {name: np.empty(len(lines) - 1) for name in columns}
+    for i, (row, line) in enumerate(lines[1:]):
+        fields = next(csv.reader(io.StringIO(line)))
+        if len(fields) != len(header):
+            raise DataError(path, f"{len(fields)} fields, header has {len(header)}", row)
+        for name, col in columns.items():
+            text_value = fields[col].strip()
+            try:
+                value = float(text_value)
+            except ValueError:
+                raise DataError(path, f"column {name}: {text_value!r} is not a number", row) from None
+            if not math.isfinite(value):
+                raise DataError(path, f"column {name}: value is {text_value} (must be finite)", row)
+            values[name][i] = value
+        if check_row is not None:
+            check_row(row, {name: v[i] for name, v in values.items()})
+    return values
+
+
+def truth_path(path: str | Path) -> Path:
+    """Where the generating parameters of a simulated data file are kept."""
+    path = Path(path)
+    return path.with_name(path.name + ".truth.json")
+
+
+def read_truth(path: str | Path) -> dict:
+    """The truth sidecar of a data file ({} when there is none)."""
+    sidecar = truth_path(path)
+    if not sidecar.is_file():
+        return {}
+    try:
+        return json.loads(sidecar.read_text())
+    except json.JSONDecodeError as exc:
+        raise DataError(sidecar, f"not valid JSON ({exc.msg})", exc.lineno) from None
