@@ -60,6 +60,8 @@ class AmortizedEstimator(nn.Module):
     point for a point-cloud embedding)."""
 
     has_log_prob: ClassVar[bool] = False
+    # False where each density evaluation is itself an expensive computation (an ODE per sample)
+    cheap_log_prob: ClassVar[bool] = True
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)

@@ -115,6 +115,7 @@ class CoverageResult(dict):
     """dict nominal level -> empirical coverage (float), plus
 
     * ``per_parameter``: level -> list of per-parameter coverages (marginal coverage only);
+    * ``inside``: level -> (cases, parameters) bool, the truth inside its interval (marginal coverage only);
     * ``ranks``: per case, the statistic compared with the level (HPD: fraction of posterior samples
       denser than the truth, uniform on [0, 1] for a calibrated posterior);
     * ``n_cases``; ``standard_error(level)``: the binomial noise of an exact posterior;
@@ -122,8 +123,9 @@ class CoverageResult(dict):
     """
 
     def __init__(self, coverage: dict[float, float], n_cases: int, per_parameter: dict[float, list[float]] | None = None,
-                 ranks: torch.Tensor | None = None, n_trials: int | None = None):
+                 ranks: torch.Tensor | None = None, n_trials: int | None = None, inside: dict[float, torch.Tensor] | None = None):
         super().__init__(coverage)
+        self.inside = inside
         self.n_cases = n_cases
         self.n_trials = n_trials or n_cases
         self.per_parameter = per_parameter
@@ -167,12 +169,12 @@ def marginal_coverage(samples: torch.Tensor, truth: torch.Tensor, levels: Sequen
         raise ValueError(f"samples {tuple(samples.shape)} and truth {tuple(truth.shape)}: expected (m, n, d) and (m, d)")
     t = truth.unsqueeze(1)
     ranks = ((samples < t).double().mean(1) + 0.5 * (samples == t).double().mean(1))  # (m, d)
-    coverage, per_parameter = {}, {}
+    coverage, per_parameter, inside = {}, {}, {}
     for level in levels:
-        inside = (ranks >= (1 - level) / 2) & (ranks <= (1 + level) / 2)
-        coverage[level] = float(inside.double().mean())
-        per_parameter[level] = inside.double().mean(0).tolist()
-    return CoverageResult(coverage, samples.shape[0], per_parameter, ranks, n_trials=ranks.numel())
+        inside[level] = (ranks >= (1 - level) / 2) & (ranks <= (1 + level) / 2)
+        coverage[level] = float(inside[level].double().mean())
+        per_parameter[level] = inside[level].double().mean(0).tolist()
+    return CoverageResult(coverage, samples.shape[0], per_parameter, ranks, n_trials=ranks.numel(), inside=inside)
 
 
 @torch.no_grad()

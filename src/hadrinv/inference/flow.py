@@ -8,7 +8,6 @@ zuko's splines act on [-5, 5], which the base class's standardisation respects.
 
 from __future__ import annotations
 
-import torch
 import zuko
 
 from hadrinv.inference.amortized import AmortizedEstimator

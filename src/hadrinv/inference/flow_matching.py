@@ -31,6 +31,7 @@ from hadrinv.inference.film import FiLMResidualMLP
 
 class FlowMatching(AmortizedEstimator):
     has_log_prob = True
+    cheap_log_prob = False  # an ODE integral with the exact divergence per evaluation
 
     def __init__(
         self,

@@ -4,7 +4,7 @@ measurements every method gets (accuracy against an exact posterior, calibration
 from __future__ import annotations
 
 import time
-from typing import Callable, Literal
+from typing import Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
@@ -48,6 +48,21 @@ class ExecutionConfig(Strict):
     ray_address: str | None = Field(None, description="an existing Ray cluster, e.g. ray://head:10001 or auto")
 
 
+class AmortizedRunConfig(Strict):
+    """Settings every amortized-inference workflow has; a workflow's config adds its own."""
+
+    training: TrainingConfig = TrainingConfig()
+    method_training: dict[str, dict] = Field(default_factory=default_method_training, description="per-method changes to training")
+    execution: ExecutionConfig = ExecutionConfig()
+    threads_per_task: int | None = Field(1, description="torch threads inside each parallel training")
+    seed: int = 0
+    device: Literal["cpu", "cuda"] = "cpu"
+
+
+# how the tasks are run does not change the numbers: these may differ when resuming
+EXECUTION_KEYS = ("execution.executor", "execution.workers", "execution.ray_address", "out", "threads_per_task")
+
+
 def build_estimator(method: str, theta_dim: int, x_dim: int, options: dict | None = None, **common) -> AmortizedEstimator:
     if method not in ESTIMATOR_CLASSES:
         raise ValueError(f"unknown method {method!r}; choose from {', '.join(ESTIMATOR_CLASSES)}")
@@ -68,7 +83,7 @@ def calibration(estimator: AmortizedEstimator, theta: torch.Tensor, x: torch.Ten
     marginal = marginal_coverage(samples, theta, COVERAGE_LEVELS)
     out = {f"coverage_{int(round(100 * a))}": float(marginal[a]) for a in COVERAGE_LEVELS}
     out["coverage_seconds"] = seconds
-    if estimator.has_log_prob and not isinstance(estimator, FlowMatching):
+    if estimator.has_log_prob and estimator.cheap_log_prob:
         joint = hpd_coverage(estimator, theta, x, COVERAGE_LEVELS, n_samples=n_samples)
         out.update({f"hpd_coverage_{int(round(100 * a))}": float(joint[a]) for a in COVERAGE_LEVELS})
     return out, samples

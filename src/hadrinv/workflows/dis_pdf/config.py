@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from hadrinv.workflows.amortized_runs import ExecutionConfig, MethodName, Strict, TrainingConfig
+from hadrinv.workflows.amortized_runs import AmortizedRunConfig, MethodName, Strict
 
 
 def default_grid_options() -> dict[str, dict]:
@@ -44,7 +44,7 @@ class KinematicsConfig(Strict):
     test_experiments: list[str] = Field(["SLAC", "NMC", "BCDMS", "HERA"], description="held-out clouds: bins of these experiments, never seen in training")
 
 
-class DISPdfConfig(Strict):
+class DISPdfConfig(AmortizedRunConfig):
     grid_methods: list[MethodName] = Field(["vaim", "flow", "diffusion"], description="estimators on the regular (x, Q2) grid")
     cloud_methods: list[Literal["vaim", "flow"]] = Field(["vaim", "flow"], description="estimators on point clouds of irregular bins")
     baseline_fit: bool = Field(True, description="least-squares fit with Hessian errors on every held-out grid set")
@@ -53,15 +53,10 @@ class DISPdfConfig(Strict):
     kinematics: KinematicsConfig = KinematicsConfig()
     test_sets: int = Field(100, ge=1, description="held-out pseudo-data sets (coverage, 2-sigma check)")
     posterior_samples: int = Field(1000, ge=10)
-    training: TrainingConfig = TrainingConfig()
     method_training: dict[str, dict] = Field(default_factory=lambda: {"diffusion": {"patience": 30, "max_epochs": 400}}, description="per-method changes to training")
     grid_options: dict[str, dict] = Field(default_factory=default_grid_options)
     cloud_options: dict[str, dict] = Field(default_factory=default_cloud_options)
     data: str | None = Field(None, description="a CSV of measurements (x, Q2, sigma_p, sigma_n): analysed by the point-cloud models")
-    execution: ExecutionConfig = ExecutionConfig()
-    threads_per_task: int | None = 1
-    seed: int = 0
-    device: Literal["cpu", "cuda"] = "cpu"
     out: str = "runs/dis-pdf"
 
 

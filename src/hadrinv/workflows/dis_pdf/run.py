@@ -24,17 +24,17 @@ import torch
 from hadrinv.data.dis_toy import read_dis_data
 from hadrinv.data.io import atomic_write_csv, atomic_write_text
 from hadrinv.inference.amortized import AmortizedEstimator
+from hadrinv.inference.diagnostics import marginal_coverage
 from hadrinv.inference.ensemble import run_tasks
 from hadrinv.inference.fit import least_squares
 from hadrinv.physics.dis import cross_sections
-from hadrinv.workflows.amortized_runs import build_estimator, thread_limit, timed_sample, training_for
+from hadrinv.workflows.amortized_runs import EXECUTION_KEYS, build_estimator, thread_limit, timed_sample, training_for
 from hadrinv.workflows.dis_pdf import plots
 from hadrinv.workflows.dis_pdf.config import DISPdfConfig
 from hadrinv.workflows.dis_pdf.problem import DISProblem, experiment_clouds, make_problem, training_clouds
 from hadrinv.workflows.output import CHECKPOINTS, finish_output, prepare_output
 from hadrinv.workflows.registry import RunContext
 
-EXECUTION_KEYS = ("execution.executor", "execution.workers", "execution.ray_address", "out", "threads_per_task")
 TABLE_KEYS = ("coverage_68", "coverage_95", "within_2sigma_min", "all_within_2sigma", "rms_error_over_prior_width", "sigma_ratio_rms", "train_seconds", "seconds_per_set")
 TWO_SIGMA = 0.9545
 
@@ -54,22 +54,15 @@ class DISPdfResult:
         return [name for name, m in self.metrics["methods"].items() if not m.get("is_valid", True)]
 
 
-def interval_hits(samples: torch.Tensor, truth: torch.Tensor, level: float) -> torch.Tensor:
-    """(sets, params) True where the truth lies in the central `level` interval of the samples (sets, n, params)."""
-    tail = (1 - level) / 2
-    low = torch.quantile(samples, tail, dim=1)
-    high = torch.quantile(samples, 1 - tail, dim=1)
-    return (truth >= low) & (truth <= high)
-
-
 def posterior_metrics(samples: torch.Tensor, truth: torch.Tensor, problem: DISProblem) -> dict:
     """Calibration and accuracy of posterior samples (sets, n, params) against the true parameters."""
-    within = interval_hits(samples, truth, TWO_SIGMA).double()
+    cover = marginal_coverage(samples, truth, (0.68, 0.95, TWO_SIGMA))
+    within = cover.inside[TWO_SIGMA].double()  # (sets, parameters)
     width = (problem.space.high - problem.space.low).float()
     rms = ((samples.mean(1) - truth) / width).pow(2).mean(0).sqrt()
     out = {
-        "coverage_68": float(interval_hits(samples, truth, 0.68).double().mean()),
-        "coverage_95": float(interval_hits(samples, truth, 0.95).double().mean()),
+        "coverage_68": cover[0.68],
+        "coverage_95": cover[0.95],
         "within_2sigma_per_parameter": dict(zip(problem.space.free_names, within.mean(0).tolist())),
         "within_2sigma_min": float(within.mean(0).min()),
         "within_2sigma_mean": float(within.mean()),

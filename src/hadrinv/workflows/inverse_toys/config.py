@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from hadrinv.workflows.amortized_runs import ExecutionConfig, MethodName, Strict, TrainingConfig, default_method_training
+from hadrinv.workflows.amortized_runs import AmortizedRunConfig, MethodName, Strict, TrainingConfig
 
 ToyName = Literal["sum_of_squares_2d", "sum_of_squares_10d", "ring"]
 
@@ -41,7 +41,7 @@ class ActiveLearningConfig(Strict):
     training: TrainingConfig = TrainingConfig(max_epochs=200, patience=20)
 
 
-class InverseToysConfig(Strict):
+class InverseToysConfig(AmortizedRunConfig):
     toys: list[ToyName] = ["sum_of_squares_2d", "sum_of_squares_10d", "ring"]
     methods: list[MethodName] = ["vaim", "mdn", "inn", "flow", "diffusion", "flow_matching"]
     simulations: int = Field(20000, ge=100, description="training pairs per toy")
@@ -52,14 +52,8 @@ class InverseToysConfig(Strict):
     posterior_samples: int = Field(2000, ge=10, description="samples at the showcase observation (C2ST/MMD against the exact posterior)")
     coverage_cases: int = Field(200, ge=10, description="held-out (theta, y) pairs for expected coverage")
     coverage_samples: int = Field(500, ge=10)
-    training: TrainingConfig = TrainingConfig()
-    method_training: dict[str, dict] = Field(default_factory=default_method_training, description="per-method changes to training")
     estimator_options: dict[str, dict] = Field(default_factory=default_estimator_options)
     active_learning: ActiveLearningConfig = ActiveLearningConfig()
-    execution: ExecutionConfig = ExecutionConfig()
-    threads_per_task: int | None = Field(1, description="torch threads inside each parallel training")
-    seed: int = 0
-    device: Literal["cpu", "cuda"] = "cpu"
     out: str = "runs/inverse-toys"
 
 

@@ -23,14 +23,13 @@ import torch
 from hadrinv.data.io import atomic_write_text
 from hadrinv.inference.active_learning import active_learning, random_acquisition
 from hadrinv.inference.ensemble import run_tasks
-from hadrinv.workflows.amortized_runs import accuracy_against_exact, build_estimator, calibration, thread_limit, timed_sample, training_for
+from hadrinv.workflows.amortized_runs import EXECUTION_KEYS, accuracy_against_exact, build_estimator, calibration, thread_limit, timed_sample, training_for
 from hadrinv.workflows.inverse_toys import plots
 from hadrinv.workflows.inverse_toys.config import InverseToysConfig
 from hadrinv.workflows.inverse_toys.problems import ToyProblem, make_problem
 from hadrinv.workflows.output import CHECKPOINTS, finish_output, prepare_output
 from hadrinv.workflows.registry import RunContext
 
-EXECUTION_KEYS = ("execution.executor", "execution.workers", "execution.ray_address", "out", "threads_per_task")
 TABLE_KEYS = ("c2st", "mmd", "forward_error", "coverage_68", "coverage_95", "hpd_coverage_68", "hpd_coverage_95", "train_seconds", "sample_seconds_per_1000")
 
 
