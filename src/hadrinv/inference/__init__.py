@@ -1,7 +1,8 @@
 """Generic inference methods; none of them knows a particular physics model.
 
 Amortized posterior estimators share one interface (``AmortizedEstimator``: fit, sample, log_prob,
-save, load): VAIM, MDN, INN, ConditionalFlow, ConditionalDiffusion, FlowMatching.
+save, load): VAIM, MDN, INN, ConditionalFlow, ConditionalDiffusion, FlowMatching, and the point
+estimator Regressor (the regression DNN of an inverse map).
 """
 
 from hadrinv.inference.amortized import AmortizedEstimator, TrainingHistory
@@ -10,6 +11,7 @@ from hadrinv.inference.flow import ConditionalFlow
 from hadrinv.inference.flow_matching import FlowMatching
 from hadrinv.inference.inn import INN
 from hadrinv.inference.mdn import MDN
+from hadrinv.inference.regression import Regressor
 from hadrinv.inference.vaim import VAIM
 
-__all__ = ["AmortizedEstimator", "TrainingHistory", "VAIM", "MDN", "INN", "ConditionalFlow", "ConditionalDiffusion", "FlowMatching"]
+__all__ = ["AmortizedEstimator", "TrainingHistory", "VAIM", "MDN", "INN", "ConditionalFlow", "ConditionalDiffusion", "FlowMatching", "Regressor"]

@@ -330,6 +330,22 @@ class AmortizedEstimator(nn.Module):
         u, log_jac = self.standardize_theta(theta)
         return self._log_prob_standardized(u, self.context(self.standardize_x(x))) + log_jac
 
+    @torch.no_grad()
+    def log_prob_per_observation(self, theta: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """log p(theta_ij | x_i) for theta (b, n, d) and x (b, ...) -> (b, n): each x is embedded once, not n times
+        (what a coverage check over many samples per observation needs; with a set encoder it is most of the work)."""
+        self._require_fitted()
+        if not self.has_log_prob:
+            raise NotImplementedError(f"{type(self).__name__} has no tractable density; use sample()")
+        self.eval()
+        device = self.theta_mean.device
+        theta = torch.as_tensor(theta, dtype=torch.float32).to(device)
+        b, n, d = theta.shape
+        context = self.context(self.standardize_x(self._check_x(x).to(device)))  # (b, c)
+        u, log_jac = self.standardize_theta(theta.reshape(b * n, d))
+        context = context.unsqueeze(1).expand(b, n, context.shape[-1]).reshape(b * n, -1)
+        return (self._log_prob_standardized(u, context) + log_jac).reshape(b, n).cpu()
+
     # ---- persistence ----
     def to_payload(self) -> dict:
         """Tensors and plain containers only: what ``save`` writes (and what a Ray task can return)."""

@@ -209,7 +209,10 @@ def hpd_coverage(
         xb, tb = x[start:start + cases_per_batch], theta[start:start + cases_per_batch]
         b = xb.shape[0]
         samples = torch.as_tensor(estimator.sample(xb, n)).reshape(b, n, -1)  # (b, n, d)
-        lp_samples = torch.as_tensor(estimator.log_prob(samples.reshape(b * n, -1), xb.repeat_interleave(n, dim=0))).reshape(b, n)
+        if hasattr(estimator, "log_prob_per_observation"):  # embeds each observation once
+            lp_samples = torch.as_tensor(estimator.log_prob_per_observation(samples, xb)).reshape(b, n)
+        else:
+            lp_samples = torch.as_tensor(estimator.log_prob(samples.reshape(b * n, -1), xb.repeat_interleave(n, dim=0))).reshape(b, n)
         lp_truth = torch.as_tensor(estimator.log_prob(tb, xb)).reshape(b)
         fractions.append((lp_samples.cpu() > lp_truth.cpu().unsqueeze(1)).double().mean(1))
     ranks = torch.cat(fractions)

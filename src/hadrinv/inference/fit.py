@@ -117,12 +117,19 @@ def least_squares(
     x0,
     names: list[str] | None = None,
     max_evaluations: int | None = None,
+    jacobian: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    exact_hessian: bool = True,
 ) -> FitResult:
-    """Minimise chi^2 = sum(pulls(x)^2) (scipy 'trf' with the autodiff Jacobian); Hessian errors of chi^2."""
+    """Minimise chi^2 = sum(pulls(x)^2) (scipy 'trf' with the autodiff Jacobian); Hessian errors of chi^2.
+
+    ``jacobian``: d pulls / d x (n_residuals, n_parameters) when autodiff is not the cheapest way (e.g. a
+    model that evaluates many parameter points in one batched call). ``exact_hessian=False`` takes the
+    Gauss-Newton Hessian 2 J^T J at the minimum instead of second derivatives of chi^2.
+    """
     x0 = np.asarray(x0, dtype=float)
     names = names or [f"x{i}" for i in range(len(x0))]
     as_tensor = lambda x: torch.as_tensor(x, dtype=torch.float64)
-    jacobian = torch.func.jacfwd(pulls)  # n_parameters << n_residuals
+    jacobian = jacobian or torch.func.jacfwd(pulls)  # n_parameters << n_residuals
     solution = optimize.least_squares(
         lambda x: pulls(as_tensor(x)).detach().numpy(),
         x0,
@@ -134,8 +141,13 @@ def least_squares(
         # while a block that contributes little to the total is still moving
         ftol=1e-12, xtol=1e-12, gtol=1e-10,
     )
-    chi2 = lambda x: (pulls(x) ** 2).sum()
-    covariance, accurate = covariance_from_hessian(hessian(chi2, solution.x), CHI2)
+    if exact_hessian:
+        chi2 = lambda x: (pulls(x) ** 2).sum()
+        h = hessian(chi2, solution.x)
+    else:
+        J = jacobian(as_tensor(solution.x)).detach().numpy()
+        h = 2.0 * J.T @ J
+    covariance, accurate = covariance_from_hessian(h, CHI2)
     n_residuals = len(solution.fun)
     return FitResult(
         names=list(names), values=solution.x, errors=np.sqrt(np.diag(covariance)), covariance=covariance,
