@@ -83,6 +83,23 @@ def _parser() -> argparse.ArgumentParser:
                         help="max: fraction of the largest cross section (the talk's normalised data); point: of each point's cross section")
     p_pipi.add_argument("--seed", type=int, default=d.seed)
     p_pipi.set_defaults(handler=_cmd_simulate_pipi)
+
+    from hadrinv.physics.femtoscopy import HAL_N_OMEGA, HAL_N_OMEGA_PION_MASS_MEV, P_OMEGA_REDUCED_MASS_MEV
+
+    p_femto = sims.add_parser("femto", help="femtoscopic C(k) and delta(k) of a Gaussian-Yukawa potential (talk 001)",
+                              description="Solve the s-wave Schroedinger equation for V(r) = b1 exp(-b2 r^2) + b3 (1 - exp(-b4 r^2)) "
+                                          "(exp(-m_pi r)/r)^n_pi and write the Koonin-Pratt correlation function of a Gaussian source "
+                                          "(non-identical pair, no Coulomb): columns k_mev, C, delta_deg. Defaults: HAL QCD N-Omega "
+                                          "(t/a = 11), p-Omega reduced mass.")
+    p_femto.add_argument("--r0", type=float, default=1.3, help="source size r0 in fm (default 1.3)")
+    for name, unit in (("b1", "MeV"), ("b2", "fm^-2"), ("b3", "MeV fm^n_pi"), ("b4", "fm^-2")):
+        p_femto.add_argument(f"--{name}", type=float, default=HAL_N_OMEGA[name], help=f"{name} in {unit} (default {HAL_N_OMEGA[name]})")
+    p_femto.add_argument("--m-pi", type=float, default=HAL_N_OMEGA_PION_MASS_MEV, help=f"pion mass in MeV (default {HAL_N_OMEGA_PION_MASS_MEV})")
+    p_femto.add_argument("--n-pi", type=float, default=2.0, help="power of the Yukawa factor (default 2)")
+    p_femto.add_argument("--reduced-mass", type=float, default=P_OMEGA_REDUCED_MASS_MEV, help=f"reduced mass in MeV (default p-Omega, {P_OMEGA_REDUCED_MASS_MEV})")
+    p_femto.add_argument("--k", default=",".join(str(5 * i) for i in range(1, 61)), help="momenta in MeV, comma-separated (default 5,10,...,300)")
+    p_femto.add_argument("--out", required=True, help="output CSV file")
+    p_femto.set_defaults(handler=_cmd_simulate_femto)
     p_sim.set_defaults(handler=lambda args: (p_sim.print_help(), EXIT_BAD_INPUT)[1])
     return parser
 
@@ -147,6 +164,30 @@ def _cmd_simulate_pipi(args) -> int:
     data = simulate_pipi(spec)
     path = write_cross_sections(data, args.out)
     print(f"wrote {len(data)} points at {len(data.energies)} energies to {path} (truth: {path.name}.truth.json)")
+    return 0
+
+
+def _cmd_simulate_femto(args) -> int:
+    import torch
+
+    from hadrinv.data.femto import write_correlation_csv
+    from hadrinv.physics.femtoscopy import GaussianYukawaPotential, correlation_function
+
+    try:
+        k = [float(v) for v in args.k.split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(f"--k: {args.k!r} is not a comma-separated list of momenta in MeV") from None
+    if len(k) < 1 or min(k) <= 0 or any(b <= a for a, b in zip(k, k[1:])):
+        raise ValueError("--k: momenta must be positive and strictly increasing (MeV)")
+    if args.r0 <= 0 or args.reduced_mass <= 0 or args.m_pi <= 0 or args.b2 < 0 or args.b4 < 0:
+        raise ValueError("--r0, --reduced-mass and --m-pi must be positive, --b2 and --b4 non-negative")
+    potential = GaussianYukawaPotential(args.b1, args.b2, args.b3, args.b4, m_pi_mev=args.m_pi, n_pi=args.n_pi)
+    with torch.no_grad():
+        C, delta = correlation_function(potential, torch.tensor(k, dtype=torch.float64), args.r0, args.reduced_mass)
+    truth = {"r0_fm": args.r0, "b1_mev": args.b1, "b2_fm-2": args.b2, "b3_mev_fm^n_pi": args.b3, "b4_fm-2": args.b4,
+             "m_pi_mev": args.m_pi, "n_pi": args.n_pi, "reduced_mass_mev": args.reduced_mass}
+    path = write_correlation_csv(args.out, k, C[0].numpy(), delta_deg=torch.rad2deg(delta[0]).numpy(), truth=truth)
+    print(f"wrote C(k) and delta(k) at {len(k)} momenta to {path} (parameters: {path.name}.truth.json)")
     return 0
 
 
