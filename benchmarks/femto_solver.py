@@ -24,6 +24,7 @@ import torch
 
 from hadrinv.physics.femtoscopy import P_OMEGA_REDUCED_MASS_MEV, GaussianYukawaPotential, correlation_function
 from hadrinv.physics.femtoscopy_reference import gaussian_yukawa_numpy, reference_correlation
+from hadrinv.physics.schrodinger import StretchedGrid
 
 PARAMETER_LOW = np.array([-2145.5, 0.739, -1064.0, 0.078])  # b1 MeV, b2 fm^-2, b3 MeV fm^2, b4 fm^-2
 PARAMETER_HIGH = np.array([1532.5, 147.761, 532.0, 154.422])
@@ -36,9 +37,12 @@ def draw(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     return b, r0
 
 
+GRID = StretchedGrid()
+
+
 def ours(b: np.ndarray, r0: np.ndarray, k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     C, delta = correlation_function(
-        GaussianYukawaPotential.from_parameters(torch.tensor(b)), torch.tensor(k), torch.tensor(r0), P_OMEGA_REDUCED_MASS_MEV
+        GaussianYukawaPotential.from_parameters(torch.tensor(b)), torch.tensor(k), torch.tensor(r0), P_OMEGA_REDUCED_MASS_MEV, grid=GRID
     )
     return C.numpy(), delta.numpy()
 
@@ -56,7 +60,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--k-points", type=int, default=60)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="torch threads for our solver")
+    parser.add_argument("--step", type=float, default=StretchedGrid().step_fm, help="our grid's step in fm (default: the library default)")
     args = parser.parse_args(argv)
+    global GRID
+    GRID = StretchedGrid(step_fm=args.step)
 
     print("$ python " + " ".join(shlex.quote(a) for a in [sys.argv[0]] + (sys.argv[1:] if argv is None else argv)))
     torch.set_num_threads(args.threads)
@@ -88,7 +95,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"\n(a) accuracy: {args.potentials} potentials x {args.k_points} momenta (log-spaced 1-300 MeV) = {n_points} points, seed {args.seed}")
     print(f"    b1 in [{PARAMETER_LOW[0]}, {PARAMETER_HIGH[0]}] MeV, b2 in [{PARAMETER_LOW[1]}, {PARAMETER_HIGH[1]}] fm^-2, "
           f"b3 in [{PARAMETER_LOW[2]}, {PARAMETER_HIGH[2]}] MeV fm^2, b4 in [{PARAMETER_LOW[3]}, {PARAMETER_HIGH[3]}] fm^-2, r0 in {list(R0_RANGE)} fm")
-    print("    ours: default StretchedGrid (Numerov, 780 steps); reference: DOP853 rtol 1e-11 + quad")
+    print(f"    ours: StretchedGrid(step_fm={args.step}) (Numerov, {GRID.nodes()['n']} steps); reference: DOP853 rtol 1e-11 + quad")
     print(table([
         ("max |dC|", f"{dC.max():.3e}"),
         ("max |dC| / max(1, |C|)", f"{rel.max():.3e}"),

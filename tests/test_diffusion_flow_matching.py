@@ -112,7 +112,7 @@ class _GaussianNoiseOracle(nn.Module):
 
 @pytest.mark.parametrize("sampling_steps, rtol", [(None, 0.03), (1000, 0.03), (100, 0.06)])
 def test_diffusion_samplers_reproduce_gaussian_with_exact_noise(sampling_steps, rtol):
-    model = ConditionalDiffusion(2, 2, hidden=8, blocks=1, sampling_steps=sampling_steps)
+    model = ConditionalDiffusion(2, 2, hidden=8, blocks=1, sampling_steps=sampling_steps, ema_decay=None)  # samples with model.net
     model.fitted.fill_(True)
     m, s = torch.tensor([1.0, -0.5]), torch.tensor([0.3, 2.0])
     model.net = _GaussianNoiseOracle(model.steps, model.alpha_bar, m, s)
@@ -261,3 +261,73 @@ def test_film_network_shapes_and_conditioning():
     assert not torch.allclose(out, net(x, torch.rand(7), context))
     assert not torch.allclose(out, net(x, t, torch.randn(7, 4)))
     assert torch.allclose(net(x[:1], t[0], context[:1]), out[:1], atol=1e-6)  # a scalar time broadcasts
+
+
+# ---- weight averaging (EMA) ----
+class _ZeroNoise(nn.Module):
+    def forward(self, u, t, context):
+        return torch.zeros_like(u)
+
+
+def test_diffusion_samples_with_averaged_weights_and_trains_the_raw_ones():
+    assert ConditionalDiffusion(2, 2, hidden=8, blocks=1).ema is None  # off by default
+    model = ConditionalDiffusion(2, 2, hidden=8, blocks=1, sampling_steps=100, ema_decay=0.999)
+    assert model.ema_decay == 0.999 and model.hparams["ema_decay"] == 0.999
+    model.fitted.fill_(True)
+    m, s = torch.tensor([1.0, -0.5]), torch.tensor([0.3, 2.0])
+    model.ema["net"] = _GaussianNoiseOracle(model.steps, model.alpha_bar, m, s)
+    model.net = _ZeroNoise()  # what the raw weights would sample: u_T / sqrt(alpha_bar_T), std ~160
+    torch.manual_seed(0)
+    samples = model.sample(torch.zeros(2), 5000)
+    assert torch.allclose(samples.mean(0), m, atol=0.1)
+    assert torch.allclose(samples.std(0), s, rtol=0.1)
+    u, context = torch.randn(4, 2), torch.zeros(4, 2)
+    model.train()
+    assert torch.equal(model.predict_noise(u, 10, context), torch.zeros(4, 2))  # training sees the raw network
+    model.eval()
+    assert not torch.equal(model.predict_noise(u, 10, context), torch.zeros(4, 2))
+
+
+def test_diffusion_ema_update_count_and_save_load(linear_gaussian, tmp_path):
+    theta, x = linear_gaussian[0][:600], linear_gaussian[1][:600]
+    torch.manual_seed(0)
+    model = ConditionalDiffusion(2, 2, hidden=16, blocks=1, ema_decay=0.9, sampling_steps=10,
+                                 embedding="mlp", embedding_options={"features": 4, "hidden": 8})
+    history = model.fit(theta, x, max_epochs=3, batch_size=100, patience=3, validation_fraction=0.1, seed=0)
+    # one update per optimiser step (540 training pairs: 6 batches per epoch), kept with the best epoch
+    assert int(model.ema_updates) == 6 * (history.best_epoch + 1)
+    raw = torch.cat([p.flatten() for p in [*model.embedding.parameters(), *model.net.parameters()]])
+    averaged = torch.cat([p.flatten() for p in [*model.ema["embedding"].parameters(), *model.ema["net"].parameters()]])
+    assert raw.shape == averaged.shape and not torch.allclose(raw, averaged)
+    # the averaged weights are what samples: the same as a model without averaging that holds them as its weights
+    plain = ConditionalDiffusion(2, 2, hidden=16, blocks=1, ema_decay=None, sampling_steps=10,
+                                 embedding="mlp", embedding_options={"features": 4, "hidden": 8})
+    state = {k: v for k, v in model.state_dict().items() if not k.startswith(("ema.", "ema_updates", "embedding.", "net."))}
+    state.update({k[len("ema."):]: v for k, v in model.state_dict().items() if k.startswith("ema.")})
+    plain.load_state_dict(state)
+    assert not any(k.startswith("ema") for k in plain.state_dict())
+    torch.manual_seed(3)
+    expected = model.sample(X_OBS, 64)
+    torch.manual_seed(3)
+    assert torch.equal(plain.sample(X_OBS, 64), expected)
+    # and they survive save / load
+    loaded = AmortizedEstimator.load(model.save(tmp_path / "ema.pt"))
+    assert loaded.ema_decay == 0.9 and int(loaded.ema_updates) == int(model.ema_updates)
+    torch.manual_seed(3)
+    assert torch.equal(loaded.sample(X_OBS, 64), expected)
+    # a checkpoint from before averaging (no ema entries) loads without it and samples with its weights
+    payload = model.to_payload()
+    payload["state"] = {k: v for k, v in payload["state"].items() if not k.startswith("ema")}
+    payload["hparams"] = {k: v for k, v in payload["hparams"].items() if k != "ema_decay"}
+    old = AmortizedEstimator.from_payload(payload)
+    assert old.ema is None
+    for a, b in zip(old.net.parameters(), model.net.parameters()):
+        assert torch.equal(a, b)
+    # a model with averaging given such weights takes them as its average
+    averaging = ConditionalDiffusion(2, 2, hidden=16, blocks=1, ema_decay=0.9, sampling_steps=10,
+                                     embedding="mlp", embedding_options={"features": 4, "hidden": 8})
+    averaging.load_state_dict(payload["state"])
+    for a, b in zip(averaging.ema["net"].parameters(), model.net.parameters()):
+        assert torch.equal(a, b)
+    with pytest.raises(ValueError):
+        ConditionalDiffusion(2, 2, ema_decay=1.0)

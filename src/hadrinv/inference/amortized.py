@@ -129,6 +129,9 @@ class AmortizedEstimator(nn.Module):
     def _log_prob_standardized(self, u: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError(f"{type(self).__name__} has no tractable density; use sample()")
 
+    def _after_optimizer_step(self) -> None:
+        """Called by fit after every optimiser step (e.g. to update averaged weights); nothing by default."""
+
     def _remember(self, **options) -> None:
         self.hparams.update(options)
 
@@ -253,6 +256,7 @@ class AmortizedEstimator(nn.Module):
                 if clip_grad_norm:
                     nn.utils.clip_grad_norm_(self.parameters(), clip_grad_norm)
                 optimizer.step()
+                self._after_optimizer_step()
                 total += loss.item() * len(idx)
                 count += len(idx)
             history.train_loss.append(total / max(count, 1))

@@ -15,11 +15,23 @@ Sampling runs the learned reverse process from u_T ~ N(0, I):
 
 ``sampling_steps`` and ``clip_denoised`` are plain settable attributes (also after ``load``), and
 ``sample(x, n, sampling_steps=k)`` overrides the former for one call. There is no tractable density.
+
+Weight averaging (``ema_decay``, e.g. 0.999; off by default): as in Ho et al., the network that samples is an
+exponential moving average of the trained weights (embedding and denoiser), updated after every optimiser
+step with decay min(ema_decay, (1 + n) / (10 + n)) after n updates (a warm-up, so that the average soon
+forgets the initial weights). It averages out the optimiser's step noise, which otherwise blurs the
+learned noise prediction and widens the posterior. The averaged copy is used whenever the estimator is
+in eval mode (validation loss, hence early stopping and the kept epoch, and sampling); training updates
+the raw weights. It is saved with the estimator. Off by default so that the figures measured without
+it (inverse-toys) stay valid; dis-pdf turns it on (measured there: 68% coverage 0.73 -> 0.68 with 200 epochs).
 """
 
 from __future__ import annotations
 
+import copy
+
 import torch
+from torch import nn
 
 from hadrinv.inference.amortized import AmortizedEstimator
 from hadrinv.inference.film import FiLMResidualMLP
@@ -50,13 +62,18 @@ class ConditionalDiffusion(AmortizedEstimator):
         time_features: int = 64,
         sampling_steps: int | None = None,
         clip_denoised: float | None = None,
+        ema_decay: float | None = None,
         **common,
     ):
         super().__init__(theta_dim, x_dim, **common)
         if steps < 1 or not 0 < beta_min <= beta_max < 1:
             raise ValueError(f"need steps >= 1 and 0 < beta_min <= beta_max < 1, got {steps}, {beta_min}, {beta_max}")
+        if ema_decay is not None and not 0 < ema_decay < 1:
+            raise ValueError(f"ema_decay must be None or in (0, 1), got {ema_decay}")
         self.steps = int(steps)
-        self._remember(steps=self.steps, beta_min=float(beta_min), beta_max=float(beta_max), hidden=hidden, blocks=blocks, time_features=time_features)
+        self.ema_decay = None if ema_decay is None else float(ema_decay)
+        self._remember(steps=self.steps, beta_min=float(beta_min), beta_max=float(beta_max), hidden=hidden, blocks=blocks, time_features=time_features,
+                       ema_decay=self.ema_decay)
         self.sampling_steps = sampling_steps
         self.clip_denoised = clip_denoised
         betas, alpha_bar = linear_beta_schedule(self.steps, beta_min, beta_max)
@@ -65,6 +82,45 @@ class ConditionalDiffusion(AmortizedEstimator):
         self.register_buffer("alpha_bar", alpha_bar.float(), persistent=False)
         self.register_buffer("alpha_bar_prev", torch.cat([torch.ones(1, dtype=torch.float64), alpha_bar[:-1]]).float(), persistent=False)
         self.net = FiLMResidualMLP(theta_dim, self.context_dim, hidden=hidden, blocks=blocks, time_features=time_features)
+        # the moving average of (embedding, net), saved in the checkpoint with its number of updates
+        self.ema = None
+        if self.ema_decay is not None:
+            self.ema = nn.ModuleDict({"embedding": copy.deepcopy(self.embedding), "net": copy.deepcopy(self.net)})
+            self.ema.requires_grad_(False)
+            self.register_buffer("ema_updates", torch.tensor(0, dtype=torch.long))
+
+    # ---- weight averaging ----
+    def _averaging(self) -> bool:
+        return self.ema is not None and not self.training
+
+    def context(self, x_standardized: torch.Tensor) -> torch.Tensor:
+        return (self.ema["embedding"] if self._averaging() else self.embedding)(x_standardized)
+
+    @torch.no_grad()
+    def update_ema(self) -> None:
+        """Move the averaged weights towards the current ones (called after every optimiser step in fit)."""
+        if self.ema is None:
+            return
+        n = int(self.ema_updates)
+        decay = min(self.ema_decay, (1 + n) / (10 + n))
+        for source, name in ((self.embedding, "embedding"), (self.net, "net")):
+            averaged = self.ema[name]
+            for a, p in zip(averaged.parameters(), source.parameters()):
+                a.lerp_(p.detach(), 1 - decay)
+            for a, b in zip(averaged.buffers(), source.buffers()):
+                a.copy_(b)
+        self.ema_updates += 1
+
+    def _after_optimizer_step(self) -> None:
+        self.update_ema()
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        # a checkpoint written before weight averaging existed: its weights are the average
+        if self.ema is not None and not any(k.startswith("ema.") for k in state_dict):
+            state_dict = dict(state_dict)
+            state_dict.update({f"ema.{k}": v for k, v in state_dict.items() if k.startswith(("embedding.", "net."))})
+            state_dict.setdefault("ema_updates", torch.tensor(0, dtype=torch.long))
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
     # settable after loading; stored in hparams so that a later save keeps the choice
     @property
@@ -94,7 +150,8 @@ class ConditionalDiffusion(AmortizedEstimator):
     def predict_noise(self, u_t: torch.Tensor, t: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         """eps prediction at integer steps t in 1..T (tensor (rows,) or a scalar)."""
         t = torch.as_tensor(t, device=u_t.device).expand(u_t.shape[0])
-        return self.net(u_t, t.float() / self.steps, context)
+        net = self.ema["net"] if self._averaging() else self.net
+        return net(u_t, t.float() / self.steps, context)
 
     def training_loss(self, u, context, x):
         # stratified steps (one per 1/batch of [0, 1], in random order) cover the schedule evenly in every

@@ -141,7 +141,7 @@ def fit_task(C_obs: torch.Tensor, relative_error: float, k_mev: torch.Tensor, li
         theta = to_theta(z_rows)
         return torch.log(simulate(theta, k_mev, physics)["C"].clamp_min(1e-12))
 
-    values, errors, chi2s, valid, accurate, draws = [], [], [], [], [], []
+    values, errors, chi2s, valid, converged, accurate, draws = [], [], [], [], [], [], []
     generator = torch.Generator().manual_seed(0)
     step = 1e-5
     for observed in torch.log(C_obs.double()):
@@ -174,11 +174,14 @@ def fit_task(C_obs: torch.Tensor, relative_error: float, k_mev: torch.Tensor, li
         jac = (hi - lo) * torch.sigmoid(z) * (1 - torch.sigmoid(z))
         errors.append(jac * torch.as_tensor(best.errors))
         chi2s.append(best.fval / max(best.ndf, 1))
-        valid.append(best.is_valid)
+        # scipy's own success flag stays False along the flat directions (b2, b4) long after chi^2 has settled;
+        # a fit counts as converged when chi^2/ndf is acceptable
+        valid.append(best.fval / max(best.ndf, 1) < 2.0)
+        converged.append(best.is_valid)
         # a singular Hessian is the expected answer for parameters C(k) does not determine (b2, b4)
         accurate.append(best.has_accurate_covar)
     return {"values": torch.stack(values), "errors": torch.stack(errors), "samples": torch.stack(draws), "chi2_per_ndf": torch.tensor(chi2s),
-            "valid": torch.tensor(valid), "accurate_covariance": torch.tensor(accurate), "seconds": time.perf_counter() - started}
+            "valid": torch.tensor(valid), "scipy_converged": torch.tensor(converged), "accurate_covariance": torch.tensor(accurate), "seconds": time.perf_counter() - started}
 
 
 def _dispatch(kind: str, **kwargs) -> dict:
@@ -363,8 +366,9 @@ def run(config: FemtoInverseConfig, context: RunContext | None = None) -> FemtoI
         fit = results["fit"]
         m = posterior_metrics(fit["samples"], fit_truth, prior_std)
         m.update(valid_fraction=float(fit["valid"].double().mean()), median_chi2_per_ndf=float(fit["chi2_per_ndf"].median()),
+                 scipy_converged_fraction=float(fit["scipy_converged"].double().mean()),
                  positive_definite_hessian_fraction=float(fit["accurate_covariance"].double().mean()),
-                 seconds_per_curve=fit["seconds"] / n_fit, is_valid=bool(fit["valid"].double().mean() >= 0.5))
+                 seconds_per_curve=fit["seconds"] / n_fit, is_valid=bool(fit["valid"].double().mean() >= 0.9))
         metrics["posterior"]["least-squares fit (fit curves)"] = m
         metrics["r2"]["least-squares fit"] = {"fit curves": r_squared(fit["values"], fit_truth, PARAMETERS)}
         metrics["r2"]["dnn five-param"]["fit curves (noisy)"] = r_squared(p5["fit curves"], fit_truth, PARAMETERS)
