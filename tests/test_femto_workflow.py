@@ -109,6 +109,11 @@ def test_small_run_analyses_measured_data(small_run):
     r0 = data["parameters"]["r0"]
     # the measured curve was made with r0 = 1.3 fm
     assert r0["low_68"] - 0.3 < 1.3 < r0["high_68"] + 0.3
+    # the classical answer beside it: least squares started from the best posterior draws can only improve
+    # on them (chi^2 per point = chi^2/ndf * ndf / points) and must describe the 3% data reasonably
+    fit = data["least_squares_from_posterior"]["chi2_per_ndf"] * (data["points"] - 5) / data["points"]
+    assert fit <= data["posterior_predictive"]["best_chi2_per_point"] + 1e-9
+    assert data["least_squares_from_posterior"]["chi2_per_ndf"] < 5
     for name in ("data_bands.png", "data_posterior.csv", "pca.png", "posterior_pairs.png", "comparison.md"):
         assert (out / name).is_file()
 

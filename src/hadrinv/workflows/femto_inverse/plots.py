@@ -113,11 +113,16 @@ def _band(ax, x, values, color, label):
     ax.plot(x, mid, color=color)
 
 
-def plot_data_bands(path, data, k_dense, C, delta_deg, r, V):
-    """The measured curve against the posterior's C(k) band, and the bands of delta(k) and V(r)."""
+def plot_data_bands(path, data, k_dense, C, delta_deg, r, V, best: int | None = None):
+    """The measured curve against the posterior's C(k) band (and its best-fitting draw), and the bands of
+    delta(k) and V(r)."""
     plt = _pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
     _band(axes[0], k_dense.numpy(), C.numpy(), "C0", "posterior")
+    if best is not None:
+        axes[0].plot(k_dense.numpy(), C[best].numpy(), "C3--", lw=1, label="best draw")
+        axes[1].plot(k_dense.numpy(), delta_deg[best].numpy(), "C3--", lw=1)
+        axes[2].plot(r.numpy(), V[best].numpy(), "C3--", lw=1)
     axes[0].errorbar(data.k_mev, data.C, yerr=data.error, fmt="k.", ms=3, label="data")
     axes[0].set(xlabel="k (MeV)", ylabel="C(k)")
     axes[0].legend(fontsize=7)

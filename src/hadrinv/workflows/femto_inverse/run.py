@@ -123,9 +123,10 @@ def flow_task(x_train, theta_train, evaluations: dict, hpd_inputs: dict, bounds,
     return out
 
 
-def fit_task(C_obs: torch.Tensor, relative_error: float, k_mev: torch.Tensor, library_theta: torch.Tensor, library_logc: torch.Tensor,
+def fit_task(C_obs: torch.Tensor, relative_error: float | torch.Tensor, k_mev: torch.Tensor, library_theta: torch.Tensor, library_logc: torch.Tensor,
              low: list[float], high: list[float], physics: dict, starts: int, max_evaluations: int, samples: int, threads) -> dict:
     """Least squares on log C of each curve with Hessian (Gauss-Newton) errors: the classical baseline.
+    ``relative_error``: one number for every point, or one per point (K,).
 
     Parameters are fitted as z with theta = low + (high - low) sigmoid(z), so a fit stays inside the
     training ranges; starts are the library curves (training set) closest in chi^2. The Jacobian comes
@@ -152,7 +153,7 @@ def fit_task(C_obs: torch.Tensor, relative_error: float, k_mev: torch.Tensor, li
             shifts = torch.cat([torch.zeros(1, len(z), dtype=z.dtype), step * torch.eye(len(z), dtype=z.dtype), -step * torch.eye(len(z), dtype=z.dtype)])
             rows = model_logc(z[None] + shifts)
             d = len(z)
-            return ((rows[1:1 + d] - rows[1 + d:]) / (2 * step)).T / relative_error
+            return ((rows[1:1 + d] - rows[1 + d:]) / (2 * step)).T / torch.as_tensor(relative_error).reshape(-1, 1)
 
         chi2_library = ((library_logc.double() - observed) / relative_error).pow(2).sum(1)
         best = None
@@ -262,7 +263,8 @@ def run(config: FemtoInverseConfig, context: RunContext | None = None) -> FemtoI
     ph, ds, post = config.physics, config.dataset, config.posterior
     if ph.k_max_mev <= ph.k_min_mev:
         raise ValueError(f"physics.k_max_mev ({ph.k_max_mev}) must exceed k_min_mev ({ph.k_min_mev})")
-    out = prepare_output(config.out, config, context.resume, EXECUTION_KEYS)
+    # the measured curve is analysed after training: --resume --data FILE reuses a finished run's networks
+    out = prepare_output(config.out, config, context.resume, EXECUTION_KEYS + ("data",))
     draws = _draw_parameters(config)
     total = sum(len(d["theta5"]) for d in draws.values())
     context.log(f"femto-inverse: simulating {total} correlation functions ({ds.five_parameter} five-parameter on {ph.k_points} k points, "
@@ -366,7 +368,7 @@ def run(config: FemtoInverseConfig, context: RunContext | None = None) -> FemtoI
         fit = results["fit"]
         m = posterior_metrics(fit["samples"], fit_truth, prior_std)
         m.update(valid_fraction=float(fit["valid"].double().mean()), median_chi2_per_ndf=float(fit["chi2_per_ndf"].median()),
-                 scipy_converged_fraction=float(fit["scipy_converged"].double().mean()),
+                 scipy_converged_fraction=float(fit["scipy_converged"].double().mean()) if "scipy_converged" in fit else None,
                  positive_definite_hessian_fraction=float(fit["accurate_covariance"].double().mean()),
                  seconds_per_curve=fit["seconds"] / n_fit, is_valid=bool(fit["valid"].double().mean() >= 0.9))
         metrics["posterior"]["least-squares fit (fit curves)"] = m
@@ -437,9 +439,33 @@ def analyse_user_data(data: CorrelationData, flow_payload: dict, regressor_paylo
     curves = simulate(draws, k_dense, ph)
     r = torch.linspace(0.01, 4.0, 200, dtype=torch.float64)
     V = potential_of(draws, ph)(r)
-    plots.plot_data_bands(out / "data_bands.png", data, k_dense, curves["C"], curves["delta_deg"], r, V)
-    chi2 = float((((simulate(quantiles[1][None], k, ph)["C"][0] - C) / torch.as_tensor(data.error)) ** 2).sum())
-    summary["chi2_of_median_parameters"] = chi2
+    # posterior predictive check: how well do the posterior's own draws describe the data?
+    error = torch.as_tensor(data.error, dtype=torch.float64)
+    C_draws = simulate(draws, k, ph)["C"]
+    chi2_draws = (((C_draws - C) / error) ** 2).sum(1) / len(C)
+    best = int(torch.argmin(chi2_draws))
+    summary["posterior_predictive"] = {
+        "draws": len(draws), "best_chi2_per_point": float(chi2_draws[best]), "median_chi2_per_point": float(chi2_draws.median()),
+        "fraction_with_chi2_per_point_below_2": float((chi2_draws < 2).double().mean()),
+        "best_draw": dict(zip(PARAMETERS, draws[best].tolist())),
+    }
+    summary["chi2_per_point_of_median_parameters"] = float((((simulate(quantiles[1][None], k, ph)["C"][0] - C) / error) ** 2).mean())
+    if float(chi2_draws[best]) > 2:
+        warnings.append(f"no posterior draw describes the data (best chi2 per point {float(chi2_draws[best]):.3g}): the curve may lie outside "
+                        "what the training ranges produce, or the flow is inaccurate there; see data_bands.png")
+        log(f"[bold red]warning[/]: {warnings[-1]}")
+    # the classical answer beside it: least squares started from the posterior draws that fit best
+    low, high = ph.ranges.low_high()
+    fit = fit_task(C[None], relative, k, draws, torch.log(C_draws), low, high, ph.model_dump(), starts=3,
+                   max_evaluations=post.fit_max_evaluations, samples=10, threads=None)
+    summary["least_squares_from_posterior"] = {
+        "chi2_per_ndf": float(fit["chi2_per_ndf"][0]),
+        # an infinite error (a flat direction of chi^2: b2, b4 typically) is written as null
+        "parameters": {p: {"value": float(v), "hessian_error": float(e) if math.isfinite(float(e)) else None}
+                       for p, v, e in zip(PARAMETERS, fit["values"][0], fit["errors"][0])},
+    }
+    log(f"least squares from the best posterior draws: chi2/ndf {float(fit['chi2_per_ndf'][0]):.3g}")
+    plots.plot_data_bands(out / "data_bands.png", data, k_dense, curves["C"], curves["delta_deg"], r, V, best=best)
     return summary
 
 
