@@ -284,3 +284,15 @@ def test_chunk_size_independence():
         assert C.shape == C_ref.shape
         assert (C - C_ref).abs().max().item() < 1e-12
         assert (d - d_ref).abs().max().item() < 1e-12
+
+
+def test_a_nan_parameter_is_an_error_not_a_free_potential():
+    potential = GaussianYukawaPotential(torch.tensor([-300.0, float("nan")]), 73.9, -266.0, 0.78)
+    with pytest.raises(ValueError, match="potential 1 is nan"):
+        correlation_function(potential, torch.tensor([10.0, 50.0]), 1.3)
+
+
+def test_momenta_beyond_the_matching_resolution_are_refused():
+    potential = GaussianYukawaPotential(-300.0, 73.9, -266.0, 0.78)
+    with pytest.raises(ValueError, match="match_separation_fm"):
+        correlation_function(potential, torch.tensor([10.0, 600.0]), 1.3)
