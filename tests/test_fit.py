@@ -184,3 +184,24 @@ def test_least_squares_straight_line_equals_the_analytic_solution_and_covariance
     np.testing.assert_allclose(result.covariance, covariance, rtol=1e-9)
     assert result.fval == pytest.approx(chi2, rel=1e-9)
     assert result.ndf == len(x) - 2 and result.is_valid and result.has_accurate_covar
+
+
+def test_least_squares_with_user_jacobian_and_gauss_newton_errors(line_data):
+    """A linear model: a hand-written Jacobian and the Gauss-Newton Hessian give the analytic fit exactly."""
+    from hadrinv.inference.fit import least_squares
+
+    x, y, sigma = line_data
+    theta, covariance, chi2 = weighted_least_squares(x, y, sigma)
+    xt, yt, st = (torch.as_tensor(v, dtype=torch.float64) for v in (x, y, sigma))
+    pulls = lambda p: (p[0] + p[1] * xt - yt) / st
+    calls = []
+
+    def jacobian(p):
+        calls.append(1)
+        return torch.stack([1.0 / st, xt / st], dim=1)
+
+    result = least_squares(pulls, [0.0, 0.0], ["intercept", "slope"], jacobian=jacobian, exact_hessian=False)
+    assert calls, "the user Jacobian must be used"
+    np.testing.assert_allclose(result.values, theta, rtol=1e-8)
+    np.testing.assert_allclose(result.covariance, covariance, rtol=1e-8)
+    assert result.fval == pytest.approx(chi2, rel=1e-8)
