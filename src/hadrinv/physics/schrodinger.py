@@ -22,6 +22,7 @@ nodes of the E solution.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Callable
@@ -71,7 +72,12 @@ class StretchedGrid:
         return r, g1, g3 / g1 - 1.5 * (g2 / g1) ** 2
 
     def nodes(self, dtype=torch.float64, device=None) -> dict[str, torch.Tensor | float | int]:
-        """The grid: x, r, dr/dx, Schwarzian, step h and the index of the second matching point."""
+        """The grid: x, r, dr/dx, Schwarzian, step h and the index of the second matching point.
+
+        Computed once per (grid, dtype, device) and shared: callers must not modify the tensors in place."""
+        return _grid_nodes(self, dtype, None if device is None else torch.device(device))
+
+    def _compute_nodes(self, dtype, device) -> dict[str, torch.Tensor | float | int]:
         c, s = 1.0 - self.core_step_ratio, self.core_fm
         # x_end solves g(x_end) = r_match; g(x) >= x - c s and g is increasing, so Newton from the right converges
         x_end = self.r_match_fm + c * s
@@ -93,6 +99,11 @@ class StretchedGrid:
         w = torch.ones(n + 1, dtype=dtype, device=device)
         w[1:-1:2], w[2:-1:2] = 4.0, 2.0
         return w * grid["h"] / 3.0
+
+
+@functools.lru_cache(maxsize=32)
+def _grid_nodes(grid: StretchedGrid, dtype, device) -> dict:
+    return grid._compute_nodes(dtype, device)
 
 
 DEFAULT_GRID = StretchedGrid()
@@ -157,6 +168,15 @@ def _grid_terms(U: torch.Tensor, grid: StretchedGrid) -> tuple[dict, torch.Tenso
     return nodes, G
 
 
+def _regular_solution(U: torch.Tensor, k2_fm2: torch.Tensor, grid: StretchedGrid) -> tuple[dict, torch.Tensor]:
+    """The solution regular at r = 0 (u ~ r) for U (P, N+1) at k^2 (1 or P, K): the grid and u (N+1, P, K)."""
+    nodes, G = _grid_terms(U, grid)
+    g1 = nodes["dr_dx"]
+    gk2 = (g1 * g1)[:, None, None] * k2_fm2[None]  # (N+1, 1 or P, K)
+    w = _march(G, gk2, (nodes["r"][1] / torch.sqrt(g1[1])).expand(1, 1), nodes["h"])
+    return nodes, w * torch.sqrt(g1)[:, None, None]
+
+
 def _sample_potential(potential: Potential | torch.Tensor, r: torch.Tensor) -> torch.Tensor:
     if callable(potential):
         V = potential(r)
@@ -197,19 +217,14 @@ def solve_s_wave(
     if (k_mev <= 0).any():
         raise ValueError("momenta must be positive (MeV)")
     # the two matching points must be less than half a wavelength apart for the amplitude to be defined
-    separation = r[-1] - r[grid.nodes(dtype)["match_index"]]
+    separation = r[-1] - r[grid.nodes(dtype, k_mev.device)["match_index"]]
     if float(k_mev.max()) / HBARC_MEV_FM * float(separation) > 2.5:
         raise ValueError(f"k = {float(k_mev.max()):.4g} MeV is too large for matching points {float(separation):.3g} fm apart: "
                          "use a StretchedGrid with a smaller match_separation_fm")
     U = reduced_potential(V, reduced_mass_mev)
-    nodes, G = _grid_terms(U, grid)
     k = (k_mev / HBARC_MEV_FM).to(U.dtype)
     k = k[None] if k.ndim == 1 else k  # (1 or P, K)
-    g1 = nodes["dr_dx"]
-    gk2 = (g1 * g1)[:, None, None] * (k * k)[None]  # (N+1, 1 or P, K)
-    r1 = nodes["r"][1]
-    w = _march(G, gk2, (r1 / torch.sqrt(g1[1])).expand(1, 1), nodes["h"])
-    u = w * torch.sqrt(g1)[:, None, None]
+    nodes, u = _regular_solution(U, k * k, grid)
     ia, ib = nodes["match_index"], nodes["n"]
     ra, rb = nodes["r"][ia], nodes["r"][ib]
     ua, ub = u[ia], u[ib]
@@ -233,10 +248,8 @@ def zero_energy_scattering_length(
     of s-wave bound states (nodes of the E = 0 solution on (0, infinity), Sturm's theorem). Shapes (P,)."""
     r = grid.nodes(torch.float64)["r"]
     U = reduced_potential(_sample_potential(potential, r), reduced_mass_mev)
-    nodes, G = _grid_terms(U, grid)
-    g1 = nodes["dr_dx"]
-    w = _march(G, torch.zeros(1, 1, dtype=U.dtype), (nodes["r"][1] / torch.sqrt(g1[1])).expand(1, 1), nodes["h"])
-    u = (w * torch.sqrt(g1)[:, None, None])[..., 0]  # (N+1, P)
+    nodes, u = _regular_solution(U, torch.zeros(1, 1, dtype=U.dtype), grid)
+    u = u[..., 0]  # (N+1, P)
     ia, ib = nodes["match_index"], nodes["n"]
     ra, rb = nodes["r"][ia], nodes["r"][ib]
     # outside, u = c (r - a0)
