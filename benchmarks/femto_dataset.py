@@ -25,10 +25,6 @@ from hadrinv.workflows.femto_inverse.problem import SimulatedSet, k_grid, sample
 from hadrinv.workflows.femto_inverse.run import PARAMETERS, simulation_task
 
 
-def _task(theta5, k_mev, physics, threads):
-    return simulation_task(theta5, k_mev, physics, threads)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--curves", type=int, default=25000)
@@ -52,7 +48,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         tasks = [{"theta5": theta[i:i + args.chunk], "k_mev": k, "physics": ph.model_dump(), "threads": 1} for i in range(0, args.curves, args.chunk)]
         files = [Path(folder) / f"{i}.pt" for i in range(len(tasks))]
-        results = run_tasks(_task, {}, tasks, files, workers=args.workers)
+        results = run_tasks(simulation_task, {}, tasks, files, workers=args.workers)
     C = torch.cat([r["C"] for r in results])
     delta = torch.cat([r["delta_deg"] for r in results])
     simulated = time.perf_counter() - started

@@ -52,6 +52,14 @@ def deep_merge(base: dict, update: dict) -> dict:
     return out
 
 
+def require_device(device: str) -> None:
+    """Stop before any work when --device cuda is asked for and torch sees no GPU."""
+    import torch
+
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda requested but torch sees no CUDA device")
+
+
 WORKFLOWS: dict[str, Workflow] = {}
 
 

@@ -33,7 +33,7 @@ from hadrinv.workflows.dis_pdf import plots
 from hadrinv.workflows.dis_pdf.config import DISPdfConfig
 from hadrinv.workflows.dis_pdf.problem import DISProblem, experiment_clouds, make_problem, training_clouds
 from hadrinv.workflows.output import CHECKPOINTS, finish_output, prepare_output
-from hadrinv.workflows.registry import RunContext
+from hadrinv.workflows.registry import RunContext, require_device
 
 TABLE_KEYS = ("coverage_68", "coverage_95", "within_2sigma_min", "all_within_2sigma", "rms_error_over_prior_width", "sigma_ratio_rms", "train_seconds", "seconds_per_set")
 TWO_SIGMA = 0.9545
@@ -132,8 +132,7 @@ def run(config: DISPdfConfig, context: RunContext | None = None) -> DISPdfResult
     context = context or RunContext()
     started = time.perf_counter()
     user_data = read_dis_data(config.data) if config.data else None  # validates before anything is written
-    if config.device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda requested but torch sees no CUDA device")
+    require_device(config.device)
     for kind, methods, options in (("grid", config.grid_methods, config.grid_options), ("cloud", config.cloud_methods, config.cloud_options)):
         missing = [m for m in methods if m not in options]
         if missing:

@@ -47,7 +47,7 @@ from hadrinv.workflows.femto_inverse.problem import (
     two_to_five,
 )
 from hadrinv.workflows.output import CHECKPOINTS, finish_output, prepare_output
-from hadrinv.workflows.registry import RunContext
+from hadrinv.workflows.registry import RunContext, require_device
 
 # the talk's R^2 table (training = test in both cases)
 TALK_R2 = {"five": dict(zip(PARAMETERS, (0.99, 0.86, 0.02, 0.90, 0.00))), "two": {"b1": 0.99, "b3": 0.99}}
@@ -258,8 +258,7 @@ def run(config: FemtoInverseConfig, context: RunContext | None = None) -> FemtoI
     context = context or RunContext()
     started = time.perf_counter()
     user_data = _read_user_data(config.data) if config.data else None  # validate before anything is written
-    if config.device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda requested but torch sees no CUDA device")
+    require_device(config.device)
     ph, ds, post = config.physics, config.dataset, config.posterior
     if ph.k_max_mev <= ph.k_min_mev:
         raise ValueError(f"physics.k_max_mev ({ph.k_max_mev}) must exceed k_min_mev ({ph.k_min_mev})")

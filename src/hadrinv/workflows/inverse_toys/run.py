@@ -28,7 +28,7 @@ from hadrinv.workflows.inverse_toys import plots
 from hadrinv.workflows.inverse_toys.config import InverseToysConfig
 from hadrinv.workflows.inverse_toys.problems import ToyProblem, make_problem
 from hadrinv.workflows.output import CHECKPOINTS, finish_output, prepare_output
-from hadrinv.workflows.registry import RunContext
+from hadrinv.workflows.registry import RunContext, require_device
 
 TABLE_KEYS = ("c2st", "mmd", "forward_error", "coverage_68", "coverage_95", "hpd_coverage_68", "hpd_coverage_95", "train_seconds", "sample_seconds_per_1000")
 
@@ -143,8 +143,7 @@ def _dispatch(kind: str, **kwargs) -> dict:
 def run(config: InverseToysConfig, context: RunContext | None = None) -> InverseToysResult:
     context = context or RunContext()
     started = time.perf_counter()
-    if config.device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda requested but torch sees no CUDA device")
+    require_device(config.device)
     missing = [m for m in config.methods if m not in config.estimator_options]
     if missing:
         raise ValueError(f"estimator_options has no entry for {', '.join(missing)}")

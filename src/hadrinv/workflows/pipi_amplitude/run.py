@@ -29,7 +29,7 @@ from hadrinv.workflows.pipi_amplitude.extraction import (
 from hadrinv.workflows.pipi_amplitude.fit_method import amplitude_with_errors, fit_phase_shifts
 from hadrinv.workflows.pipi_amplitude.gan_method import train_member
 from hadrinv.workflows.pipi_amplitude.problem import PipiProblem
-from hadrinv.workflows.registry import RunContext
+from hadrinv.workflows.registry import RunContext, require_device
 
 
 # how the members are run does not change the numbers: these may differ when resuming
@@ -73,8 +73,7 @@ def run(config: PipiAmplitudeConfig, context: RunContext | None = None) -> PipiA
     context = context or RunContext()
     started = time.perf_counter()
     data = load_data(config)  # validates before anything is written
-    if config.device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda requested but torch sees no CUDA device")
+    require_device(config.device)
     problem = PipiProblem.from_data(data, config.l_max, config.assumed_relative_error)
     out = prepare_output(config.out, config, context.resume, EXECUTION_KEYS)
     if not config.data:
