@@ -130,8 +130,8 @@ def fit_task(C_obs: torch.Tensor, relative_error: float | torch.Tensor, k_mev: t
 
     Parameters are fitted as z with theta = low + (high - low) sigmoid(z), so a fit stays inside the
     training ranges; starts are the library curves (training set) closest in chi^2. The Jacobian comes
-    from central differences evaluated as one batched solver call (2 d + 1 potentials): 26 ms against 54 ms
-    for forward-mode autodiff through the radial march (60 momenta, one thread, docs/results.md)."""
+    from central differences evaluated as one batched solver call (2 d + 1 potentials): 23-36 ms against
+    47-54 ms for forward-mode autodiff through the radial march (60 momenta, one thread, docs/results.md)."""
     thread_limit(threads)
     physics = PhysicsConfig.model_validate(physics)
     started = time.perf_counter()
