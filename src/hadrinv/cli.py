@@ -53,6 +53,7 @@ def _parser() -> argparse.ArgumentParser:
     p_run.add_argument("--seed", type=int, help="random seed (same seed, same numbers on CPU)")
     p_run.add_argument("--device", choices=["cpu", "cuda"], help="torch device")
     p_run.add_argument("--method", help="extraction method, e.g. fit, gan or both (pipi-amplitude)")
+    p_run.add_argument("--case", help="test case, e.g. separable or omega-omega (halqcd-potential)")
     p_run.add_argument("--ensemble", type=int, metavar="N", help="number of ensemble members (GAN)")
     p_run.add_argument("--ray-address", help="run ensemble members / parallel tasks on an existing Ray cluster (default: local Ray)")
     p_run.add_argument("--workers", type=int, help="parallel workers on a local Ray (default: CPU count)")
@@ -119,7 +120,7 @@ def _cmd_run(args) -> int:
     from hadrinv.workflows.registry import RunContext, get_workflow
 
     workflow = get_workflow(args.workflow)
-    overrides = {"data": args.data, "out": args.out or f"runs/{workflow.name}", "seed": args.seed, "device": args.device, "method": args.method}
+    overrides = {"data": args.data, "out": args.out or f"runs/{workflow.name}", "seed": args.seed, "device": args.device, "method": args.method, "case": args.case}
     ensemble = {"members": args.ensemble, "ray_address": args.ray_address, "workers": args.workers, "executor": "serial" if args.serial else None}
     ensemble = {k: v for k, v in ensemble.items() if v is not None}
     if ensemble:

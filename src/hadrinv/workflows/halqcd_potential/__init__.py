@@ -1,0 +1,17 @@
+"""Non-local hadron potentials U(r, r') as neural networks learned from NBS wave functions (talk 001)."""
+
+from hadrinv.workflows.halqcd_potential.config import PRESETS, HalqcdPotentialConfig
+from hadrinv.workflows.halqcd_potential.run import HalqcdPotentialResult, run
+from hadrinv.workflows.registry import Workflow, register
+
+WORKFLOW = register(
+    Workflow(
+        name="halqcd-potential",
+        summary="non-local potential U(r, r') as a symmetric neural network from NBS wave functions / R(t, r); phase shifts, V_eff (talk 001)",
+        config_class=HalqcdPotentialConfig,
+        run=run,
+        presets=PRESETS,
+    )
+)
+
+__all__ = ["HalqcdPotentialConfig", "HalqcdPotentialResult", "run", "WORKFLOW"]
