@@ -79,7 +79,7 @@ def test_nonlocal_solver_reproduces_the_closed_form_phase_shifts_and_scattering_
 
 def test_separable_bound_state_matches_the_pole_of_the_closed_form():
     # pole of the amplitude at k = i kappa: k cot delta = -kappa, with k^2 = -kappa^2 in the polynomial form
-    mu, m, w = SEP.mu, SEP.mass, SEP.strength
+    m, w = SEP.mass, SEP.strength  # mu = 1
     f = lambda kappa: ((-kappa**6 + 5 * kappa**4 - 15 * kappa**2 - 5) / 16 - (1 - kappa**2) ** 4 / (32 * math.pi * m * w)) + kappa
     kappa = optimize.brentq(f, 1e-3, 0.9)
     energies = bound_state_energies(RadialMesh(0.05, 60.0), SEP.mass, U=SEP.matrix(RadialMesh(0.05, 60.0).nodes()))

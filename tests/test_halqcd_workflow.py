@@ -15,7 +15,10 @@ SMALL = {"members": 2, "training": {"adam_steps": 1500, "lbfgs_steps": 400}, "ex
 
 def _run(tmp_path, case, resume=False, **extra):
     workflow = get_workflow("halqcd-potential")
-    config = workflow.config(None, None, {**SMALL, "case": case, "out": str(tmp_path / case), **extra})
+    overrides = {**SMALL, "out": str(tmp_path / (case or "data")), **extra}
+    if case:
+        overrides["case"] = case
+    config = workflow.config(None, None, overrides)
     return workflow.run(config, RunContext(resume=resume, progress=False, log=lambda *_: None))
 
 
@@ -75,10 +78,22 @@ def test_resume_reuses_finished_members(tmp_path):
 
 @pytest.mark.parametrize("argv, message", [
     (["--case", "deuteron"], "case"),
-    (["--data", "lattice.csv"], "no --data"),
+    (["--data", "lattice.csv"], "lattice.csv: no such file"),
     (["--preset", "huge"], "unknown preset"),
 ])
 def test_cli_rejects_bad_input_with_exit_code_2(tmp_path, capsys, argv, message):
     code = main(["run", "halqcd-potential", "--out", str(tmp_path / "x"), *argv])
     assert code == 2
     assert message in capsys.readouterr().err
+
+
+def test_round_trip_through_a_correlator_file(tmp_path):
+    """simulate -> file -> run --data -> compare with the truth in the file's sidecar."""
+    path = tmp_path / "R.h5"
+    assert main(["simulate", "correlator", "--out", str(path), "--seed", "5"]) == 0
+    result = _run(tmp_path, None, data=str(path), members=1)
+    m = result.metrics
+    assert m["case"] == "omega-omega" and m["data"] == str(path)
+    assert m["truth"]["scattering_length"] == pytest.approx(4.49, abs=0.01)
+    assert m["learned"]["max_v_eff_error_over_depth"] < 0.05
+    assert m["learned"]["max_delta_error_deg"] < 2.0

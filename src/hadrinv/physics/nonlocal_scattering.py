@@ -185,9 +185,13 @@ class SeparablePotential:
         return float(-1.0 / self.k_cot_delta(torch.zeros((), dtype=torch.float64)))
 
     def phase_shift(self, k: torch.Tensor, n_bound: int = 1) -> torch.Tensor:
-        """delta_0(k) in radians on Levinson's branch (delta(0) = n_bound pi; the talk's numbers bind one state)."""
+        """delta_0(k) in radians on Levinson's branch, delta(0) = n_bound pi (the talk's numbers bind one state;
+        a separable potential binds at most one). Continuous in k as long as k cot delta has no pole."""
         k = torch.as_tensor(k, dtype=torch.float64)
-        return torch.atan2(k, self.k_cot_delta(k)) % math.pi + math.pi * (n_bound - 1)
+        delta = torch.atan2(k, self.k_cot_delta(k))  # in (0, pi): the branch with delta(0+) = pi when k cot delta(0) < 0
+        if n_bound == 1:
+            return delta
+        return torch.where(delta > math.pi / 2, delta - math.pi, delta) if n_bound == 0 else delta + math.pi * (n_bound - 1)
 
     def wave_function(self, k: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
         """The NBS wave function of the talk without its overall phase exp(i delta): real, -> sin(kr+delta)/(kr).

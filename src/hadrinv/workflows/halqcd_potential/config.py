@@ -6,7 +6,8 @@ Two cases:
   at a set of momenta (units of mu throughout).
 - ``omega-omega``: a local Gaussian-sum potential of the HAL QCD Omega-Omega (1S0) type, learned from
   synthetic time-dependent correlators R(t, r) with lattice-like noise (the talk's time-dependent form and
-  finite differences R2, R1, Rr); the talk's regulator U(r > 3 fm, r' > 3 fm) = 0.
+  finite differences R2, R1, Rr); the talk's regulator U(r > 3 fm, r' > 3 fm) = 0. With `data`, a user's
+  R(t, r) file replaces the synthetic correlators (hadron mass and lattice spacing from this config).
 Presets: `quick` (CI, about a minute per case on 2 cores) and `paper` (longer training, 16 members).
 """
 
@@ -105,13 +106,21 @@ class HalqcdPotentialConfig(Strict):
     threads_per_task: int | None = Field(1, description="torch threads inside each member's training")
     seed: int = 0
     device: Literal["cpu", "cuda"] = "cpu"
-    data: str | None = Field(None, description="not used: this workflow runs on built-in synthetic data")
+    data: str | None = Field(None, description="a lattice R(t, r) file (HDF5 or CSV, hadrinv.data.correlators) for the omega-omega case")
     out: str = "runs/halqcd-potential"
 
+    @model_validator(mode="before")
+    @classmethod
+    def _data_means_correlators(cls, values):
+        # a user's file holds R(t, r): the time-dependent case, unless the case was chosen explicitly
+        if isinstance(values, dict) and values.get("data") is not None and values.get("case") is None:
+            values = {**values, "case": "omega-omega"}
+        return values
+
     @model_validator(mode="after")
-    def _no_data(self):
-        if self.data is not None:
-            raise ValueError("halqcd-potential takes no --data yet: it learns from built-in synthetic wave functions / correlators")
+    def _data_needs_time_dependent_case(self):
+        if self.data is not None and self.case != "omega-omega":
+            raise ValueError("--data holds lattice R(t, r): use --case omega-omega (the time-dependent case)")
         return self
 
 

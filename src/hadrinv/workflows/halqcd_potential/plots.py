@@ -19,14 +19,17 @@ def plot_phase_shifts(path, k, band: dict, truth, baseline, units, case: str):
     ax = axes[0]
     ax.fill_between(k, _np(band["mean"] - 2 * band["std"]), _np(band["mean"] + 2 * band["std"]), alpha=0.25, label="NN ensemble (2 sigma)")
     ax.plot(k, _np(band["mean"]), label="NN ensemble mean")
-    ax.plot(k, _np(truth), "k--", label="truth")
+    if truth is not None:
+        ax.plot(k, _np(truth), "k--", label="truth")
     ax.plot(k, _np(baseline), ":", label="baseline")
     ax.set(xlabel=f"k ({units.momentum})", ylabel="delta_0 (deg)", title=case)
     ax.legend(fontsize=8)
     ax = axes[1]
+    reference, name = (truth, "truth") if truth is not None else (baseline, "baseline")
     ax.fill_between(k, _np(-2 * band["std"]), _np(2 * band["std"]), alpha=0.25)
-    ax.plot(k, _np(band["mean"] - truth), label="NN - truth")
-    ax.plot(k, _np(baseline - truth), ":", label="baseline - truth")
+    ax.plot(k, _np(band["mean"] - reference), label=f"NN - {name}")
+    if truth is not None:
+        ax.plot(k, _np(baseline - truth), ":", label="baseline - truth")
     ax.axhline(0, color="k", lw=0.6)
     ax.set(xlabel=f"k ({units.momentum})", ylabel="delta_0 difference (deg)")
     ax.legend(fontsize=8)
@@ -39,11 +42,12 @@ def plot_v_eff(path, r, band: dict, truth, baseline, units, window, case: str):
     r = _np(r)
     ax.fill_between(r, _np(band["mean"] - 2 * band["std"]), _np(band["mean"] + 2 * band["std"]), alpha=0.3, label="V_eff, NN (2 sigma)")
     ax.plot(r, _np(band["mean"]), label="V_eff, NN mean")
-    ax.plot(r, _np(truth), "k--", label="truth")
+    if truth is not None:
+        ax.plot(r, _np(truth), "k--", label="truth")
     if baseline is not None:
         ax.plot(r, _np(baseline), ":", label="leading-order V (baseline)")
     ax.axvspan(*window, color="gray", alpha=0.08)
-    t = _np(truth)
+    t = _np(truth if truth is not None else band["mean"])
     lo, hi = float(np.min(t)), float(np.max(t[r >= window[0]])) if case != "separable" else float(np.max(t))
     pad = 0.3 * (hi - lo) + 1e-12
     ax.set(xlabel=f"r ({units.length})", ylabel=f"V_eff ({units.energy})", ylim=(lo - pad, hi + pad), xlim=(0, min(r[-1], 4 * window[1] if window[1] else r[-1])))

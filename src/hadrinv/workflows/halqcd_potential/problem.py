@@ -14,19 +14,18 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from hadrinv.data.correlators import CorrelatorData, simulate_correlators
+from hadrinv.data.validation import read_truth
 from hadrinv.inference.fit import least_squares
 from hadrinv.physics.halqcd import (
     HBARC_MEV_FM,
     GaussianSumPotential,
-    lattice_noise,
     leading_order_potential,
     potential_action,
     stationary_lhs,
-    synthetic_correlator,
     time_dependent_lhs,
-    wall_source,
 )
-from hadrinv.physics.nonlocal_scattering import RadialMesh, SeparablePotential, box_states
+from hadrinv.physics.nonlocal_scattering import RadialMesh, SeparablePotential, bound_state_energies, box_states
 from hadrinv.physics.schrodinger import solve_s_wave, zero_energy_scattering_length
 from hadrinv.workflows.halqcd_potential.config import HalqcdPotentialConfig
 
@@ -87,7 +86,9 @@ class SeparableCase:
         return torch.linspace(self.config.phase_k_max / self.config.phase_points, self.config.phase_k_max, self.config.phase_points, dtype=torch.float64)
 
     def true_phase_shifts(self, k: torch.Tensor) -> torch.Tensor:
-        return self.potential.phase_shift(k)
+        # the closed form gives delta modulo pi; Levinson's branch needs the number of bound states
+        n_bound = len(bound_state_energies(self.mesh, self.mass, U=self.true_kernel(self.mesh.nodes())))
+        return self.potential.phase_shift(k, n_bound=n_bound)
 
     def true_scattering_length(self) -> float:
         return self.potential.scattering_length()
@@ -103,7 +104,7 @@ class SeparableCase:
         return potential_action(self.true_kernel(r), R, r, self.mesh.weights()) / R
 
     def v_eff_range(self) -> tuple[float, float]:
-        return (0.0, self.config.r_max)
+        return (0.0, 3.0 * self.config.range_r)
 
     def depth(self) -> float:
         return float(-self.true_v_eff().min())
@@ -135,36 +136,39 @@ class SeparableCase:
 
 
 class OmegaOmegaCase:
-    """A local Gaussian-sum potential learned from synthetic R(t, r) (time-dependent HAL QCD), in fm and MeV."""
+    """A local Gaussian-sum potential learned from synthetic R(t, r) (time-dependent HAL QCD), in fm and MeV;
+    or a user's R(t, r) file (`data`), compared with the truth when its sidecar holds the generating potential."""
 
     name = "omega-omega"
 
-    def __init__(self, config: HalqcdPotentialConfig):
+    def __init__(self, config: HalqcdPotentialConfig, data: CorrelatorData | None = None):
         c = config.omega_omega
         self.config = c
-        self.potential = GaussianSumPotential(tuple(c.strengths_mev), tuple(c.ranges_fm))
         self.hadron_mass = c.hadron_mass_mev / HBARC_MEV_FM  # fm^-1
         self.mass = self.hadron_mass / 2.0
-        a = c.lattice_spacing_fm
-        self.mesh = RadialMesh(a, c.box_sites * a)
+        self.time_step = c.lattice_spacing_fm
         self.units = Units(length="fm", momentum="MeV", energy="MeV", energy_per_internal=HBARC_MEV_FM)
         self.default_scale = 0.01
         self.default_regulator_radius = 3.0
         self.default_regulator = "either"
         self.length_scale = 1.0
-        r = self.mesh.nodes()
-        self.V = self.potential(r) / HBARC_MEV_FM
-        self.times = torch.arange(c.times[0], c.times[1] + 1, dtype=torch.float64)
-        sources = [wall_source(r) if s == "wall" else torch.exp(-((r / float(s)) ** 2)) for s in c.sources]
-        self.clean = torch.stack([synthetic_correlator(self.mesh, self.mass, self.times * a, src, V=self.V)[0] for src in sources])
-        generator = torch.Generator().manual_seed(config.seed + 7919)
-        if c.relative_error > 0:
-            self.samples = torch.stack([
-                lattice_noise(R, c.configurations, c.relative_error, c.noise_growth, c.correlation_length_fm, a, c.time_correlation, generator)
-                for R in self.clean
-            ], 1)  # (configurations, sources, T, n)
+        self.n_gaussians = len(c.strengths_mev)
+        if data is None:
+            self.potential = GaussianSumPotential(tuple(c.strengths_mev), tuple(c.ranges_fm))
+            data = simulate_correlators(self.potential, c.hadron_mass_mev, c.lattice_spacing_fm, c.box_sites, c.times, c.sources,
+                                        c.configurations, c.relative_error, c.noise_growth, c.correlation_length_fm, c.time_correlation,
+                                        seed=config.seed + 7919)
         else:
-            self.samples = self.clean[None]
+            truth = read_truth(data.path)
+            self.potential = (GaussianSumPotential(tuple(truth["strengths_mev"]), tuple(truth["ranges_fm"]))
+                              if {"strengths_mev", "ranges_fm"} <= set(truth) else None)
+        self.data = data
+        self.samples = data.samples
+        self.times = data.times
+        self.mesh = RadialMesh(data.step_fm, len(data.r_fm) * data.step_fm)
+        if not int(self.times[0]) < c.report_time < int(self.times[-1]):
+            raise ValueError(f"omega_omega.report_time = {c.report_time} must lie strictly inside the data's slices "
+                             f"t/a = {int(self.times[0])}..{int(self.times[-1])}")
 
     def correlator(self, member: int | None, seed: int) -> torch.Tensor:
         """The configuration average (member None) or a bootstrap resample of it (one per member)."""
@@ -176,8 +180,7 @@ class OmegaOmegaCase:
 
     def member_data(self, member: int, seed: int) -> KernelData:
         R = self.correlator(member, seed)
-        a = self.mesh.step
-        lhs = torch.cat([time_dependent_lhs(Rs, a, self.hadron_mass, time_step=a) for Rs in R])  # (S (T-2), n-1)
+        lhs = torch.cat([time_dependent_lhs(Rs, self.mesh.step, self.hadron_mass, time_step=self.time_step) for Rs in R])  # (S (T-2), n-1)
         inputs = torch.cat([Rs[1:-1] for Rs in R])
         scale = inputs.abs().amax(-1, keepdim=True)  # every (source, slice) row counts alike
         r = self.mesh.nodes()
@@ -194,36 +197,39 @@ class OmegaOmegaCase:
     def to_internal_momenta(self, k: torch.Tensor) -> torch.Tensor:
         return k / HBARC_MEV_FM
 
-    def true_phase_shifts(self, k_mev: torch.Tensor) -> torch.Tensor:
+    def true_phase_shifts(self, k_mev: torch.Tensor) -> torch.Tensor | None:
         """From the independent Numerov solver of the femtoscopy workflow (continuum, not the mesh)."""
+        if self.potential is None:
+            return None
         return solve_s_wave(lambda r: self.potential(r)[None], k_mev, self.config.hadron_mass_mev / 2).delta[0]
 
-    def true_scattering_length(self) -> float:
+    def true_scattering_length(self) -> float | None:
+        if self.potential is None:
+            return None
         return float(zero_energy_scattering_length(lambda r: self.potential(r)[None], self.config.hadron_mass_mev / 2)[0][0])
 
     def report_index(self) -> int:
-        return int(self.config.report_time - self.config.times[0])
+        return int(self.config.report_time - int(self.times[0]))
 
     def v_eff_function(self) -> torch.Tensor:
         """R(t, r) of the first source at the report slice (configuration average)."""
         return self.correlator(None, 0)[0, self.report_index()]
 
-    def true_v_eff(self) -> torch.Tensor:
-        return self.potential(self.mesh.nodes())  # MeV
+    def true_v_eff(self) -> torch.Tensor | None:
+        return None if self.potential is None else self.potential(self.mesh.nodes())  # MeV
 
     def v_eff_range(self) -> tuple[float, float]:
         return tuple(self.config.v_eff_range_fm)
 
-    def depth(self) -> float:
-        return self.potential.depth_mev()
+    def depth(self) -> float | None:
+        return None if self.potential is None else self.potential.depth_mev()
 
     def baseline(self, bootstrap: int = 40, fit_radius_fm: float = 2.5) -> dict:
         """The standard HAL QCD analysis of the same data: the leading-order local potential V_LO(r) at the
         report slice (first source), fitted by a sum of Gaussians (as many as the truth has; errors of V_LO
         from a bootstrap over configurations), then the phase shifts and scattering length of the fit."""
-        a = self.mesh.step
         slice_ = self.report_index() - 1  # leading_order_potential starts at the second slice
-        lo = lambda R: leading_order_potential(R[0], a, self.hadron_mass, time_step=a)[slice_] * HBARC_MEV_FM
+        lo = lambda R: leading_order_potential(R[0], self.mesh.step, self.hadron_mass, time_step=self.time_step)[slice_] * HBARC_MEV_FM
         V_lo = lo(self.correlator(None, 0))
         r = self.mesh.nodes()[: len(V_lo)]
         if len(self.samples) > 1:
@@ -233,7 +239,7 @@ class OmegaOmegaCase:
         sigma = sigma.clamp_min(1e-3 * float(V_lo.abs().max()))
         keep = r <= fit_radius_fm
         rk, Vk, sk = r[keep], V_lo[keep], sigma[keep]
-        n_terms = len(self.potential.strengths_mev)
+        n_terms = self.n_gaussians
 
         def model(x):  # x = (c_1..c_n in MeV, log d_1..log d_n in fm)
             c, d = x[:n_terms], torch.exp(x[n_terms:])
@@ -261,8 +267,8 @@ class OmegaOmegaCase:
         }
 
 
-def build_case(config: HalqcdPotentialConfig):
-    return SeparableCase(config) if config.case == "separable" else OmegaOmegaCase(config)
+def build_case(config: HalqcdPotentialConfig, data: CorrelatorData | None = None):
+    return SeparableCase(config) if config.case == "separable" else OmegaOmegaCase(config, data)
 
 
 def to_numpy(x: torch.Tensor) -> np.ndarray:
