@@ -120,6 +120,17 @@ def _parser() -> argparse.ArgumentParser:
     p_corr.add_argument("--relative-error", type=float, default=o.relative_error, help=f"noise at the first slice (default {o.relative_error}; 0: exact)")
     p_corr.add_argument("--seed", type=int, default=0)
     p_corr.set_defaults(handler=_cmd_simulate_correlator)
+    p_pwa = sims.add_parser("pwa", help="J/psi -> gamma pi pi events of a partial-wave model (talk 002)",
+                            description="Generate events of a YAML partial-wave model (examples/pwa/): flat phase space, a detector "
+                                        "acceptance, accept-reject on the intensity. One row per event: four-momenta (GeV) in the J/psi "
+                                        "rest frame, z along the e+ beam (gamma_E..gamma_pz, pi1_E..pi1_pz, pi2_E..pi2_pz; pi1 = pi+). "
+                                        "Parquet for .parquet, ROOT for .root, else CSV.")
+    p_pwa.add_argument("--model", required=True, help="model YAML file, e.g. examples/pwa/R0.yaml")
+    p_pwa.add_argument("--events", type=int, required=True, help="number of accepted events")
+    p_pwa.add_argument("--acceptance", choices=["toy", "none"], default="toy", help="the documented toy acceptance (default) or none")
+    p_pwa.add_argument("--seed", type=int, default=0)
+    p_pwa.add_argument("--out", required=True, help="output file (.parquet, .root or .csv)")
+    p_pwa.set_defaults(handler=_cmd_simulate_pwa)
     p_sim.set_defaults(handler=lambda args: (p_sim.print_help(), EXIT_BAD_INPUT)[1])
     return parser
 
@@ -208,6 +219,24 @@ def _cmd_simulate_femto(args) -> int:
              "m_pi_mev": args.m_pi, "n_pi": args.n_pi, "reduced_mass_mev": args.reduced_mass}
     path = write_correlation_csv(args.out, k, C[0].numpy(), delta_deg=torch.rad2deg(delta[0]).numpy(), truth=truth)
     print(f"wrote C(k) and delta(k) at {len(k)} momenta to {path} (parameters: {path.name}.truth.json)")
+    return 0
+
+
+def _cmd_simulate_pwa(args) -> int:
+    import shutil
+
+    import torch
+
+    from hadrinv.data.pwa_events import write_events
+    from hadrinv.data.pwa_model import ACCEPTANCES, generate_events, read_model
+
+    if args.events < 1:
+        raise ValueError("--events must be positive")
+    model = read_model(args.model)
+    events = generate_events(model, args.events, acceptance=ACCEPTANCES[args.acceptance], generator=torch.Generator().manual_seed(args.seed))
+    path = write_events(args.out, events)
+    shutil.copyfile(args.model, path.with_name(path.name + ".model.yaml"))  # the generating model beside the events
+    print(f"wrote {args.events} events of {model.name} ({args.acceptance} acceptance) to {path} (model: {path.name}.model.yaml)")
     return 0
 
 
