@@ -13,6 +13,7 @@ import torch
 from scipy import stats
 from scipy.special import factorial
 
+from hadrinv.physics import pwa
 from hadrinv.physics.pwa import (
     HELICITIES,
     M_JPSI,
@@ -560,3 +561,35 @@ def test_flatte_is_continuous_across_the_kk_thresholds():
     assert -inverse.imag.item() == pytest.approx(F0_GPIPI * rho_pp, rel=1e-13)
     rho_kk = 0.5 * math.sqrt(4 * M_K_CHARGED**2 / 0.81 - 1) + 0.5 * math.sqrt(4 * M_K0**2 / 0.81 - 1)
     assert inverse.real.item() == pytest.approx(F0_MASS**2 - 0.81 + 8.570 * F0_GPIPI * rho_kk, rel=1e-13)
+
+
+def test_fast_real_path_equals_the_complex_intensity_and_its_gradient():
+    """The fit path (real basis, line-shape parts with cached phase space) against the reference functions."""
+    gamma, pi1, pi2 = pwa.phase_space_events(2000, generator=torch.Generator().manual_seed(11))
+    angles = pwa.helicity_angles(gamma, pi1, pi2)
+    angular = pwa.angular_amplitudes(angles, [0, 2, 2], [torch.ones(1, dtype=torch.complex128), pwa.e1_helicity_amplitudes(),
+                                                         torch.tensor([0.3 + 0.1j, -0.7, 1.2j], dtype=torch.complex128)])
+    m = angles.m_pipi
+    rho_pp, rho_kk = pwa.rho_pipi(m), pwa.rho_kk(m)
+    basis = pwa.real_amplitude_basis(angular)
+    p = torch.tensor([0.979, 0.107, 1.5223, 0.0858, 1.29, 0.196, 0.4, -0.2, 0.1, 0.3], dtype=torch.float64, requires_grad=True)
+
+    def reference(p):
+        shapes = torch.stack([pwa.flatte(m, p[0], p[1]), pwa.breit_wigner(m, p[2], p[3]), pwa.breit_wigner(m, p[4], p[5])], -1)
+        c = torch.stack([torch.ones((), dtype=torch.complex128), torch.complex(p[6], p[7]), torch.complex(p[8], p[9])])
+        return torch.log(pwa.intensity(angular, shapes, c)).sum()
+
+    def fast(p):
+        parts = [pwa.flatte_parts(m * m, p[0], p[1], rho_pp, rho_kk), pwa.breit_wigner_parts(m * m, p[2], p[3]),
+                 pwa.breit_wigner_parts(m * m, p[4], p[5])]
+        br = torch.stack([q[0] for q in parts], -1)
+        bi = torch.stack([q[1] for q in parts], -1)
+        cr = torch.stack([torch.ones((), dtype=torch.float64), p[6], p[8]])
+        ci = torch.stack([torch.zeros((), dtype=torch.float64), p[7], p[9]])
+        return torch.log(pwa.intensity_from_basis(basis, cr * br - ci * bi, cr * bi + ci * br)).sum()
+
+    v_ref, v_fast = reference(p), fast(p)
+    (g_ref,) = torch.autograd.grad(v_ref, p)
+    (g_fast,) = torch.autograd.grad(v_fast, p)
+    assert float(v_fast) == pytest.approx(float(v_ref), rel=1e-13)
+    assert torch.allclose(g_fast, g_ref, rtol=1e-10, atol=1e-10)
