@@ -414,3 +414,18 @@ def test_a_start_in_the_non_finite_region_gives_an_invalid_fit_not_an_error(meth
     outcome = random_restarts(nll, _uniform_start([-3.0], [3.0]), 8, executor="serial", seed=3, method=method)
     assert 0 < outcome.n_valid < 8 and outcome.n_at_best == outcome.n_valid
     assert all(not f.is_valid for f in outcome.fits[outcome.n_valid:])
+
+
+def test_value_and_gradient_in_one_pass_equals_the_separate_calls():
+    g = torch.Generator().manual_seed(3)
+    x = torch.rand(3000, generator=g, dtype=torch.float64) * 2 - 1
+    mc = torch.linspace(-1, 1, 5001, dtype=torch.float64)
+    weights = torch.where(torch.rand(3000, generator=g, dtype=torch.float64) < 0.2, -0.5, 1.0).to(torch.float64)
+    intensity = lambda p, cache: 1.0 + p[0] * cache + p[1] * cache**2
+    penalties = {"c": gaussian_constraint(1, 0.2, 0.1)}
+    for extended in (False, True):
+        nll = UnbinnedNLL(intensity, x, mc, data_weights=weights, penalties=penalties, extended=extended, chunk_size=700)
+        p = torch.tensor([0.3, 0.1], dtype=torch.float64)
+        value, grad = nll.value_and_gradient(p)
+        assert float(value) == pytest.approx(float(nll(p)), rel=1e-13)
+        assert torch.allclose(grad, nll.gradient(p), rtol=1e-11, atol=1e-12)
