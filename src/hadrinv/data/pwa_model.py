@@ -142,8 +142,17 @@ class PWAModel(_Strict):
         return pwa.intensity(self.angular_amplitudes(angles), shapes, couplings)
 
 
+PACKAGED_MODELS = Path(__file__).parent / "pwa_models"  # R0, R_plus4, spin0, spin2_E1 (also in examples/pwa/)
+
+
+def model_path(name_or_path: str | Path) -> Path:
+    """A YAML path as given, or the packaged model of that name (e.g. 'R0')."""
+    packaged = PACKAGED_MODELS / f"{name_or_path}.yaml"
+    return packaged if not Path(name_or_path).suffix and packaged.is_file() else Path(name_or_path)
+
+
 def read_model(path: str | Path) -> PWAModel:
-    path = Path(path)
+    path = model_path(path)
     if not path.is_file():
         raise DataError(path, "no such file")
     try:
@@ -182,6 +191,19 @@ def no_acceptance(gamma: torch.Tensor, pi1: torch.Tensor, pi2: torch.Tensor) -> 
 
 
 ACCEPTANCES = {"toy": toy_acceptance, "none": no_acceptance}
+
+
+def accepted_phase_space(n: int, acceptance=toy_acceptance, pion_mass: float = pwa.M_PI_CHARGED, generator: torch.Generator | None = None,
+                         batch: int = 200_000) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """n flat phase-space events that passed the acceptance (accept-reject on the efficiency, <= 1): the MC
+    sample whose average of the intensity normalises the likelihood."""
+    kept, accepted = [], 0
+    while accepted < n:
+        events = pwa.phase_space_events(batch, (0.0, pion_mass, pion_mass), generator=generator)
+        keep = torch.rand(batch, generator=generator, dtype=torch.float64) < acceptance(*events)
+        kept.append(tuple(e[keep] for e in events))
+        accepted += int(keep.sum())
+    return tuple(torch.cat([k[i] for k in kept])[:n] for i in range(3))
 
 
 def generate_events(model: PWAModel, n: int, acceptance=toy_acceptance, generator: torch.Generator | None = None,
