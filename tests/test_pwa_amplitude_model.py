@@ -195,3 +195,17 @@ def test_sf_penalty_moves_the_fitted_sf_to_the_target():
     assert abs(sf - target) < 0.01, (sf_plain, sf)
     assert penalised.nll > plain.nll  # the constraint costs likelihood
     assert set(penalised.penalties) == {"sf"}
+
+
+def test_sf_penalty_gauss_newton_hessian_is_exact_at_the_target():
+    """At SF = target the dropped term (SF - target) d^2 SF vanishes: the carried Hessian equals autodiff's."""
+    model = _two_resonances()
+    am = AmplitudeModel(model)
+    cache = am.cache(*_events(4000, 21))
+    p = am.initial()
+    sf = float(am.fit_fractions(p, cache)[2])
+    penalty = am.sf_penalty(cache, target=sf, lam=0.5, n_events=1000)
+    exact = torch.func.hessian(penalty)(p)
+    assert torch.allclose(penalty.hessian(p), exact, rtol=1e-8, atol=1e-10 * float(exact.abs().max()))
+    off = am.sf_penalty(cache, target=sf + 0.2, lam=0.5, n_events=1000)
+    assert not torch.allclose(off.hessian(p), torch.func.hessian(off)(p), rtol=1e-3)  # away from it, an approximation

@@ -375,7 +375,10 @@ class UnbinnedNLL:
             s, gs = float(s), gs.numpy()
             h += float(self._sum_weights(params)) * (hs / s - np.outer(gs, gs) / s**2)
         if include_penalties and self.penalties:
-            h += hessian(self.penalty, x)
+            for f in self.penalties.values():
+                # a penalty may carry its own (e.g. Gauss-Newton) Hessian when autodiff through it is costly
+                custom = getattr(f, "hessian", None)
+                h += np.asarray(custom(params), dtype=float) if custom is not None else hessian(lambda q, f=f: torch.as_tensor(f(q), dtype=torch.float64), x)
         return torch.from_numpy(0.5 * (h + h.T))
 
     @staticmethod

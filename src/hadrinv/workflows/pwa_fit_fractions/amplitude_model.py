@@ -322,11 +322,22 @@ class AmplitudeModel:
     def sf_penalty(self, mc_cache, target: float, lam: float, n_events: int,
                    chunk_size: int | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
         """params -> lam * n_events * (SF(params) - target)^2, the fit-fraction constraint added to -ln L
-        (L~ = -ln L + lambda N (SF - SF_target)^2); mc_cache: generator-level phase-space MC."""
+        (L~ = -ln L + lambda N (SF - SF_target)^2); mc_cache: generator-level phase-space MC.
+
+        The callable carries a Gauss-Newton Hessian, 2 lam N grad(SF) grad(SF)^T (the term
+        (SF - target) d^2 SF is dropped): the exact one runs autodiff through the fractions on the whole MC
+        in every direction and made a 22-parameter L~ fit take over 15 minutes on 2e4 events (measured);
+        the Jacobian of the fractions costs one reverse pass per fraction."""
         def penalty(params: torch.Tensor) -> torch.Tensor:
             sf = self.fit_fractions(params, mc_cache, chunk_size)[2]
             return lam * n_events * (sf - target) ** 2
 
+        def gauss_newton_hessian(params) -> torch.Tensor:
+            _, jac = self.fit_fraction_jacobian(torch.as_tensor(params, dtype=torch.float64), mc_cache, chunk_size or DEFAULT_CHUNK)
+            grad_sf = jac.sum(0)
+            return 2.0 * lam * n_events * torch.outer(grad_sf, grad_sf)
+
+        penalty.hessian = gauss_newton_hessian
         return penalty
 
 
