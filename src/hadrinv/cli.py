@@ -52,7 +52,7 @@ def _parser() -> argparse.ArgumentParser:
     p_run.add_argument("--out", help="output folder (default: runs/WORKFLOW)")
     p_run.add_argument("--seed", type=int, help="random seed (same seed, same numbers on CPU)")
     p_run.add_argument("--device", choices=["cpu", "cuda"], help="torch device")
-    p_run.add_argument("--method", help="extraction method, e.g. fit, gan or both (pipi-amplitude)")
+    p_run.add_argument("--method", help="extraction method, e.g. fit, gan or both (pipi-amplitude); minuit or newton (pwa-*)")
     p_run.add_argument("--case", help="test case, e.g. separable or omega-omega (halqcd-potential)")
     p_run.add_argument("--ensemble", type=int, metavar="N", help="number of ensemble members (GAN)")
     p_run.add_argument("--ray-address", help="run ensemble members / parallel tasks on an existing Ray cluster (default: local Ray)")

@@ -1,5 +1,6 @@
-"""Partial-wave analysis of J/psi -> gamma pi pi: the talk's fit-fraction study (talk 002)."""
+"""Partial-wave analysis of J/psi -> gamma pi pi: the talk's fit-fraction study and a pull study (talk 002)."""
 
+from hadrinv.workflows.pwa_fit_fractions import pull_study
 from hadrinv.workflows.pwa_fit_fractions.config import PRESETS, PwaFitFractionsConfig
 from hadrinv.workflows.pwa_fit_fractions.run import PwaFitFractionsResult, run
 from hadrinv.workflows.registry import Workflow, register
@@ -14,4 +15,14 @@ WORKFLOW = register(
     )
 )
 
-__all__ = ["PwaFitFractionsConfig", "PwaFitFractionsResult", "run", "WORKFLOW"]
+PULL_STUDY = register(
+    Workflow(
+        name="pwa-pull-study",
+        summary="J/psi -> gamma pi pi: toys generated and fitted, pulls of masses, widths and fit fractions (talk 002)",
+        config_class=pull_study.PwaPullStudyConfig,
+        run=pull_study.run,
+        presets=pull_study.PRESETS,
+    )
+)
+
+__all__ = ["PwaFitFractionsConfig", "PwaFitFractionsResult", "run", "WORKFLOW", "PULL_STUDY"]

@@ -33,7 +33,7 @@ so that sum_k F_k + sum_{k<l} I_kl = 1 identically.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 import torch
@@ -46,6 +46,7 @@ __all__ = ["AmplitudeModel", "constraint_penalties"]
 
 POSITIVE_LOWER = 1e-6  # default lower bound of masses, widths and g_pipi (GeV, GeV^2)
 DEFAULT_CHUNK = 8192  # events per chunk of the fit-fraction Jacobian
+DEFAULT_BIN_WIDTH_GEV = 2e-4  # m_pipi bins of `binned_cache`: 0.2 MeV
 
 
 class AmplitudeModel:
@@ -171,6 +172,52 @@ class AmplitudeModel:
         m = angles.m_pipi
         return {"m": m, "m2": m * m, "rho_pipi": pwa.rho_pipi(m), "rho_kk": pwa.rho_kk(m),
                 "basis": pwa.real_amplitude_basis(angular)}
+
+    def binned_cache(self, event_chunks: Iterable[tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
+                     bin_width: float = DEFAULT_BIN_WIDTH_GEV) -> dict[str, torch.Tensor]:
+        """An MC sample compressed into m_pipi bins: a cache (one row per non-empty bin) whose average
+        intensity equals the sample's, <I>_MC, up to the line shapes' variation inside a bin.
+
+        Why: the MC average normalises -ln L and gives the fit fractions; per event it costs as much as
+        the data term at a tenth of the statistics. The angular part does not depend on the parameters:
+        I_j = z(m_j)^dagger M_j z(m_j) with M_j = B_j^dagger B_j (B_j the event's (4, C) amplitude basis,
+        z the components' c_k BW_k(m) h), so a bin b keeps S_b = sum_{j in b} M_j and evaluates z once,
+        at the bin's mean mass. The row of bin b is R_b = sqrt(n_rows / N) Lambda^(1/2) V^dagger with
+        S_b = V Lambda V^dagger, so that |R_b z|^2 averaged over rows is sum_b z^dagger S_b z / N, and
+        `intensity`, `gram` and the fractions work on it unchanged. The error is second order in
+        bin_width / (width of the narrowest structure): 1e-7 relative on <I> for 0.5 MeV bins on the R0
+        model (tests/test_pwa_amplitude_model.py). Bin edges are aligned on the K Kbar threshold, where
+        the Flatte line shape has a cusp. ``event_chunks``: (gamma, pi1, pi2) tuples, so that samples
+        larger than memory can be streamed."""
+        if bin_width <= 0:
+            raise ValueError(f"bin_width must be positive, got {bin_width}")
+        threshold = 2.0 * pwa.M_K_CHARGED
+        low = threshold - bin_width * math.ceil((threshold - 2.0 * self.pion_mass) / bin_width)
+        n_bins = int(math.ceil((pwa.M_JPSI - low) / bin_width)) + 1
+        C = len(self._components)
+        sums = torch.zeros(n_bins, C, C, dtype=torch.complex128)
+        mass_sums = torch.zeros(n_bins, dtype=torch.float64)
+        counts = torch.zeros(n_bins, dtype=torch.float64)
+        total = 0
+        for gamma, pi1, pi2 in event_chunks:
+            cache = self.cache(gamma, pi1, pi2)
+            basis = torch.complex(cache["basis"][..., :C], cache["basis"][..., C:])  # (N, 4, C)
+            index = torch.floor((cache["m"] - low) / bin_width).long().clamp(0, n_bins - 1)
+            sums.index_add_(0, index, basis.conj().transpose(-1, -2) @ basis)
+            mass_sums.index_add_(0, index, cache["m"])
+            counts.index_add_(0, index, torch.ones_like(cache["m"]))
+            total += len(index)
+        if total == 0:
+            raise ValueError("binned_cache got no events")
+        filled = counts > 0
+        rows = int(filled.sum())
+        sums = 0.5 * (sums[filled] + sums[filled].conj().transpose(-1, -2))
+        eigenvalues, vectors = torch.linalg.eigh(sums)
+        root = torch.sqrt(eigenvalues.clamp(min=0.0) * rows / total).to(torch.complex128)
+        r = root.unsqueeze(-1) * vectors.conj().transpose(-1, -2)  # (rows, C, C), r^dagger r = S_b rows / N
+        m = mass_sums[filled] / counts[filled]
+        return {"m": m, "m2": m * m, "rho_pipi": pwa.rho_pipi(m), "rho_kk": pwa.rho_kk(m),
+                "basis": torch.cat([r.real, r.imag], -1).contiguous()}
 
     # -- amplitudes ----------------------------------------------------------------------------------
 

@@ -27,7 +27,9 @@ from hadrinv.physics import pwa
 from hadrinv.workflows.amortized_runs import EXECUTION_KEYS
 from hadrinv.workflows.output import CHECKPOINTS, finish_output, prepare_output
 from hadrinv.workflows.pwa_fit_fractions.amplitude_model import AmplitudeModel, constraint_penalties
-from hadrinv.workflows.pwa_fit_fractions.config import PwaFitFractionsConfig
+from hadrinv.workflows.pwa_fit_fractions.config import FitSpec, PwaFitFractionsConfig
+from hadrinv.workflows.pwa_fit_fractions.plots import projections, write_correlations, write_projections
+from hadrinv.workflows.pwa_fit_fractions.pull_study import mc_chunks_of
 from hadrinv.workflows.registry import RunContext, require_device
 
 # the talk's tables: name -> (F %, mass GeV, width GeV) (Table 1 generated; Tables 2-4 fitted)
@@ -67,7 +69,7 @@ class PwaFitFractionsResult:
 
 
 def make_nll(model: dict, data_cache: dict, mc_cache: dict, fraction_cache: dict, sf_target: float | None, lam: float,
-             n_events: int, chunk: int) -> UnbinnedNLL:
+             n_events: float, chunk: int, data_weights: torch.Tensor | None = None) -> UnbinnedNLL:
     """Top-level (picklable) factory: each restart task rebuilds the NLL from the model and the caches."""
     from hadrinv.data.pwa_model import PWAModel
 
@@ -76,7 +78,7 @@ def make_nll(model: dict, data_cache: dict, mc_cache: dict, fraction_cache: dict
     penalties = constraint_penalties(pwa_model, am)
     if sf_target is not None and lam > 0:
         penalties["sf"] = am.sf_penalty(fraction_cache, sf_target, lam, n_events, chunk_size=chunk)
-    return UnbinnedNLL(am.intensity, data_cache, mc_cache, penalties=penalties, chunk_size=chunk)
+    return UnbinnedNLL(am.intensity, data_cache, mc_cache, data_weights=data_weights, penalties=penalties, chunk_size=chunk)
 
 
 def _starts(am: AmplitudeModel, spread: float = 1.0):
@@ -108,36 +110,146 @@ def run(config: PwaFitFractionsConfig, context: RunContext | None = None) -> Pwa
     out = prepare_output(config.out, config, context.resume, EXECUTION_KEYS)
     g = torch.Generator().manual_seed(config.seed)
     acceptance = ACCEPTANCES[config.acceptance]
+    weights = None
     if user is None:
         generator_model = read_model(config.generator_model)
         data = generate_events(generator_model, config.events, acceptance=acceptance, generator=g)
         context.log(f"generated {config.events} events of {generator_model.name} ({config.acceptance} acceptance)")
     else:
         data = (user.gamma, user.pi1, user.pi2)
+        weights = user.weight
         context.log(f"read {len(user)} events from {config.data}")
     pion = pwa.M_PI_CHARGED
-    mc = accepted_phase_space(config.mc_events, acceptance, pion, generator=g)
-    fraction_mc = pwa.phase_space_events(config.fraction_mc_events, (0.0, pion, pion), generator=g)
-    metrics: dict = {"workflow": "pwa-fit-fractions", "events": len(data[0]), "mc_events": config.mc_events,
+    mc_chunks = list(mc_chunks_of(config.mc_events, lambda n, gen: accepted_phase_space(n, acceptance, pion, generator=gen), g))
+    fraction_chunks = list(mc_chunks_of(config.fraction_mc_events, lambda n, gen: pwa.phase_space_events(n, (0.0, pion, pion), generator=gen), g))
+    n_events = float(weights.sum()) if weights is not None else len(data[0])  # N of the SF penalty
+    projection_mc = mc_chunks[0]  # event by event: the angles of the projections need the events
+    metrics: dict = {"workflow": "pwa-fit-fractions", "events": len(data[0]), "weighted_events": n_events, "mc_events": config.mc_events,
                      "fraction_mc_events": config.fraction_mc_events, "fits": []}
-    for index, spec in enumerate(config.fits):
-        model = models[spec.name]
+    def fit(model, spec: FitSpec, key: str, seed: int, restarts_n: int, plots: bool) -> dict:
+        """Random restarts of one model on the data; the summary dict of the best minimum."""
         am = AmplitudeModel(model)
-        caches = {"data_cache": am.cache(*data), "mc_cache": am.cache(*mc), "fraction_cache": am.cache(*fraction_mc)}
+        caches = {"data_cache": am.cache(*data), "mc_cache": _mc_cache(am, mc_chunks, config),
+                  "fraction_cache": _mc_cache(am, fraction_chunks, config)}
         kwargs = {"model": model.model_dump(by_alias=True), **caches, "sf_target": spec.sf_target, "lam": spec.lam,
-                  "n_events": len(data[0]), "chunk": config.chunk}
+                  "n_events": n_events, "chunk": config.chunk, "data_weights": weights}
         fit_started = time.perf_counter()
-        restarts = random_restarts(make_nll, _starts(am), config.restarts, executor=config.execution.executor, seed=config.seed + 101 * index,
-                                   nll_kwargs=kwargs, checkpoint_dir=out / CHECKPOINTS / f"fit_{index}", resume=context.resume,
+        restarts = random_restarts(make_nll, _starts(am), restarts_n, executor=config.execution.executor, seed=seed,
+                                   nll_kwargs=kwargs, checkpoint_dir=out / CHECKPOINTS / key, resume=context.resume,
                                    workers=config.execution.workers, ray_address=config.execution.ray_address, threads=config.threads_per_task,
                                    method=config.method, names=am.names, bounds=am.bounds(), max_iterations=config.max_iterations)
         best = restarts.best
         context.log(f"{spec.name}: {restarts.summary()} ({time.perf_counter() - fit_started:.0f} s)")
-        metrics["fits"].append(_summarise(spec, am, best, restarts, caches, make_nll(**kwargs), config))
-        _write_table(out / f"fit_{index}.csv", out / f"fit_{index}.md", metrics["fits"][-1])
+        summary = _summarise(spec, am, best, restarts, caches, make_nll(**kwargs), config)
+        if plots:
+            _write_table(out / f"{key}.csv", out / f"{key}.md", summary)
+            write_correlations(out / f"correlations_{key}.csv", out / f"correlations_{key}.png", am.names, best.covariance)
+            proj = projections(am, best.values, data, projection_mc, weights)
+            write_projections(out / f"projections_{key}.csv", out / f"projections_{key}.png", proj, spec.name)
+            summary["projection_chi2"] = {name: {"chi2": p["chi2"], "bins": p["bins"]} for name, p in proj.items()}
+        return summary
+
+    for index, spec in enumerate(config.fits):
+        metrics["fits"].append(fit(models[spec.name], spec, f"fit_{index}", config.seed + 101 * index, config.restarts, plots=True))
+    if config.sf_scan is not None:
+        metrics["sf_scan"] = _sf_scan(config, fit)
+        _write_sf_scan(out, metrics["sf_scan"])
+    if config.component_scan is not None:
+        metrics["component_scan"] = _component_scan(config, fit)
+        _write_component_scan(out, metrics["component_scan"])
     metrics["seconds"] = time.perf_counter() - started
     finish_output(out, metrics)
     return PwaFitFractionsResult(out=out, metrics=metrics)
+
+
+def _sf_scan(config: PwaFitFractionsConfig, fit) -> list[dict]:
+    """The talk's SF_target scan: the same model fitted with L~ at each SF_target; -ln L (without the
+    penalty), SF and every fit fraction per point."""
+    scan = config.sf_scan
+    model = read_model(scan.model)
+    points = []
+    for i, target in enumerate(scan.targets):
+        spec = FitSpec(name=f"{model.name}, SF_target {target:.3f}", model=scan.model, sf_target=target, lam=scan.lam)
+        summary = fit(model, spec, f"sf_scan_{i}", config.seed + 7919 + 31 * i, scan.restarts, plots=False)
+        points.append({"sf_target": target, "lambda": scan.lam, "valid": summary["valid"], "nll": summary["nll"], "SF": summary["SF"],
+                       "SF_err": summary["SF_err"], "F": {r["name"]: r["F"] for r in summary["resonances"]},
+                       "F_err": {r["name"]: r["F_err"] for r in summary["resonances"]}})
+    return points
+
+
+def _component_scan(config: PwaFitFractionsConfig, fit) -> dict:
+    """Add each candidate to the base model: Delta ln L against the base fit (without penalties) and its
+    significance from Wilks' theorem, 2 Delta ln L ~ chi^2(Delta ndf), quoted as the two-sided Gaussian
+    equivalent (sqrt(2 Delta ln L) for one added parameter)."""
+    from scipy import stats
+
+    from hadrinv.data.pwa_model import PWAModel
+
+    scan = config.component_scan
+    base = read_model(scan.base)
+    known = {r.name for r in base.resonances}
+    candidates = [r for r in read_model(scan.candidates).resonances if r.name not in known]
+    if not candidates:
+        raise ValueError(f"component scan: {scan.candidates} has no resonance that {scan.base} lacks")
+    base_fit = fit(base, FitSpec(name=f"{base.name} (scan base)", model=scan.base), "component_scan_base", config.seed + 6271, scan.restarts,
+                   plots=False)
+    n_base = len(base_fit["parameters"])
+    rows = []
+    for i, candidate in enumerate(candidates):
+        model = PWAModel.model_validate({**base.model_dump(by_alias=True), "name": f"{base.name} + {candidate.name}",
+                                         "resonances": [r.model_dump(by_alias=True) for r in base.resonances] + [candidate.model_dump(by_alias=True)]})
+        summary = fit(model, FitSpec(name=model.name, model=scan.base), f"component_scan_{i}", config.seed + 6271 + 17 * (i + 1), scan.restarts,
+                      plots=False)
+        delta_ndf = len(summary["parameters"]) - n_base
+        delta = base_fit["nll"] - summary["nll"]  # ln L gained by the candidate (>= 0 up to the minimiser's accuracy)
+        p_value = float(stats.chi2.sf(max(2.0 * delta, 0.0), delta_ndf)) if delta_ndf > 0 else math.nan
+        rows.append({"candidate": candidate.name, "spin": candidate.spin, "delta_ln_l": delta, "delta_ndf": delta_ndf, "p_value": p_value,
+                     "significance": float(stats.norm.isf(p_value / 2)) if p_value > 0 else math.inf, "valid": summary["valid"],
+                     "F": next(r["F"] for r in summary["resonances"] if r["name"] == candidate.name)})
+    return {"base": base.name, "base_nll": base_fit["nll"], "base_valid": base_fit["valid"], "candidates": rows}
+
+
+def _write_sf_scan(out: Path, points: list[dict]) -> None:
+    names = list(points[0]["F"])
+    atomic_write_csv(out / "sf_scan.csv", ["sf_target", "lambda", "valid", "nll", "SF", "SF_err", *[f"F:{n}" for n in names]],
+                     [(p["sf_target"], p["lambda"], p["valid"], p["nll"], p["SF"], p["SF_err"], *(p["F"][n] for n in names)) for p in points])
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    targets = [p["sf_target"] for p in points]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    left.plot(targets, [p["nll"] - min(q["nll"] for q in points) for p in points], "o-")
+    left.set_xlabel("SF_target")
+    left.set_ylabel("-ln L - min (without the penalty)")
+    for n in names:
+        right.plot(targets, [100 * p["F"][n] for p in points], "o-", ms=3, label=n)
+    right.set_yscale("log")
+    right.set_xlabel("SF_target")
+    right.set_ylabel("fit fraction (%)")
+    right.legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(out / "sf_scan.png", dpi=110)
+    plt.close(fig)
+
+
+def _write_component_scan(out: Path, scan: dict) -> None:
+    rows = [(c["candidate"], c["spin"], c["delta_ln_l"], c["delta_ndf"], c["p_value"], c["significance"], c["F"], c["valid"])
+            for c in scan["candidates"]]
+    atomic_write_csv(out / "component_scan.csv", ["candidate", "spin", "delta_ln_l", "delta_ndf", "p_value", "significance_sigma", "F", "valid"], rows)
+    lines = [f"## Component scan on {scan['base']} (-ln L = {scan['base_nll']:.2f})", "",
+             "| candidate | spin | Delta ln L | Delta ndf | significance (sigma) | F (%) |", "|---|---|---|---|---|---|"]
+    lines += [f"| {c['candidate']} | {c['spin']} | {c['delta_ln_l']:.2f} | {c['delta_ndf']} | {c['significance']:.2f} | {100 * c['F']:.3f} |"
+              for c in scan["candidates"]]
+    atomic_write_text(out / "component_scan.md", "\n".join(lines) + "\n")
+
+
+def _mc_cache(am: AmplitudeModel, chunks: list, config: PwaFitFractionsConfig) -> dict:
+    if config.normalisation == "binned":
+        return am.binned_cache(chunks, config.bin_width_mev / 1000.0)
+    caches = [am.cache(*c) for c in chunks]
+    return {key: torch.cat([c[key] for c in caches]) for key in caches[0]}
 
 
 def _summarise(spec, am: AmplitudeModel, best, restarts, caches, nll: UnbinnedNLL, config) -> dict:
