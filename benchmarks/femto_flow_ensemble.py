@@ -1,7 +1,7 @@
 """Joint (HPD) calibration of the femtoscopy posterior: one conditional flow against an equal-weight
 mixture of independently initialised flows (a deep ensemble), on the fixed 60-point grid.
 
-    python benchmarks/femto_flow_ensemble.py --dataset runs/femto-inverse/dataset.h5 [--members 3] [--train 8000]
+    python benchmarks/femto_flow_ensemble.py --dataset runs/femto-inverse/dataset.h5 [--members 3] [--train 8000] [--box-support]
 
 The dataset is the HDF5 file of `hadrinv run femto-inverse` (its "five" set). Each curve gets a relative
 error log-uniform in 0.5-5 %; the flow sees (log C_obs at 60 points, log error). Prints marginal and
@@ -40,12 +40,12 @@ def inputs(dataset: str, train: int, test: int) -> dict:
             "x_test": x_of(te.C[:test], rel(min(test, len(te.C)))), "truth": te.theta[:test].float()}
 
 
-def train_member(theta, x, seed: int) -> dict:
+def train_member(theta, x, seed: int, box_support: bool = False) -> dict:
     torch.set_num_threads(1)
     torch.manual_seed(seed)
     low, high = PhysicsConfig().ranges.low_high()
     flow = ConditionalFlow(5, x.shape[1], bounds=(low, high), transforms=5, hidden=128, embedding="mlp",
-                           embedding_options={"features": 64, "hidden": 256})
+                           embedding_options={"features": 64, "hidden": 256}, box_support=box_support)
     history = flow.fit(theta, x, max_epochs=150, patience=15, seed=seed)
     return {"estimator": flow.to_payload(), "epochs": len(history.train_loss)}
 
@@ -63,11 +63,12 @@ def main() -> None:
     parser.add_argument("--train", type=int, default=8000)
     parser.add_argument("--test", type=int, default=500)
     parser.add_argument("--samples", type=int, default=999)
+    parser.add_argument("--box-support", action="store_true", help="flows with a uniform base on the prior box (ConditionalFlow box_support)")
     args = parser.parse_args()
     print("$ python " + " ".join(shlex.quote(a) for a in sys.argv))
     data = inputs(args.dataset, args.train, args.test)
     with tempfile.TemporaryDirectory() as folder:
-        results = run_tasks(train_member, {"theta": data["theta"], "x": data["x"]}, [{"seed": s} for s in range(1, args.members + 1)],
+        results = run_tasks(train_member, {"theta": data["theta"], "x": data["x"], "box_support": args.box_support}, [{"seed": s} for s in range(1, args.members + 1)],
                             [Path(folder) / f"{s}.pt" for s in range(args.members)])
     flows = [AmortizedEstimator.from_payload(r["estimator"]) for r in results]
     x, truth = data["x_test"], data["truth"]

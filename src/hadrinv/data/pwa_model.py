@@ -206,6 +206,37 @@ def accepted_phase_space(n: int, acceptance=toy_acceptance, pion_mass: float = p
     return tuple(torch.cat([k[i] for k in kept])[:n] for i in range(3))
 
 
+def m_spectrum(m_pipi: torch.Tensor, weights: torch.Tensor | None = None, bins: int = 400,
+               pion_mass: float = pwa.M_PI_CHARGED) -> tuple[torch.Tensor, torch.Tensor]:
+    """Histogram of m_pipi (GeV) between 2 m_pi and M_J/psi: (edges (bins + 1,), probabilities (bins,)),
+    the shape an importance-sampled MC should follow (`accepted_weighted_phase_space`); bins with a
+    negative total weight count as empty."""
+    m = torch.as_tensor(m_pipi, dtype=torch.float64).reshape(-1)
+    w = torch.ones_like(m) if weights is None else torch.as_tensor(weights, dtype=torch.float64).reshape(-1)
+    edges = torch.linspace(2.0 * pion_mass, pwa.M_JPSI, bins + 1, dtype=torch.float64)
+    totals = torch.zeros(bins, dtype=torch.float64).index_add_(0, torch.bucketize(m, edges[1:-1]), w).clamp(min=0.0)
+    if not float(totals.sum()) > 0:
+        raise ValueError("m_spectrum: no positive weight")
+    return edges, totals / totals.sum()
+
+
+def accepted_weighted_phase_space(n: int, spectrum: tuple[torch.Tensor, torch.Tensor] | None, acceptance=toy_acceptance,
+                                  pion_mass: float = pwa.M_PI_CHARGED, generator: torch.Generator | None = None,
+                                  flat_fraction: float = 0.2, batch: int = 200_000) -> tuple[torch.Tensor, ...]:
+    """n importance-sampled phase-space events (`pwa.weighted_phase_space_events`, m_pipi following
+    ``spectrum`` = (edges, probabilities)) that passed the acceptance, with their weights:
+    (gamma, pi1, pi2, weight)."""
+    edges, probabilities = spectrum if spectrum is not None else (None, None)
+    kept, accepted = [], 0
+    while accepted < n:
+        *events, w = pwa.weighted_phase_space_events(batch, edges, probabilities, flat_fraction, (0.0, pion_mass, pion_mass),
+                                                     generator=generator)
+        keep = torch.rand(batch, generator=generator, dtype=torch.float64) < acceptance(*events)
+        kept.append(tuple(e[keep] for e in (*events, w)))
+        accepted += int(keep.sum())
+    return tuple(torch.cat([k[i] for k in kept])[:n] for i in range(4))
+
+
 def generate_events(model: PWAModel, n: int, acceptance=toy_acceptance, generator: torch.Generator | None = None,
                     batch: int = 200_000) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """n events distributed as intensity x acceptance: flat phase space, then accept-reject in batches.

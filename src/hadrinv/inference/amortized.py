@@ -368,6 +368,10 @@ class AmortizedEstimator(nn.Module):
     def from_payload(cls, payload: dict, embedding: nn.Module | None = None, source: str = "payload") -> "AmortizedEstimator":
         path = source
         name = payload.get("estimator") if isinstance(payload, dict) else None
+        if name == "EstimatorMixture" and cls is AmortizedEstimator:  # a deep ensemble (inference.mixture)
+            from hadrinv.inference.mixture import EstimatorMixture
+
+            return EstimatorMixture.from_payload(payload, embedding, source)
         if name not in ESTIMATORS:
             raise ValueError(f"{path}: not a saved estimator (found {name!r})")
         target = ESTIMATORS[name]

@@ -507,7 +507,14 @@ def phase_space_events(n: int, masses: Sequence[float] = (0.0, M_PI_CHARGED, M_P
         count += int(inside.sum())
     s12 = torch.cat(kept_s12)[:n]
     s23 = torch.cat(kept_s23)[:n]
+    return _events_from_dalitz(s12, s23, (m1, m2, m3), M, generator)
 
+
+def _events_from_dalitz(s12: torch.Tensor, s23: torch.Tensor, masses: Sequence[float], M: float, generator) -> tuple[torch.Tensor, ...]:
+    """Four-momenta (p1, p2, p3) of Dalitz points (s12, s23), with an isotropic orientation."""
+    m1, m2, m3 = masses
+    n = s12.shape[0]
+    opts = {"dtype": torch.float64, "generator": generator}
     e1 = (M**2 + m1**2 - s23) / (2.0 * M)
     e3 = (M**2 + m3**2 - s12) / (2.0 * M)
     e2 = M - e1 - e3
@@ -532,6 +539,50 @@ def phase_space_events(n: int, masses: Sequence[float] = (0.0, M_PI_CHARGED, M_P
         torch.cat([e2[:, None], v2], dim=-1),
         torch.cat([e3[:, None], v3], dim=-1),
     )
+
+
+def weighted_phase_space_events(n: int, m_edges: torch.Tensor | None = None, m_probabilities: torch.Tensor | None = None,
+                                flat_fraction: float = 0.2, masses: Sequence[float] = (0.0, M_PI_CHARGED, M_PI_CHARGED),
+                                M: float = M_JPSI, generator=None):
+    """n weighted three-body phase-space events whose m23 follows a given spectrum (importance sampling).
+
+    s23 = m23^2 is drawn from a mixture: ``flat_fraction`` uniform on its range, the rest from the
+    histogram (``m_edges`` (B + 1,) in GeV, ``m_probabilities`` (B,), m uniform inside a bin); s12 is
+    uniform in its range at that s23, the orientation isotropic. The weight w = (s12 range at s23) / g(s23),
+    normalised to mean 1, makes sum w f / sum w an estimate of the flat phase-space average of any f. With
+    the histogram shaped like the data's m23 spectrum (`data.pwa_model.model_m_spectrum`), an MC average of
+    the intensity has about the data's own per-event variance, where flat events leave narrow resonances
+    with few events and the normalisation's MC noise scatters their fitted masses and widths by a sizeable
+    fraction of their statistical errors (measured: benchmarks/pwa_mc_noise.py). Without a histogram, s23
+    is uniform. Returns (p1, p2, p3, weights)."""
+    m1, m2, m3 = (float(x) for x in masses)
+    opts = {"dtype": torch.float64, "generator": generator}
+    lo, hi = (m2 + m3) ** 2, (M - m1) ** 2
+    if m_edges is None:
+        flat_fraction = 1.0
+    elif not 0.0 < flat_fraction <= 1.0:
+        raise ValueError(f"flat_fraction must be in (0, 1], got {flat_fraction}")
+    u = torch.rand(n, **opts)
+    s23 = lo + (hi - lo) * u
+    density = torch.full_like(s23, flat_fraction / (hi - lo))
+    if flat_fraction < 1.0:
+        edges = torch.as_tensor(m_edges, dtype=torch.float64).clamp(math.sqrt(lo), math.sqrt(hi))
+        prob = torch.as_tensor(m_probabilities, dtype=torch.float64).clamp(min=0.0)
+        prob = prob / prob.sum()
+        from_histogram = torch.rand(n, **opts) >= flat_fraction
+        k = torch.multinomial(prob, int(from_histogram.sum()), replacement=True, generator=generator)
+        m = edges[k] + (edges[k + 1] - edges[k]) * u[from_histogram]
+        s23[from_histogram] = m * m
+        m_all = torch.sqrt(s23)
+        b = torch.searchsorted(edges, m_all, right=True).clamp(1, len(prob)) - 1
+        inside = (m_all >= edges[0]) & (m_all <= edges[-1])
+        # dN/ds23 of the histogram part: p_b / (bin width in m) / (2 m)
+        hist = torch.where(inside, prob[b] / (edges[b + 1] - edges[b]) / (2.0 * m_all), torch.zeros_like(m_all))
+        density = density + (1.0 - flat_fraction) * hist
+    s12_lo, s12_hi = dalitz_s12_limits(s23, (m1, m2, m3), M)
+    s12 = s12_lo + (s12_hi - s12_lo) * torch.rand(n, **opts)
+    weights = (s12_hi - s12_lo) / density
+    return (*_events_from_dalitz(s12, s23, (m1, m2, m3), M, generator), weights / weights.mean())
 
 
 def two_body_phase_space_density(m_pipi, masses: Sequence[float] = (0.0, M_PI_CHARGED, M_PI_CHARGED), M: float = M_JPSI) -> torch.Tensor:

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from hadrinv.inference import ConditionalDiffusion, ConditionalFlow, FlowMatching, INN, MDN, VAIM
 from hadrinv.inference.amortized import AmortizedEstimator
 from hadrinv.inference.diagnostics import c2st, hpd_coverage, marginal_coverage, mmd
+from hadrinv.inference.mixture import EstimatorMixture
 
 ESTIMATOR_CLASSES: dict[str, type[AmortizedEstimator]] = {
     "vaim": VAIM, "mdn": MDN, "inn": INN, "flow": ConditionalFlow, "diffusion": ConditionalDiffusion, "flow_matching": FlowMatching,
@@ -63,10 +64,16 @@ class AmortizedRunConfig(Strict):
 EXECUTION_KEYS = ("execution.executor", "execution.workers", "execution.ray_address", "out", "threads_per_task")
 
 
-def build_estimator(method: str, theta_dim: int, x_dim: int, options: dict | None = None, **common) -> AmortizedEstimator:
+def build_estimator(method: str, theta_dim: int, x_dim: int, options: dict | None = None, **common) -> AmortizedEstimator | EstimatorMixture:
+    """options["members"] = K > 1 gives a deep ensemble of K such estimators (`EstimatorMixture`)."""
     if method not in ESTIMATOR_CLASSES:
         raise ValueError(f"unknown method {method!r}; choose from {', '.join(ESTIMATOR_CLASSES)}")
-    return ESTIMATOR_CLASSES[method](theta_dim, x_dim, **(options or {}), **common)
+    options = dict(options or {})
+    members = int(options.pop("members", 1))
+    if members > 1:
+        return EstimatorMixture.build(ESTIMATOR_CLASSES[method], members, theta_dim, x_dim, seed=int(torch.initial_seed()) % 2**31,
+                                      **options, **common)
+    return ESTIMATOR_CLASSES[method](theta_dim, x_dim, **options, **common)
 
 
 def timed_sample(estimator: AmortizedEstimator, x: torch.Tensor, n: int) -> tuple[torch.Tensor, float]:

@@ -24,7 +24,7 @@ import torch
 from hadrinv.data.dis_toy import read_dis_data
 from hadrinv.data.io import atomic_write_csv, atomic_write_text
 from hadrinv.inference.amortized import AmortizedEstimator
-from hadrinv.inference.diagnostics import marginal_coverage
+from hadrinv.inference.diagnostics import hpd_coverage, marginal_coverage
 from hadrinv.inference.ensemble import run_tasks
 from hadrinv.inference.fit import least_squares
 from hadrinv.physics.dis import cross_sections
@@ -35,7 +35,7 @@ from hadrinv.workflows.dis_pdf.problem import DISProblem, experiment_clouds, mak
 from hadrinv.workflows.output import CHECKPOINTS, finish_output, prepare_output
 from hadrinv.workflows.registry import RunContext, require_device
 
-TABLE_KEYS = ("coverage_68", "coverage_95", "within_2sigma_min", "all_within_2sigma", "rms_error_over_prior_width", "sigma_ratio_rms", "train_seconds", "seconds_per_set")
+TABLE_KEYS = ("coverage_68", "coverage_95", "hpd_coverage_68", "hpd_coverage_95", "within_2sigma_min", "all_within_2sigma", "rms_error_over_prior_width", "sigma_ratio_rms", "train_seconds", "seconds_per_set")
 TWO_SIGMA = 0.9545
 
 
@@ -95,6 +95,9 @@ def estimator_task(problem: DISProblem, kind: str, method: str, options: dict, t
     history = estimator.fit(theta.float(), x, seed=seed, **training)
     samples, seconds = timed_sample(estimator, test_x, posterior_samples)
     metrics = posterior_metrics(samples, test_theta.float(), problem)
+    if estimator.has_log_prob and estimator.cheap_log_prob:  # joint calibration: the highest-density regions
+        joint = hpd_coverage(estimator, test_theta.float(), test_x, (0.68, 0.95), n_samples=posterior_samples)
+        metrics.update(hpd_coverage_68=joint[0.68], hpd_coverage_95=joint[0.95])
     metrics.update(train_seconds=history.seconds, epochs=len(history.train_loss), seconds_per_set=seconds / len(test_x), simulations=simulations)
     return {"metrics": metrics, "samples": samples, "estimator": estimator.to_payload()}
 

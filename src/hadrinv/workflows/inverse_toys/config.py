@@ -18,7 +18,9 @@ def default_estimator_options() -> dict[str, dict]:
         "vaim": {"latent_dim": 16, "hidden": 256, "blocks": 3},
         "mdn": {"components": 10},
         "inn": {},
-        "flow": {},
+        # a deep ensemble of 3 flows: one flow's joint (HPD) density is not calibrated on the 10-D shell
+        # (0.53 / 0.91 at 68 / 95 %), the mixture is (0.63 / 0.96; 2e4 simulations, measured)
+        "flow": {"members": 3},
         # talk: T = 1000, beta 1e-4 .. 0.02, 6 MLP blocks of 256 units with FiLM conditioning;
         # samples by deterministic DDIM on 100 of the 1000 steps (1000 ancestral steps: sampling_steps null)
         "diffusion": {"steps": 1000, "beta_min": 1e-4, "beta_max": 0.02, "hidden": 256, "blocks": 6, "sampling_steps": 100},

@@ -173,7 +173,7 @@ class AmplitudeModel:
         return {"m": m, "m2": m * m, "rho_pipi": pwa.rho_pipi(m), "rho_kk": pwa.rho_kk(m),
                 "basis": pwa.real_amplitude_basis(angular)}
 
-    def binned_cache(self, event_chunks: Iterable[tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
+    def binned_cache(self, event_chunks: Iterable[tuple[torch.Tensor, ...]],
                      bin_width: float = DEFAULT_BIN_WIDTH_GEV) -> dict[str, torch.Tensor]:
         """An MC sample compressed into m_pipi bins: a cache (one row per non-empty bin) whose average
         intensity equals the sample's, <I>_MC, up to the line shapes' variation inside a bin.
@@ -187,8 +187,9 @@ class AmplitudeModel:
         `intensity`, `gram` and the fractions work on it unchanged. The error is second order in
         bin_width / (width of the narrowest structure): 1e-7 relative on <I> for 0.5 MeV bins on the R0
         model (tests/test_pwa_amplitude_model.py). Bin edges are aligned on the K Kbar threshold, where
-        the Flatte line shape has a cusp. ``event_chunks``: (gamma, pi1, pi2) tuples, so that samples
-        larger than memory can be streamed."""
+        the Flatte line shape has a cusp. ``event_chunks``: (gamma, pi1, pi2) or (gamma, pi1, pi2, weight)
+        tuples, so that samples larger than memory can be streamed; with weights (importance-sampled MC) the
+        sums are weighted and N is the total weight."""
         if bin_width <= 0:
             raise ValueError(f"bin_width must be positive, got {bin_width}")
         threshold = 2.0 * pwa.M_K_CHARGED
@@ -198,15 +199,17 @@ class AmplitudeModel:
         sums = torch.zeros(n_bins, C, C, dtype=torch.complex128)
         mass_sums = torch.zeros(n_bins, dtype=torch.float64)
         counts = torch.zeros(n_bins, dtype=torch.float64)
-        total = 0
-        for gamma, pi1, pi2 in event_chunks:
+        total = 0.0
+        for chunk in event_chunks:
+            gamma, pi1, pi2 = chunk[:3]
             cache = self.cache(gamma, pi1, pi2)
+            w = torch.ones_like(cache["m"]) if len(chunk) == 3 else torch.as_tensor(chunk[3], dtype=torch.float64)
             basis = torch.complex(cache["basis"][..., :C], cache["basis"][..., C:])  # (N, 4, C)
             index = torch.floor((cache["m"] - low) / bin_width).long().clamp(0, n_bins - 1)
-            sums.index_add_(0, index, basis.conj().transpose(-1, -2) @ basis)
-            mass_sums.index_add_(0, index, cache["m"])
-            counts.index_add_(0, index, torch.ones_like(cache["m"]))
-            total += len(index)
+            sums.index_add_(0, index, w[:, None, None] * (basis.conj().transpose(-1, -2) @ basis))
+            mass_sums.index_add_(0, index, w * cache["m"])
+            counts.index_add_(0, index, w)
+            total += float(w.sum())
         if total == 0:
             raise ValueError("binned_cache got no events")
         filled = counts > 0

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from hadrinv.workflows.amortized_runs import ExecutionConfig, Strict
 
@@ -53,6 +53,8 @@ class PwaFitFractionsConfig(Strict):
     normalisation: Literal["binned", "events"] = Field(
         "binned", description="MC sums compressed in m_pipi bins (AmplitudeModel.binned_cache; 2e-5 relative on <I>) or event by event")
     bin_width_mev: float = Field(0.2, gt=0, description="m_pipi bins of the binned normalisation")
+    mc_sampling: Literal["importance", "flat"] = Field(
+        "importance", description="MC with m_pipi following the data's spectrum, with weights (binned normalisation only), or flat")
     fits: list[FitSpec] = Field(default_factory=talk_fits)
     restarts: int = Field(4, ge=1, description="random restarts per fit (the talk's tools use 30-50)")
     sf_scan: SfScanConfig | None = Field(None, description="the SF_target scan (off by default; on in the paper preset)")
@@ -68,6 +70,12 @@ class PwaFitFractionsConfig(Strict):
     device: Literal["cpu"] = "cpu"
     data: str | None = Field(None, description="an event file (CSV, Parquet, ROOT) instead of generated data")
     out: str = "runs/pwa-fit-fractions"
+
+    @model_validator(mode="after")
+    def _weighted_mc_needs_bins(self):
+        if self.mc_sampling == "importance" and self.normalisation == "events":
+            raise ValueError("mc_sampling: importance needs normalisation: binned (the event-by-event sums are unweighted)")
+        return self
 
 
 PRESETS: dict[str, dict] = {

@@ -19,10 +19,11 @@ def _variables(gamma, pi1, pi2) -> dict[str, np.ndarray]:
     return {"m_pipi": angles.m_pipi.numpy(), "cos_theta_gamma": angles.cos_theta_gamma.numpy(), "cos_theta_pi": torch.cos(angles.theta_pi).numpy()}
 
 
-def projections(am, params, data_events, mc_events, data_weights=None, bins: int = 60) -> dict[str, dict]:
+def projections(am, params, data_events, mc_events, data_weights=None, mc_weights=None, bins: int = 60) -> dict[str, dict]:
     """Histograms of the data and of the fit in m_pipi, cos theta_gamma and cos theta_pi.
 
-    The fit is the accepted MC weighted by I(params), scaled to the number of data events; a component is
+    The fit is the accepted MC weighted by I(params) (times its own weights if importance-sampled), scaled
+    to the number of data events; a component is
     the same with |a_k|^2 alone (what the resonance would give without interference). Returns per
     variable: edges, data counts, fit, per-resonance curves (all (bins,) arrays) and the chi^2 of data
     against fit over bins with at least 5 data events (variance: Poisson, or sum of w^2 for weighted data,
@@ -33,6 +34,9 @@ def projections(am, params, data_events, mc_events, data_weights=None, bins: int
         total = am.intensity(params, cache)
         a_re, a_im = am.resonance_amplitudes(params, cache)
         alone = (a_re * a_re + a_im * a_im).sum(1)  # (N, K)
+        if mc_weights is not None:
+            mc_w = torch.as_tensor(mc_weights, dtype=torch.float64)
+            total, alone = total * mc_w, alone * mc_w[:, None]
     w = None if data_weights is None else torch.as_tensor(data_weights, dtype=torch.float64).numpy()
     n_data = len(data_events[0]) if w is None else float(w.sum())
     scale = n_data / float(total.sum())

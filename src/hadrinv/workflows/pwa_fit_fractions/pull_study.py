@@ -1,8 +1,9 @@
 """pwa-pull-study: does the unbinned fit return unbiased values with honest errors? (issue 6, talk 002)
 
 Each toy generates its own data set of a model (default R0) through the toy acceptance, its own accepted
-MC for the normalisation and its own generator-level MC for the fit fractions (both compressed into
-m_pipi bins, `AmplitudeModel.binned_cache`), fits the same model starting from the generated values
+MC for the normalisation and its own generator-level MC for the fit fractions (by default importance-
+sampled along the toy's own m_pipi spectrum, with weights; compressed into m_pipi bins,
+`AmplitudeModel.binned_cache`), fits the same model starting from the generated values
 (a pull study tests the errors at the minimum, not the search for it: random restarts are the job of
 pwa-fit-fractions), and propagates the errors to the fit fractions. One Ray task per toy, checkpointed:
 a killed study resumes with --resume and loses only the toys in flight.
@@ -25,7 +26,7 @@ import torch
 from pydantic import Field
 
 from hadrinv.data.io import atomic_write_csv, atomic_write_text
-from hadrinv.data.pwa_model import ACCEPTANCES, accepted_phase_space, generate_events, read_model
+from hadrinv.data.pwa_model import ACCEPTANCES, accepted_phase_space, accepted_weighted_phase_space, generate_events, m_spectrum, read_model
 from hadrinv.inference.ensemble import run_tasks
 from hadrinv.inference.unbinned import UnbinnedNLL, fit_unbinned
 from hadrinv.physics import pwa
@@ -39,11 +40,13 @@ MC_CHUNK = 200_000  # events generated and cached at a time before binning
 
 class PwaPullStudyConfig(Strict):
     model: str = Field("R0", description="packaged model name or YAML path: generates every toy and is fitted to it")
-    toys: int = Field(20, ge=2, description="issue 6: at least 20 toys")
+    toys: int = Field(20, ge=2, description="issue 6: at least 20 toys; 100 (paper preset) to judge widths to +-0.07")
     events: int = Field(100_000, ge=100, description="events per toy (issue 6: 1e5)")
-    mc_events: int = Field(1_000_000, ge=1000, description="accepted phase-space MC per toy (normalisation of -ln L)")
+    mc_events: int = Field(2_000_000, ge=1000, description="accepted phase-space MC per toy (normalisation of -ln L)")
     fraction_mc_events: int = Field(1_000_000, ge=1000, description="generator-level phase-space MC per toy (fit fractions)")
     bin_width_mev: float = Field(0.2, gt=0, description="m_pipi bins of the compressed MC samples")
+    mc_sampling: Literal["importance", "flat"] = Field(
+        "importance", description="MC with m_pipi following the toy's own spectrum, with weights (less MC noise), or flat phase space")
     acceptance: Literal["toy", "none"] = "toy"
     method: Literal["minuit", "newton"] = Field("minuit", description="MIGRAD with the autodiff gradient, or Newton with the exact Hessian")
     max_iterations: int = Field(200, ge=1)
@@ -57,8 +60,23 @@ class PwaPullStudyConfig(Strict):
 
 PRESETS: dict[str, dict] = {
     "quick": {"toys": 6, "events": 20_000, "mc_events": 200_000, "fraction_mc_events": 200_000},
-    "paper": {"toys": 50},
+    "paper": {"toys": 100},
 }
+
+
+def mc_samplers(sampling: str, spectrum: tuple[torch.Tensor, torch.Tensor] | None, efficiency, pion_mass: float):
+    """(accepted, generator-level) MC makers (size, generator) -> events: flat phase space, or importance
+    sampled with m_pipi following ``spectrum`` (the data's: `data.pwa_model.m_spectrum`), with weights (a
+    4th element)."""
+    masses = (0.0, pion_mass, pion_mass)
+    if sampling == "flat":
+        return (lambda n, gen: accepted_phase_space(n, efficiency, pion_mass, generator=gen),
+                lambda n, gen: pwa.phase_space_events(n, masses, generator=gen))
+    if sampling == "importance":
+        edges, probabilities = spectrum
+        return (lambda n, gen: accepted_weighted_phase_space(n, spectrum, efficiency, pion_mass, generator=gen),
+                lambda n, gen: pwa.weighted_phase_space_events(n, edges, probabilities, masses=masses, generator=gen))
+    raise ValueError(f"unknown MC sampling {sampling!r}; use 'importance' or 'flat'")
 
 
 def mc_chunks_of(n: int, make, generator: torch.Generator):
@@ -68,7 +86,7 @@ def mc_chunks_of(n: int, make, generator: torch.Generator):
 
 
 def pull_toy(model: dict, toy: int, seed: int, events: int, mc_events: int, fraction_mc_events: int, bin_width_gev: float,
-             acceptance: str, method: str, max_iterations: int, chunk: int, threads: int | None) -> dict:
+             acceptance: str, method: str, max_iterations: int, chunk: int, threads: int | None, mc_sampling: str = "importance") -> dict:
     """Generate, fit and summarise one toy (a top-level function: it runs as a Ray task)."""
     from hadrinv.data.pwa_model import PWAModel
 
@@ -79,11 +97,12 @@ def pull_toy(model: dict, toy: int, seed: int, events: int, mc_events: int, frac
     am = AmplitudeModel(pwa_model)
     efficiency = ACCEPTANCES[acceptance]
     g = torch.Generator().manual_seed(int(seed) * 1_000_003 + int(toy))
-    data = am.cache(*generate_events(pwa_model, events, acceptance=efficiency, generator=g))
+    generated_events = generate_events(pwa_model, events, acceptance=efficiency, generator=g)
+    data = am.cache(*generated_events)
     pion = pwa_model.pion_mass
-    mc = am.binned_cache(mc_chunks_of(mc_events, lambda n, gen: accepted_phase_space(n, efficiency, pion, generator=gen), g), bin_width_gev)
-    fraction_mc = am.binned_cache(mc_chunks_of(fraction_mc_events, lambda n, gen: pwa.phase_space_events(n, (0.0, pion, pion), generator=gen), g),
-                                  bin_width_gev)
+    accepted, generated = mc_samplers(mc_sampling, m_spectrum(data["m"], pion_mass=pion), efficiency, pion)
+    mc = am.binned_cache(mc_chunks_of(mc_events, accepted, g), bin_width_gev)
+    fraction_mc = am.binned_cache(mc_chunks_of(fraction_mc_events, generated, g), bin_width_gev)
     nll = UnbinnedNLL(am.intensity, data, mc, penalties=constraint_penalties(pwa_model, am), chunk_size=chunk)
     truth = am.initial()
     fit = fit_unbinned(nll, truth.numpy(), bounds=am.bounds(), method=method, names=am.names, max_iterations=max_iterations)
@@ -155,7 +174,7 @@ def run(config: PwaPullStudyConfig, context: RunContext | None = None) -> PwaPul
     out = prepare_output(config.out, config, context.resume, EXECUTION_KEYS)
     shared = {"model": model.model_dump(by_alias=True), "seed": config.seed, "events": config.events, "mc_events": config.mc_events,
               "fraction_mc_events": config.fraction_mc_events, "bin_width_gev": config.bin_width_mev / 1000.0,
-              "acceptance": config.acceptance, "method": config.method, "max_iterations": config.max_iterations, "chunk": config.chunk,
+              "acceptance": config.acceptance, "mc_sampling": config.mc_sampling, "method": config.method, "max_iterations": config.max_iterations, "chunk": config.chunk,
               "threads": config.threads_per_task}
     files = [out / CHECKPOINTS / f"toy_{i:04d}.pt" for i in range(config.toys)]
     done = []

@@ -21,7 +21,7 @@ import torch
 
 from hadrinv.data.io import atomic_write_csv, atomic_write_text
 from hadrinv.data.pwa_events import read_events
-from hadrinv.data.pwa_model import ACCEPTANCES, accepted_phase_space, generate_events, read_model
+from hadrinv.data.pwa_model import ACCEPTANCES, generate_events, m_spectrum, read_model
 from hadrinv.inference.unbinned import UnbinnedNLL, random_restarts
 from hadrinv.physics import pwa
 from hadrinv.workflows.amortized_runs import EXECUTION_KEYS
@@ -29,7 +29,7 @@ from hadrinv.workflows.output import CHECKPOINTS, finish_output, prepare_output
 from hadrinv.workflows.pwa_fit_fractions.amplitude_model import AmplitudeModel, constraint_penalties
 from hadrinv.workflows.pwa_fit_fractions.config import FitSpec, PwaFitFractionsConfig
 from hadrinv.workflows.pwa_fit_fractions.plots import projections, write_correlations, write_projections
-from hadrinv.workflows.pwa_fit_fractions.pull_study import mc_chunks_of
+from hadrinv.workflows.pwa_fit_fractions.pull_study import mc_chunks_of, mc_samplers
 from hadrinv.workflows.registry import RunContext, require_device
 
 # the talk's tables: name -> (F %, mass GeV, width GeV) (Table 1 generated; Tables 2-4 fitted)
@@ -120,8 +120,10 @@ def run(config: PwaFitFractionsConfig, context: RunContext | None = None) -> Pwa
         weights = user.weight
         context.log(f"read {len(user)} events from {config.data}")
     pion = pwa.M_PI_CHARGED
-    mc_chunks = list(mc_chunks_of(config.mc_events, lambda n, gen: accepted_phase_space(n, acceptance, pion, generator=gen), g))
-    fraction_chunks = list(mc_chunks_of(config.fraction_mc_events, lambda n, gen: pwa.phase_space_events(n, (0.0, pion, pion), generator=gen), g))
+    spectrum = m_spectrum(pwa.invariant_mass(data[1] + data[2]), weights, pion_mass=pion)  # the MC follows the data's m_pipi
+    accepted, generated = mc_samplers(config.mc_sampling, spectrum, acceptance, pion)
+    mc_chunks = list(mc_chunks_of(config.mc_events, accepted, g))
+    fraction_chunks = list(mc_chunks_of(config.fraction_mc_events, generated, g))
     n_events = float(weights.sum()) if weights is not None else len(data[0])  # N of the SF penalty
     projection_mc = mc_chunks[0]  # event by event: the angles of the projections need the events
     metrics: dict = {"workflow": "pwa-fit-fractions", "events": len(data[0]), "weighted_events": n_events, "mc_events": config.mc_events,
@@ -144,7 +146,7 @@ def run(config: PwaFitFractionsConfig, context: RunContext | None = None) -> Pwa
         if plots:
             _write_table(out / f"{key}.csv", out / f"{key}.md", summary)
             write_correlations(out / f"correlations_{key}.csv", out / f"correlations_{key}.png", am.names, best.covariance)
-            proj = projections(am, best.values, data, projection_mc, weights)
+            proj = projections(am, best.values, data, projection_mc[:3], weights, projection_mc[3] if len(projection_mc) == 4 else None)
             write_projections(out / f"projections_{key}.csv", out / f"projections_{key}.png", proj, spec.name)
             summary["projection_chi2"] = {name: {"chi2": p["chi2"], "bins": p["bins"]} for name, p in proj.items()}
         return summary
@@ -248,7 +250,7 @@ def _write_component_scan(out: Path, scan: dict) -> None:
 def _mc_cache(am: AmplitudeModel, chunks: list, config: PwaFitFractionsConfig) -> dict:
     if config.normalisation == "binned":
         return am.binned_cache(chunks, config.bin_width_mev / 1000.0)
-    caches = [am.cache(*c) for c in chunks]
+    caches = [am.cache(*c[:3]) for c in chunks]
     return {key: torch.cat([c[key] for c in caches]) for key in caches[0]}
 
 
