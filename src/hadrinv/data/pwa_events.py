@@ -170,16 +170,21 @@ def _first_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {lines[0] if lines else ''}".rstrip(": ")
 
 
+def _require_format(path: Path, name: str) -> None:
+    """Stop unless ``path`` is a file whose first bytes say it is a ``name`` (Parquet, ROOT) file."""
+    if not path.is_file():
+        raise DataError(path, "no such file")
+    looks = _looks_like(path)
+    if looks != f"a {name} file":
+        raise DataError(path, f"not a {name} file: it looks like {looks}")
+
+
 def _read_parquet(path: Path) -> tuple[dict[str, np.ndarray], int]:
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    if not path.is_file():
-        raise DataError(path, "no such file")
-    looks = _looks_like(path)
-    if looks != "a Parquet file":
-        raise DataError(path, f"not a Parquet file: it looks like {looks}")
+    _require_format(path, "Parquet")
     try:
         handle = pq.ParquetFile(path)
         schema = handle.schema_arrow
@@ -211,11 +216,7 @@ _NULL = np.frombuffer(np.uint64(0x7FF8_0000_0000_0ABC).tobytes(), dtype=np.float
 def _read_root(path: Path, tree: str | None) -> tuple[dict[str, np.ndarray], int]:
     import uproot
 
-    if not path.is_file():
-        raise DataError(path, "no such file")
-    looks = _looks_like(path)
-    if looks != "a ROOT file":
-        raise DataError(path, f"not a ROOT file: it looks like {looks}")
+    _require_format(path, "ROOT")
     try:
         handle = uproot.open(path)
     except Exception as exc:  # uproot reports a damaged file in many ways (OSError, ValueError, its own errors)

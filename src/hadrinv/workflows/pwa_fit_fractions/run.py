@@ -1,12 +1,17 @@
 """pwa-fit-fractions: the talk's fit-fraction study (talk 002, Tables 1-4).
 
 Steps:
-1. data: events of the generator model (R0) through the toy acceptance, or a user's event file (--data);
-   accepted phase-space MC for the normalisation of -ln L, generator-level MC for the fit fractions;
+1. data: events of the generator model (R0) through the toy acceptance, or a user's event file (--data,
+   optional per-event weights); accepted phase-space MC for the normalisation of -ln L and generator-level
+   MC for the fit fractions, both importance-sampled along the data's m_pipi spectrum and binned in m_pipi
+   by default;
 2. each fit of the config (the talk's: R0 with -ln L, R0 with L~, R+4 with L~) from random starting
-   points, one Ray task per restart (checkpointed), Newton steps with the exact autodiff Hessian;
+   points, one Ray task per restart (checkpointed), MIGRAD with the autodiff gradient (or Newton steps
+   with the exact Hessian), errors from the exact autodiff Hessian;
 3. per fit: parameters with inverse-Hessian errors, fit fractions and SF with propagated errors, -ln L
-   without the penalty, how many restarts reached the best minimum; a table beside the talk's.
+   without the penalty, how many restarts reached the best minimum; a table beside the talk's, the
+   correlation matrix, projections of data and fit;
+4. optionally the SF_target scan and the component scan.
 """
 
 from __future__ import annotations
@@ -128,6 +133,7 @@ def run(config: PwaFitFractionsConfig, context: RunContext | None = None) -> Pwa
     projection_mc = mc_chunks[0]  # event by event: the angles of the projections need the events
     metrics: dict = {"workflow": "pwa-fit-fractions", "events": len(data[0]), "weighted_events": n_events, "mc_events": config.mc_events,
                      "fraction_mc_events": config.fraction_mc_events, "fits": []}
+
     def fit(model, spec: FitSpec, key: str, seed: int, restarts_n: int, plots: bool) -> dict:
         """Random restarts of one model on the data; the summary dict of the best minimum."""
         am = AmplitudeModel(model)
