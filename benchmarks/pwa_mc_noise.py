@@ -19,10 +19,9 @@ import time
 import numpy as np
 import torch
 
-from hadrinv.data.pwa_model import generate_events, m_spectrum, read_model, toy_acceptance
+from hadrinv.data.pwa_model import generate_events, m_spectrum, mc_chunks_of, mc_samplers, read_model, toy_acceptance
 from hadrinv.inference.unbinned import UnbinnedNLL, fit_unbinned
 from hadrinv.workflows.pwa_fit_fractions.amplitude_model import AmplitudeModel
-from hadrinv.workflows.pwa_fit_fractions.pull_study import mc_chunks_of, mc_samplers
 
 
 def main() -> None:

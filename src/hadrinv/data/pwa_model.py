@@ -264,3 +264,27 @@ def generate_events(model: PWAModel, n: int, acceptance=toy_acceptance, generato
         accepted = sum(len(k[0]) for k in kept)
     gamma, pi1, pi2 = (torch.cat([k[i] for k in kept])[:n] for i in range(3))
     return gamma, pi1, pi2
+
+
+MC_CHUNK = 200_000  # events generated and cached at a time (the binned caches stream them)
+
+
+def mc_samplers(sampling: str, spectrum: tuple[torch.Tensor, torch.Tensor] | None, efficiency, pion_mass: float):
+    """(accepted, generator-level) MC makers (size, generator) -> events: flat phase space, or importance
+    sampled with m_pipi following ``spectrum`` (the data's: `data.pwa_model.m_spectrum`), with weights (a
+    4th element)."""
+    masses = (0.0, pion_mass, pion_mass)
+    if sampling == "flat":
+        return (lambda n, gen: accepted_phase_space(n, efficiency, pion_mass, generator=gen),
+                lambda n, gen: pwa.phase_space_events(n, masses, generator=gen))
+    if sampling == "importance":
+        edges, probabilities = spectrum
+        return (lambda n, gen: accepted_weighted_phase_space(n, spectrum, efficiency, pion_mass, generator=gen),
+                lambda n, gen: pwa.weighted_phase_space_events(n, edges, probabilities, masses=masses, generator=gen))
+    raise ValueError(f"unknown MC sampling {sampling!r}; use 'importance' or 'flat'")
+
+
+def mc_chunks_of(n: int, make, generator: torch.Generator):
+    """make(size, generator) for chunks of at most MC_CHUNK events adding up to n."""
+    for start in range(0, n, MC_CHUNK):
+        yield make(min(MC_CHUNK, n - start), generator)

@@ -26,17 +26,13 @@ import torch
 from pydantic import Field
 
 from hadrinv.data.io import atomic_write_csv, atomic_write_text
-from hadrinv.data.pwa_model import ACCEPTANCES, accepted_phase_space, accepted_weighted_phase_space, generate_events, m_spectrum, read_model
+from hadrinv.data.pwa_model import ACCEPTANCES, generate_events, m_spectrum, mc_chunks_of, mc_samplers, read_model
 from hadrinv.inference.ensemble import run_tasks
 from hadrinv.inference.unbinned import UnbinnedNLL, fit_unbinned
-from hadrinv.physics import pwa
 from hadrinv.workflows.amortized_runs import EXECUTION_KEYS, ExecutionConfig, Strict
 from hadrinv.workflows.output import CHECKPOINTS, finish_output, prepare_output
 from hadrinv.workflows.pwa_fit_fractions.amplitude_model import AmplitudeModel, constraint_penalties
 from hadrinv.workflows.registry import RunContext, require_device
-
-MC_CHUNK = 200_000  # events generated and cached at a time before binning
-
 
 class PwaPullStudyConfig(Strict):
     model: str = Field("R0", description="packaged model name or YAML path: generates every toy and is fitted to it")
@@ -62,27 +58,6 @@ PRESETS: dict[str, dict] = {
     "quick": {"toys": 6, "events": 20_000, "mc_events": 200_000, "fraction_mc_events": 200_000},
     "paper": {"toys": 100},
 }
-
-
-def mc_samplers(sampling: str, spectrum: tuple[torch.Tensor, torch.Tensor] | None, efficiency, pion_mass: float):
-    """(accepted, generator-level) MC makers (size, generator) -> events: flat phase space, or importance
-    sampled with m_pipi following ``spectrum`` (the data's: `data.pwa_model.m_spectrum`), with weights (a
-    4th element)."""
-    masses = (0.0, pion_mass, pion_mass)
-    if sampling == "flat":
-        return (lambda n, gen: accepted_phase_space(n, efficiency, pion_mass, generator=gen),
-                lambda n, gen: pwa.phase_space_events(n, masses, generator=gen))
-    if sampling == "importance":
-        edges, probabilities = spectrum
-        return (lambda n, gen: accepted_weighted_phase_space(n, spectrum, efficiency, pion_mass, generator=gen),
-                lambda n, gen: pwa.weighted_phase_space_events(n, edges, probabilities, masses=masses, generator=gen))
-    raise ValueError(f"unknown MC sampling {sampling!r}; use 'importance' or 'flat'")
-
-
-def mc_chunks_of(n: int, make, generator: torch.Generator):
-    """make(size, generator) for chunks of at most MC_CHUNK events adding up to n."""
-    for start in range(0, n, MC_CHUNK):
-        yield make(min(MC_CHUNK, n - start), generator)
 
 
 def pull_toy(model: dict, toy: int, seed: int, events: int, mc_events: int, fraction_mc_events: int, bin_width_gev: float,

@@ -26,7 +26,7 @@ import torch
 
 from hadrinv.data.io import atomic_write_csv, atomic_write_text
 from hadrinv.data.pwa_events import read_events
-from hadrinv.data.pwa_model import ACCEPTANCES, generate_events, m_spectrum, read_model
+from hadrinv.data.pwa_model import ACCEPTANCES, generate_events, m_spectrum, mc_chunks_of, mc_samplers, read_model
 from hadrinv.inference.unbinned import UnbinnedNLL, random_restarts
 from hadrinv.physics import pwa
 from hadrinv.workflows.amortized_runs import EXECUTION_KEYS
@@ -34,7 +34,6 @@ from hadrinv.workflows.output import CHECKPOINTS, finish_output, prepare_output
 from hadrinv.workflows.pwa_fit_fractions.amplitude_model import AmplitudeModel, constraint_penalties
 from hadrinv.workflows.pwa_fit_fractions.config import FitSpec, PwaFitFractionsConfig
 from hadrinv.workflows.pwa_fit_fractions.plots import projections, write_correlations, write_projections
-from hadrinv.workflows.pwa_fit_fractions.pull_study import mc_chunks_of, mc_samplers
 from hadrinv.workflows.registry import RunContext, require_device
 
 # the talk's tables: name -> (F %, mass GeV, width GeV) (Table 1 generated; Tables 2-4 fitted)
