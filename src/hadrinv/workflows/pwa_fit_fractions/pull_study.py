@@ -34,6 +34,7 @@ from hadrinv.workflows.output import CHECKPOINTS, finish_output, prepare_output
 from hadrinv.workflows.pwa_fit_fractions.amplitude_model import AmplitudeModel, constraint_penalties
 from hadrinv.workflows.registry import RunContext, require_device
 
+
 class PwaPullStudyConfig(Strict):
     model: str = Field("R0", description="packaged model name or YAML path: generates every toy and is fitted to it")
     toys: int = Field(20, ge=2, description="issue 6: at least 20 toys; 100 (paper preset) to judge widths to +-0.07")
@@ -149,8 +150,8 @@ def run(config: PwaPullStudyConfig, context: RunContext | None = None) -> PwaPul
     out = prepare_output(config.out, config, context.resume, EXECUTION_KEYS)
     shared = {"model": model.model_dump(by_alias=True), "seed": config.seed, "events": config.events, "mc_events": config.mc_events,
               "fraction_mc_events": config.fraction_mc_events, "bin_width_gev": config.bin_width_mev / 1000.0,
-              "acceptance": config.acceptance, "mc_sampling": config.mc_sampling, "method": config.method, "max_iterations": config.max_iterations, "chunk": config.chunk,
-              "threads": config.threads_per_task}
+              "acceptance": config.acceptance, "mc_sampling": config.mc_sampling, "method": config.method,
+              "max_iterations": config.max_iterations, "chunk": config.chunk, "threads": config.threads_per_task}
     files = [out / CHECKPOINTS / f"toy_{i:04d}.pt" for i in range(config.toys)]
     done = []
 
@@ -169,7 +170,7 @@ def run(config: PwaPullStudyConfig, context: RunContext | None = None) -> PwaPul
     failed = [t["toy"] for t in toys if not t["valid"]]
     metrics = {"workflow": "pwa-pull-study", "model": model.name, "toys": config.toys, "valid_toys": config.toys - len(failed),
                "invalid_toys": failed, "events": config.events, "mc_events": config.mc_events,
-               "fraction_mc_events": config.fraction_mc_events, "method": config.method,
+               "fraction_mc_events": config.fraction_mc_events, "mc_sampling": config.mc_sampling, "method": config.method,
                "seconds_per_toy": float(np.mean([t["seconds"] for t in toys])), "pulls": summary,
                "acceptance": _acceptance(summary), "seconds": time.perf_counter() - started}
     finish_output(out, metrics)
