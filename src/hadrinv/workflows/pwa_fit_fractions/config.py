@@ -44,30 +44,34 @@ class ComponentScanConfig(Strict):
     restarts: int = Field(2, ge=1)
 
 
-class PwaFitFractionsConfig(Strict):
-    generator_model: str = Field("R0", description="model that generates the data (ignored with --data)")
-    events: int = Field(100_000, ge=100)
-    mc_events: int = Field(400_000, ge=100, description="accepted phase-space MC for the normalisation of -ln L")
-    fraction_mc_events: int = Field(400_000, ge=100, description="generator-level phase-space MC for the fit fractions")
+class PwaFitSettings(Strict):
+    """Settings every PWA workflow shares: acceptance, the MC's compression and sampling, the minimiser, execution."""
     acceptance: Literal["toy", "none"] = "toy"
-    normalisation: Literal["binned", "events"] = Field(
-        "binned", description="MC sums compressed in m_pipi bins (AmplitudeModel.binned_cache; 2e-5 relative on <I>) or event by event")
-    bin_width_mev: float = Field(0.2, gt=0, description="m_pipi bins of the binned normalisation")
+    bin_width_mev: float = Field(0.2, gt=0, description="m_pipi bins of the binned MC samples")
     mc_sampling: Literal["importance", "flat"] = Field(
-        "importance", description="MC with m_pipi following the data's spectrum, with weights (binned normalisation only), or flat")
-    fits: list[FitSpec] = Field(default_factory=talk_fits)
-    restarts: int = Field(4, ge=1, description="random restarts per fit (the talk's tools use 30-50)")
-    sf_scan: SfScanConfig | None = Field(None, description="the SF_target scan (off by default; on in the paper preset)")
-    component_scan: ComponentScanConfig | None = Field(None, description="the component scan (off by default; on in the paper preset)")
+        "importance", description="MC with m_pipi following the data's spectrum, with weights (binned MC only), or flat phase space")
     method: Literal["newton", "minuit"] = Field(
         "minuit", description="MIGRAD with the autodiff gradient (then the exact Hessian), or Newton steps with the exact Hessian "
                               "(trust-constr; one Hessian costs about 9 gradients on 1e5 events, measured, and it takes many iterations)")
     max_iterations: int = Field(200, ge=1)
     chunk: int = Field(32768, ge=256, description="events per chunk of the likelihood sums")
     execution: ExecutionConfig = ExecutionConfig()
-    threads_per_task: int | None = Field(1, description="torch threads per restart")
+    threads_per_task: int | None = Field(1, description="torch threads per parallel fit")
     seed: int = 0
     device: Literal["cpu"] = "cpu"
+
+
+class PwaFitFractionsConfig(PwaFitSettings):
+    generator_model: str = Field("R0", description="model that generates the data (ignored with --data)")
+    events: int = Field(100_000, ge=100)
+    mc_events: int = Field(400_000, ge=100, description="accepted phase-space MC for the normalisation of -ln L")
+    fraction_mc_events: int = Field(400_000, ge=100, description="generator-level phase-space MC for the fit fractions")
+    normalisation: Literal["binned", "events"] = Field(
+        "binned", description="MC sums compressed in m_pipi bins (AmplitudeModel.binned_cache; 2e-5 relative on <I>) or event by event")
+    fits: list[FitSpec] = Field(default_factory=talk_fits)
+    restarts: int = Field(4, ge=1, description="random restarts per fit (the talk's tools use 30-50)")
+    sf_scan: SfScanConfig | None = Field(None, description="the SF_target scan (off by default; on in the paper preset)")
+    component_scan: ComponentScanConfig | None = Field(None, description="the component scan (off by default; on in the paper preset)")
     data: str | None = Field(None, description="an event file (CSV, Parquet, ROOT) instead of generated data")
     out: str = "runs/pwa-fit-fractions"
 

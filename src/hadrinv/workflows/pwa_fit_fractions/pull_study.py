@@ -19,7 +19,6 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import torch
@@ -29,29 +28,20 @@ from hadrinv.data.io import atomic_write_csv, atomic_write_text
 from hadrinv.data.pwa_model import ACCEPTANCES, generate_events, m_spectrum, mc_chunks_of, mc_samplers, read_model
 from hadrinv.inference.ensemble import run_tasks
 from hadrinv.inference.unbinned import UnbinnedNLL, fit_unbinned
-from hadrinv.workflows.amortized_runs import EXECUTION_KEYS, ExecutionConfig, Strict
+from hadrinv.workflows.amortized_runs import EXECUTION_KEYS
 from hadrinv.workflows.output import CHECKPOINTS, finish_output, prepare_output
 from hadrinv.workflows.pwa_fit_fractions.amplitude_model import AmplitudeModel, constraint_penalties
+from hadrinv.workflows.pwa_fit_fractions.config import PwaFitSettings
 from hadrinv.workflows.registry import RunContext, require_device
 
 
-class PwaPullStudyConfig(Strict):
+class PwaPullStudyConfig(PwaFitSettings):
+    """The toys; the fit settings (acceptance, MC sampling, minimiser, execution) are PwaFitSettings'."""
     model: str = Field("R0", description="packaged model name or YAML path: generates every toy and is fitted to it")
     toys: int = Field(20, ge=2, description="issue 6: at least 20 toys; 100 (paper preset) to judge widths to +-0.07")
     events: int = Field(100_000, ge=100, description="events per toy (issue 6: 1e5)")
     mc_events: int = Field(2_000_000, ge=1000, description="accepted phase-space MC per toy (normalisation of -ln L)")
     fraction_mc_events: int = Field(1_000_000, ge=1000, description="generator-level phase-space MC per toy (fit fractions)")
-    bin_width_mev: float = Field(0.2, gt=0, description="m_pipi bins of the compressed MC samples")
-    mc_sampling: Literal["importance", "flat"] = Field(
-        "importance", description="MC with m_pipi following the toy's own spectrum, with weights (less MC noise), or flat phase space")
-    acceptance: Literal["toy", "none"] = "toy"
-    method: Literal["minuit", "newton"] = Field("minuit", description="MIGRAD with the autodiff gradient, or Newton with the exact Hessian")
-    max_iterations: int = Field(200, ge=1)
-    chunk: int = Field(32768, ge=256, description="events per chunk of the likelihood sums")
-    execution: ExecutionConfig = ExecutionConfig()
-    threads_per_task: int | None = Field(1, description="torch threads per toy")
-    seed: int = 0
-    device: Literal["cpu"] = "cpu"
     out: str = "runs/pwa-pull-study"
 
 
