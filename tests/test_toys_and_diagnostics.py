@@ -12,6 +12,7 @@ from scipy import integrate, stats
 from hadrinv.inference.diagnostics import (
     CoverageResult,
     c2st,
+    ellipsoid_coverage,
     hpd_coverage,
     marginal_coverage,
     mmd,
@@ -247,6 +248,47 @@ def test_hpd_coverage_is_nominal_for_an_exact_density_and_high_for_an_underconfi
     assert underconfident[0.68] > 0.9
     overconfident = hpd_coverage(_GaussianPosterior(0.5, scale=0.5, seed=3), theta, x, n_samples=500)
     assert overconfident[0.95] < 0.7
+
+
+def test_ellipsoid_coverage_is_nominal_for_an_exact_posterior_and_catches_wrong_correlations():
+    """Truth and observation from a correlated Gaussian, so the exact posterior is a correlated
+    Gaussian (correlation 0.87): the ellipsoid test is nominal for it. Samples with the right marginals
+    but too narrow across the correlation pass the marginal test and fail this one; so does an
+    overconfident posterior.
+    A skewed exact posterior (not Gaussian) is nominal too: the regions need no Gaussianity."""
+    g = _gen(16)
+    m, n, noise, rho = 600, 600, 1.0, 0.95
+    cov = torch.tensor([[1.0, rho], [rho, 1.0]], dtype=torch.float64)
+    theta = torch.randn(m, 2, generator=g, dtype=torch.float64) @ torch.linalg.cholesky(cov).T
+    x = theta + noise * torch.randn(m, 2, generator=g, dtype=torch.float64)
+    post_cov = torch.linalg.inv(torch.linalg.inv(cov) + torch.eye(2, dtype=torch.float64) / noise**2)  # conjugate
+    mean = x @ (post_cov / noise**2).T
+    z = torch.randn(m, n, 2, generator=g, dtype=torch.float64)
+    exact = mean.unsqueeze(1) + z @ torch.linalg.cholesky(post_cov).T
+    levels = (0.3, 0.68, 0.95)
+    cover = ellipsoid_coverage(exact, theta, levels)
+    assert cover.ranks.shape == (m,)
+    for level, value in cover.items():
+        assert abs(value - level) < 3 * cover.standard_error(level) + 0.01, (level, value)
+    # the right marginals, too narrow across the correlation (0.995 instead of 0.87)
+    sd = post_cov.diagonal().sqrt()
+    narrow_cov = torch.outer(sd, sd) * torch.tensor([[1.0, 0.995], [0.995, 1.0]], dtype=torch.float64)
+    too_narrow = mean.unsqueeze(1) + z @ torch.linalg.cholesky(narrow_cov).T
+    marginal = marginal_coverage(too_narrow, theta)
+    assert abs(marginal[0.68] - 0.68) < 0.04 and abs(marginal[0.95] - 0.95) < 0.03
+    joint = ellipsoid_coverage(too_narrow, theta)
+    assert joint[0.68] < 0.68 - 0.2 and joint[0.95] < 0.95 - 0.2, joint
+    assert ellipsoid_coverage(mean.unsqueeze(1) + 0.5 * z @ torch.linalg.cholesky(post_cov).T, theta)[0.68] < 0.68 - 0.2
+    # skewed: theta ~ Exp(1) per parameter, exact posterior samples are fresh draws from the same law
+    skewed = ellipsoid_coverage(torch.empty(m, n, 3, dtype=torch.float64).exponential_(generator=g),
+                                torch.empty(m, 3, dtype=torch.float64).exponential_(generator=g), levels)
+    for level, value in skewed.items():
+        assert abs(value - level) < 3 * skewed.standard_error(level) + 0.01, (level, value)
+
+
+def test_ellipsoid_coverage_needs_enough_samples_for_a_covariance():
+    with pytest.raises(ValueError, match="at least 8 samples"):
+        ellipsoid_coverage(torch.zeros(4, 6, 3), torch.zeros(4, 3))
 
 
 def test_hpd_coverage_refuses_estimators_without_density():

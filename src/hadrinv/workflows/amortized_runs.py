@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from hadrinv.inference import ConditionalDiffusion, ConditionalFlow, FlowMatching, INN, MDN, VAIM
 from hadrinv.inference.amortized import AmortizedEstimator
-from hadrinv.inference.diagnostics import c2st, hpd_coverage, marginal_coverage, mmd
+from hadrinv.inference.diagnostics import c2st, ellipsoid_coverage, hpd_coverage, marginal_coverage, mmd
 from hadrinv.inference.mixture import EstimatorMixture
 
 ESTIMATOR_CLASSES: dict[str, type[AmortizedEstimator]] = {
@@ -83,13 +83,16 @@ def timed_sample(estimator: AmortizedEstimator, x: torch.Tensor, n: int) -> tupl
 
 
 def calibration(estimator: AmortizedEstimator, theta: torch.Tensor, x: torch.Tensor, n_samples: int) -> dict:
-    """Expected coverage on held-out pairs: marginal central intervals for every method, the joint
-    highest-density region where the method has a closed-form density (flow, MDN; flow matching's
-    density is an ODE integral per sample, too costly for cases x samples evaluations)."""
+    """Expected coverage on held-out pairs: marginal central intervals and joint credible ellipsoids
+    (from samples) for every method, and the joint highest-density region where the method has a
+    closed-form density (flow, MDN; flow matching's density is an ODE integral per sample, too costly
+    for cases x samples evaluations)."""
     samples, seconds = timed_sample(estimator, x, n_samples)
     marginal = marginal_coverage(samples, theta, COVERAGE_LEVELS)
     out = {f"coverage_{int(round(100 * a))}": float(marginal[a]) for a in COVERAGE_LEVELS}
     out["coverage_seconds"] = seconds
+    ellipsoid = ellipsoid_coverage(samples, theta, COVERAGE_LEVELS)
+    out.update({f"ellipsoid_coverage_{int(round(100 * a))}": float(ellipsoid[a]) for a in COVERAGE_LEVELS})
     if estimator.has_log_prob and estimator.cheap_log_prob:
         joint = hpd_coverage(estimator, theta, x, COVERAGE_LEVELS, n_samples=n_samples)
         out.update({f"hpd_coverage_{int(round(100 * a))}": float(joint[a]) for a in COVERAGE_LEVELS})

@@ -24,7 +24,7 @@ import torch
 from hadrinv.data.dis_toy import read_dis_data
 from hadrinv.data.io import atomic_write_csv, atomic_write_text
 from hadrinv.inference.amortized import AmortizedEstimator
-from hadrinv.inference.diagnostics import hpd_coverage, marginal_coverage
+from hadrinv.inference.diagnostics import ellipsoid_coverage, hpd_coverage, marginal_coverage
 from hadrinv.inference.ensemble import run_tasks
 from hadrinv.inference.fit import least_squares
 from hadrinv.physics.dis import cross_sections
@@ -35,7 +35,7 @@ from hadrinv.workflows.dis_pdf.problem import DISProblem, experiment_clouds, mak
 from hadrinv.workflows.output import CHECKPOINTS, finish_output, prepare_output
 from hadrinv.workflows.registry import RunContext, require_device
 
-TABLE_KEYS = ("coverage_68", "coverage_95", "hpd_coverage_68", "hpd_coverage_95", "within_2sigma_min", "all_within_2sigma", "rms_error_over_prior_width", "sigma_ratio_rms", "train_seconds", "seconds_per_set")
+TABLE_KEYS = ("coverage_68", "coverage_95", "ellipsoid_coverage_68", "ellipsoid_coverage_95", "hpd_coverage_68", "hpd_coverage_95", "within_2sigma_min", "all_within_2sigma", "rms_error_over_prior_width", "sigma_ratio_rms", "train_seconds", "seconds_per_set")
 TWO_SIGMA = 0.9545
 
 
@@ -57,12 +57,15 @@ class DISPdfResult:
 def posterior_metrics(samples: torch.Tensor, truth: torch.Tensor, problem: DISProblem) -> dict:
     """Calibration and accuracy of posterior samples (sets, n, params) against the true parameters."""
     cover = marginal_coverage(samples, truth, (0.68, 0.95, TWO_SIGMA))
+    joint = ellipsoid_coverage(samples, truth, (0.68, 0.95))
     within = cover.inside[TWO_SIGMA].double()  # (sets, parameters)
     width = (problem.space.high - problem.space.low).float()
     rms = ((samples.mean(1) - truth) / width).pow(2).mean(0).sqrt()
     out = {
         "coverage_68": cover[0.68],
         "coverage_95": cover[0.95],
+        "ellipsoid_coverage_68": joint[0.68],
+        "ellipsoid_coverage_95": joint[0.95],
         "within_2sigma_per_parameter": dict(zip(problem.space.free_names, within.mean(0).tolist())),
         "within_2sigma_min": float(within.mean(0).min()),
         "within_2sigma_mean": float(within.mean()),

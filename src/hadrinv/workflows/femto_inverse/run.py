@@ -24,12 +24,12 @@ import torch
 from hadrinv.data.femto import CorrelationData, read_correlation_csv
 from hadrinv.data.io import atomic_write_csv, atomic_write_text
 from hadrinv.data.validation import DataError
-from hadrinv.inference import ConditionalFlow, Regressor
+from hadrinv.inference import Regressor
 from hadrinv.inference.amortized import AmortizedEstimator
 from hadrinv.inference.diagnostics import hpd_coverage, marginal_coverage
 from hadrinv.inference.ensemble import run_tasks
 from hadrinv.inference.fit import least_squares
-from hadrinv.workflows.amortized_runs import EXECUTION_KEYS, thread_limit, timed_sample, training_for
+from hadrinv.workflows.amortized_runs import EXECUTION_KEYS, build_estimator, thread_limit, timed_sample, training_for
 from hadrinv.workflows.femto_inverse import plots
 from hadrinv.workflows.femto_inverse.config import PARAMETERS, FemtoInverseConfig, PhysicsConfig
 from hadrinv.workflows.femto_inverse.problem import (
@@ -109,10 +109,11 @@ def regressor_task(x_train, theta_train, evaluations: dict, options: dict, train
 
 def flow_task(x_train, theta_train, evaluations: dict, hpd_inputs: dict, bounds, options: dict, training: dict, samples: int, seed: int,
               threads, device) -> dict:
-    """Train the posterior flow; posterior samples (and HPD coverage) on every evaluation input."""
+    """Train the posterior flow (a mixture of flows with options["members"] > 1); posterior samples (and
+    HPD coverage) on every evaluation input."""
     thread_limit(threads)
     torch.manual_seed(seed)
-    flow = ConditionalFlow(theta_train.shape[1], x_train.shape[-1], bounds=bounds, **options).to(device)
+    flow = build_estimator("flow", theta_train.shape[1], x_train.shape[-1], options, bounds=bounds).to(device)
     history = flow.fit(theta_train.float(), x_train, seed=seed, **training)
     out = {"history": history.as_dict(), "estimator": flow.to_payload(), "samples": {}, "sample_seconds": {}, "hpd": {}}
     for name, x in evaluations.items():

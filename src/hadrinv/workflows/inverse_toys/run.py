@@ -30,7 +30,7 @@ from hadrinv.workflows.inverse_toys.problems import ToyProblem, make_problem
 from hadrinv.workflows.output import CHECKPOINTS, finish_output, prepare_output
 from hadrinv.workflows.registry import RunContext, require_device
 
-TABLE_KEYS = ("c2st", "mmd", "forward_error", "coverage_68", "coverage_95", "hpd_coverage_68", "hpd_coverage_95", "train_seconds", "sample_seconds_per_1000")
+TABLE_KEYS = ("c2st", "mmd", "forward_error", "coverage_68", "coverage_95", "ellipsoid_coverage_68", "ellipsoid_coverage_95", "hpd_coverage_68", "hpd_coverage_95", "train_seconds", "sample_seconds_per_1000")
 
 
 @dataclass
