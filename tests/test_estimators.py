@@ -116,6 +116,21 @@ def test_box_support_flow_is_a_bijection_of_the_prior_box(tmp_path):
         assert torch.allclose(loaded.log_prob(probe, torch.tensor([0.3]).expand(3, 1)), lp)
 
 
+def test_sampling_in_row_bounded_chunks_keeps_every_observation_apart(pairs):
+    """rows bounds observations x samples per network call (memory); with one observation per call the
+    batch must still come back in order: each observation's samples follow its own posterior."""
+    theta, x = pairs
+    flow = ConditionalFlow(2, 2, hidden=32, transforms=2)
+    flow.fit(theta[:2000], x[:2000], max_epochs=5)
+    probes = torch.stack([x[0], x[1], x[2]])
+    torch.manual_seed(4)
+    one_per_call = flow.sample(probes, 400, rows=400)
+    torch.manual_seed(4)
+    all_at_once = flow.sample(probes, 400)
+    assert one_per_call.shape == all_at_once.shape == (3, 400, 2)
+    assert torch.allclose(one_per_call.mean(1), all_at_once.mean(1), atol=0.15)
+
+
 def test_save_and_load_reproduce_the_estimator(tmp_path, pairs):
     theta, x = pairs
     mdn = MDN(2, 2, components=2, hidden=32)

@@ -306,14 +306,18 @@ class AmortizedEstimator(nn.Module):
             raise RuntimeError(f"{type(self).__name__} is not trained: call fit(theta, x) or load a saved estimator")
 
     @torch.no_grad()
-    def sample(self, x_obs: torch.Tensor, n: int, chunk: int = 256) -> torch.Tensor:
-        """n posterior samples for one observation -> (n, theta_dim); for a batch -> (batch, n, theta_dim)."""
+    def sample(self, x_obs: torch.Tensor, n: int, chunk: int = 256, rows: int = 8192) -> torch.Tensor:
+        """n posterior samples for one observation -> (n, theta_dim); for a batch -> (batch, n, theta_dim).
+        Observations go through the network ``chunk`` at a time, and fewer when chunk x n would exceed
+        ``rows`` samples per call: inverting a spline flow holds about 20 kB per sample (12 parameters),
+        so 300 observations x 1000 samples in one call took 5 GB."""
         self._require_fitted()
         self.eval()
         x_obs = self._check_x(x_obs, "x_obs")
         single = x_obs.dim() == self.event_ndim
         batch = x_obs.unsqueeze(0) if single else x_obs
         device = self.theta_mean.device
+        chunk = max(1, min(chunk, rows // max(int(n), 1)))
         out = []
         for start in range(0, batch.shape[0], chunk):
             context = self.context(self.standardize_x(batch[start:start + chunk].to(device)))
