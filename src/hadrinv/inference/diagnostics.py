@@ -222,7 +222,6 @@ def hpd_coverage(
     return CoverageResult(coverage, m, ranks=ranks)
 
 
-
 def ellipsoid_coverage(samples: torch.Tensor, truth: torch.Tensor, levels: Sequence[float] = (0.68, 0.95)) -> CoverageResult:
     """Joint expected coverage from posterior samples alone, for methods without a density.
 
