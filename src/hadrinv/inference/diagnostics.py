@@ -150,6 +150,19 @@ def _check_levels(levels: Iterable[float]) -> list[float]:
     return levels
 
 
+def _as_cases(samples, truth) -> tuple[torch.Tensor, torch.Tensor]:
+    """samples (m, n, d) and truth (m, d) in float64; one parameter may come as (m, n) and (m,)."""
+    samples = torch.as_tensor(samples, dtype=torch.float64)
+    truth = torch.as_tensor(truth, dtype=torch.float64)
+    if samples.dim() == 2:
+        samples = samples.unsqueeze(-1)
+    if truth.dim() == 1:
+        truth = truth.unsqueeze(-1)
+    if samples.dim() != 3 or truth.shape != (samples.shape[0], samples.shape[2]):
+        raise ValueError(f"samples {tuple(samples.shape)} and truth {tuple(truth.shape)}: expected (m, n, d) and (m, d)")
+    return samples, truth
+
+
 def marginal_coverage(samples: torch.Tensor, truth: torch.Tensor, levels: Sequence[float] = (0.68, 0.95)) -> CoverageResult:
     """Coverage of central credible intervals of each marginal.
 
@@ -161,14 +174,7 @@ def marginal_coverage(samples: torch.Tensor, truth: torch.Tensor, levels: Sequen
     ``per_parameter``; ``ranks`` holds the (m, d) ranks (uniform for a calibrated posterior).
     """
     levels = _check_levels(levels)
-    samples = torch.as_tensor(samples, dtype=torch.float64)
-    truth = torch.as_tensor(truth, dtype=torch.float64)
-    if samples.dim() == 2:
-        samples = samples.unsqueeze(-1)
-    if truth.dim() == 1:
-        truth = truth.unsqueeze(-1)
-    if samples.dim() != 3 or truth.shape != (samples.shape[0], samples.shape[2]):
-        raise ValueError(f"samples {tuple(samples.shape)} and truth {tuple(truth.shape)}: expected (m, n, d) and (m, d)")
+    samples, truth = _as_cases(samples, truth)
     t = truth.unsqueeze(1)
     ranks = ((samples < t).double().mean(1) + 0.5 * (samples == t).double().mean(1))  # (m, d)
     coverage, per_parameter, inside = {}, {}, {}
@@ -236,14 +242,7 @@ def ellipsoid_coverage(samples: torch.Tensor, truth: torch.Tensor, levels: Seque
     (m, d); ``ranks`` holds the fraction of samples closer than the truth (uniform when calibrated).
     """
     levels = _check_levels(levels)
-    samples = torch.as_tensor(samples, dtype=torch.float64)
-    truth = torch.as_tensor(truth, dtype=torch.float64)
-    if samples.dim() == 2:
-        samples = samples.unsqueeze(-1)
-    if truth.dim() == 1:
-        truth = truth.unsqueeze(-1)
-    if samples.dim() != 3 or truth.shape != (samples.shape[0], samples.shape[2]):
-        raise ValueError(f"samples {tuple(samples.shape)} and truth {tuple(truth.shape)}: expected (m, n, d) and (m, d)")
+    samples, truth = _as_cases(samples, truth)
     m, n, d = samples.shape
     if n < 2 * (d + 1):
         raise ValueError(f"need at least {2 * (d + 1)} samples per case for a {d}-parameter covariance, got {n}")
