@@ -331,3 +331,70 @@ def test_diffusion_ema_update_count_and_save_load(linear_gaussian, tmp_path):
         assert torch.equal(a, b)
     with pytest.raises(ValueError):
         ConditionalDiffusion(2, 2, ema_decay=1.0)
+
+
+# ---- whitening ----
+# theta ~ N(0, I_2), x = theta_0 + theta_1 + N(0, 0.05^2): the data fix theta_0 + theta_1 thirty times better
+# than the prior, so the exact posterior is 0.035 wide along (1, 1) and 1.0 wide along (1, -1)
+NARROW, WIDE = torch.tensor([1.0, 1.0]) / math.sqrt(2), torch.tensor([1.0, -1.0]) / math.sqrt(2)
+SUM_NOISE = 0.05
+
+
+def _sum_posterior(x_obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    design = torch.ones(1, 2)
+    covariance = torch.linalg.inv(torch.eye(2) + design.T @ design / SUM_NOISE**2)
+    return x_obs @ design / SUM_NOISE**2 @ covariance, covariance
+
+
+def test_whitened_diffusion_resolves_a_narrow_posterior_direction(tmp_path):
+    # Over 4 data/initialisation seeds the whitened model's errors along the narrow direction were at most 0.10
+    # of its width on the mean and 25 % on the width (the wide direction: 24 %); without whitening the same
+    # training gave mean errors up to 0.76 of the width and widths 0.57-1.02 of the exact one (the denoiser
+    # cannot resolve a direction a few per cent of the parameters' scale): 5 of the 8 cases fail the 0.3 and
+    # 30 % tolerances below, and this data set's does.
+    generator = torch.Generator().manual_seed(100)
+    theta = torch.randn(4000, 2, generator=generator)
+    x = theta.sum(1, keepdim=True) + SUM_NOISE * torch.randn(4000, 1, generator=generator)
+    torch.manual_seed(0)
+    model = ConditionalDiffusion(2, 1, hidden=64, blocks=2, whiten=True, sampling_steps=25)
+    model.fit(theta, x, max_epochs=30, batch_size=128, learning_rate=3e-3, patience=30, seed=0)
+    model.fit(theta, x, max_epochs=15, batch_size=128, learning_rate=1e-4, patience=15, seed=0)
+    x_obs = torch.tensor([[0.5], [-1.0]])
+    means, covariance = _sum_posterior(x_obs)
+    narrow_width, wide_width = (NARROW @ covariance @ NARROW).sqrt(), (WIDE @ covariance @ WIDE).sqrt()
+    torch.manual_seed(5)
+    samples = model.sample(x_obs, 2000)
+    for case, mean in zip(samples, means):
+        assert abs(float((case.mean(0) - mean) @ NARROW)) < 0.3 * narrow_width
+        assert float((case @ NARROW).std() / narrow_width) == pytest.approx(1.0, abs=0.3)
+        assert float((case @ WIDE).std() / wide_width) == pytest.approx(1.0, abs=0.3)
+        assert abs(float((case.mean(0) - mean) @ WIDE)) < 0.15 * wide_width
+    # the whitening Gaussian alone is the exact posterior here (a linear-Gaussian problem)
+    model.eval()
+    with torch.no_grad():
+        head_mean, tril = model.whitening(model.context(model.standardize_x(x_obs)))
+    head_covariance = tril[0] @ tril[0].T * torch.outer(model.theta_std, model.theta_std)
+    assert float((NARROW @ head_covariance @ NARROW).sqrt() / narrow_width) == pytest.approx(1.0, abs=0.1)
+    # saved and loaded with the whitening head
+    loaded = AmortizedEstimator.load(model.save(tmp_path / "whitened.pt"))
+    assert loaded.whiten and loaded.hparams["whiten"]
+    torch.manual_seed(7)
+    expected = model.sample(x_obs, 64)
+    torch.manual_seed(7)
+    assert torch.equal(loaded.sample(x_obs, 64), expected)
+
+
+def test_whitened_diffusion_averages_the_whitening_head():
+    model = ConditionalDiffusion(3, 2, hidden=8, blocks=1, whiten=True, ema_decay=0.9)
+    assert set(model.ema.keys()) == {"embedding", "net", "gaussian"}
+    with torch.no_grad():
+        for p in model.gaussian.parameters():
+            p.add_(1.0)
+    model.update_ema()
+    moved = [not torch.equal(a, b) for a, b in zip(model.ema["gaussian"].parameters(), model.gaussian.parameters())]
+    assert all(moved)  # decay 1/10 on the first update: the average moved, but not all the way
+    context = torch.randn(4, 2)
+    model.eval()
+    mean, tril = model.whitening(context)
+    assert mean.shape == (4, 3) and tril.shape == (4, 3, 3)
+    assert torch.equal(tril, torch.tril(tril)) and bool((torch.diagonal(tril, dim1=-2, dim2=-1) > 0).all())

@@ -14,6 +14,16 @@ from hadrinv.inference.amortized import AmortizedEstimator
 from hadrinv.inference.embeddings import mlp
 
 
+def scale_tril(raw: torch.Tensor, dim: int) -> torch.Tensor:
+    """(..., dim (dim + 1) / 2) unconstrained numbers -> (..., dim, dim) lower-triangular Cholesky factors
+    with a positive diagonal (softplus, floored at 1e-3 so that a density never collapses)."""
+    rows, cols = torch.tril_indices(dim, dim, device=raw.device)
+    scale = torch.zeros(*raw.shape[:-1], dim, dim, device=raw.device, dtype=raw.dtype)
+    scale[..., rows, cols] = raw
+    diagonal = torch.nn.functional.softplus(torch.diagonal(scale, dim1=-2, dim2=-1)) + 1e-3
+    return torch.tril(scale, -1) + torch.diag_embed(diagonal)
+
+
 class MDN(AmortizedEstimator):
     has_log_prob = True
 
@@ -25,18 +35,12 @@ class MDN(AmortizedEstimator):
         self.n_tril = d * (d + 1) // 2
         self.trunk = mlp([self.context_dim] + [hidden] * hidden_layers, final_activation=True)
         self.head = nn.Linear(hidden, k * (1 + d + self.n_tril))
-        self.register_buffer("tril_rows", torch.tril_indices(d, d)[0], persistent=False)
-        self.register_buffer("tril_cols", torch.tril_indices(d, d)[1], persistent=False)
 
     def mixture(self, context: torch.Tensor) -> MixtureSameFamily:
         d, k = self.theta_dim, self.components
         out = self.head(self.trunk(context)).reshape(*context.shape[:-1], k, 1 + d + self.n_tril)
         logits, means, raw = out[..., 0], out[..., 1:1 + d], out[..., 1 + d:]
-        scale = torch.zeros(*raw.shape[:-1], d, d, device=raw.device, dtype=raw.dtype)
-        scale[..., self.tril_rows, self.tril_cols] = raw
-        diagonal = torch.nn.functional.softplus(torch.diagonal(scale, dim1=-2, dim2=-1)) + 1e-3
-        scale = torch.tril(scale, -1) + torch.diag_embed(diagonal)
-        return MixtureSameFamily(Categorical(logits=logits), MultivariateNormal(means, scale_tril=scale))
+        return MixtureSameFamily(Categorical(logits=logits), MultivariateNormal(means, scale_tril=scale_tril(raw, d)))
 
     def training_loss(self, u, context, x):
         return -self.mixture(context).log_prob(u)

@@ -18,6 +18,7 @@ import json
 import time
 
 import torch
+import yaml
 
 from hadrinv.inference.diagnostics import ellipsoid_coverage, hpd_coverage, marginal_coverage
 from hadrinv.workflows.amortized_runs import build_estimator
@@ -28,32 +29,40 @@ from hadrinv.workflows.inverse_toys.problems import make_problem as make_toy_pro
 LEVELS = (0.68, 0.95)
 
 
-def dis_grid(simulations: int, generator: torch.Generator):
+# the toys' calibration network (examples/inverse_toys/calibration.yaml)
+TOY_OPTIONS = {"flow": {}, "diffusion": {"hidden": 128, "blocks": 3, "sampling_steps": 25, "ema_decay": 0.999}}
+
+
+def dis_grid(method: str, simulations: int, test_sets: int, generator: torch.Generator):
     problem = make_dis_problem(10, 8, 0.03)
     held = torch.Generator().manual_seed(4242)  # the workflow's held-out sets for seed 0
-    test_theta = problem.sample_prior(100, held)
+    test_theta = problem.sample_prior(test_sets, held)
     test_x = problem.grid_observation(test_theta, held)
     theta = problem.sample_prior(simulations, generator)
-    options = dict(DIS_PRESETS["quick"]["grid_options"]["flow"])
+    options = dict(DIS_PRESETS["quick"]["grid_options"][method])
     return theta, problem.grid_observation(theta, generator), test_theta, test_x, problem.bounds, options
 
 
-def toy_10d(simulations: int, generator: torch.Generator):
+def toy_10d(method: str, simulations: int, test_sets: int, generator: torch.Generator):
     problem = make_toy_problem("sum_of_squares_10d", 0.05, 2.0)
     held = torch.Generator().manual_seed(123)
-    test_theta = problem.sample_prior(300, held)
+    test_theta = problem.sample_prior(test_sets, held)
     test_x = problem.simulate(test_theta, held)
     theta = problem.sample_prior(simulations, generator)
-    return theta, problem.simulate(theta, generator), test_theta, test_x, problem.bounds, {}
+    return theta, problem.simulate(theta, generator), test_theta, test_x, problem.bounds, dict(TOY_OPTIONS[method])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--problem", choices=["dis-grid", "toy-10d"], required=True)
+    parser.add_argument("--method", choices=["flow", "diffusion"], default="flow")
     parser.add_argument("--simulations", type=int, required=True)
     parser.add_argument("--epochs", type=int, required=True, help="maximum epochs")
     parser.add_argument("--patience", type=int, default=5)
-    parser.add_argument("--members", type=int, default=1, help="> 1: a mixture of independently trained flows")
+    parser.add_argument("--members", type=int, default=1, help="> 1: a mixture of independently trained estimators")
+    parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                        help="change an estimator option (a YAML value), e.g. --option whiten=true")
+    parser.add_argument("--test-sets", type=int, default=None, help="held-out cases (default: 100 for dis-grid, 300 for toy-10d)")
     parser.add_argument("--samples", type=int, default=500, help="posterior samples per held-out case")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -61,25 +70,27 @@ def main() -> None:
     torch.manual_seed(args.seed)
     generator = torch.Generator().manual_seed(args.seed)
     make = dis_grid if args.problem == "dis-grid" else toy_10d
-    theta, x, test_theta, test_x, bounds, options = make(args.simulations, generator)
+    test_sets = args.test_sets or (100 if args.problem == "dis-grid" else 300)
+    theta, x, test_theta, test_x, bounds, options = make(args.method, args.simulations, test_sets, generator)
+    options.update({key: yaml.safe_load(value) for key, value in (o.split("=", 1) for o in args.option)})
     if args.members > 1:
         options["members"] = args.members
-    flow = build_estimator("flow", theta.shape[1], x.shape[1], options, bounds=bounds)
+    estimator = build_estimator(args.method, theta.shape[1], x.shape[1], options, bounds=bounds)
     started = time.perf_counter()
-    history = flow.fit(theta.float(), x.float(), max_epochs=args.epochs, patience=args.patience, seed=args.seed)
+    history = estimator.fit(theta.float(), x.float(), max_epochs=args.epochs, patience=args.patience, seed=args.seed)
     seconds = time.perf_counter() - started
-    samples = flow.sample(test_x.float(), args.samples)
+    samples = estimator.sample(test_x.float(), args.samples)
     marginal = marginal_coverage(samples, test_theta)
     ellipsoid = ellipsoid_coverage(samples, test_theta)
-    hpd = hpd_coverage(flow, test_theta.float(), test_x.float(), LEVELS, n_samples=args.samples)
+    hpd = hpd_coverage(estimator, test_theta.float(), test_x.float(), LEVELS, n_samples=args.samples) if estimator.has_log_prob else None
 
     def pair(c):
-        return f"{c[0.68]:.3f} / {c[0.95]:.3f}"
+        return "-" if c is None else f"{c[0.68]:.3f} / {c[0.95]:.3f}"
 
-    print("| problem | simulations | members | epochs (best) | train s | marginal 68 / 95 | ellipsoid 68 / 95 | HPD 68 / 95 |")
-    print("|---|---|---|---|---|---|---|---|")
-    print(f"| {args.problem} | {args.simulations} | {args.members} | {len(history.train_loss)} ({history.best_epoch + 1}) | {seconds:.0f} | "
-          f"{pair(marginal)} | {pair(ellipsoid)} | {pair(hpd)} |")
+    print("| problem | method | simulations | members | epochs (best) | train s | marginal 68 / 95 | ellipsoid 68 / 95 | HPD 68 / 95 |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    print(f"| {args.problem} | {args.method} | {args.simulations} | {args.members} | {len(history.train_loss)} ({history.best_epoch + 1}) | "
+          f"{seconds:.0f} | {pair(marginal)} | {pair(ellipsoid)} | {pair(hpd)} |")
     print(json.dumps({"args": vars(args), "validation_loss": history.best_validation_loss}))
 
 
