@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from pathlib import Path
 
 import torch
 import yaml
@@ -29,8 +30,8 @@ from hadrinv.workflows.inverse_toys.problems import make_problem as make_toy_pro
 LEVELS = (0.68, 0.95)
 
 
-# the toys' calibration network (examples/inverse_toys/calibration.yaml)
-TOY_OPTIONS = {"flow": {}, "diffusion": {"hidden": 128, "blocks": 3, "sampling_steps": 25, "ema_decay": 0.999}}
+# the toys' estimators are those of their calibration config, read from it so the two cannot drift apart
+TOY_CONFIG = Path(__file__).resolve().parents[1] / "examples" / "inverse_toys" / "calibration.yaml"
 
 
 def dis_grid(method: str, simulations: int, test_sets: int, generator: torch.Generator):
@@ -49,7 +50,8 @@ def toy_10d(method: str, simulations: int, test_sets: int, generator: torch.Gene
     test_theta = problem.sample_prior(test_sets, held)
     test_x = problem.simulate(test_theta, held)
     theta = problem.sample_prior(simulations, generator)
-    return theta, problem.simulate(theta, generator), test_theta, test_x, problem.bounds, dict(TOY_OPTIONS[method])
+    options = yaml.safe_load(TOY_CONFIG.read_text())["estimator_options"][method]
+    return theta, problem.simulate(theta, generator), test_theta, test_x, problem.bounds, dict(options)
 
 
 def main() -> None:
