@@ -101,6 +101,9 @@ def test_dis_pdf_fit_is_calibrated_and_networks_learn_the_parameters(tmp_path):
     # even a tiny network must do far better than the prior (a uniform prior's rms error / width is 0.29)
     assert metrics["grid/flow"]["rms_error_over_prior_width"] < 0.2
     assert metrics["cloud/flow"]["rms_error_over_prior_width"] < 0.25
+    # the file's 80 bins are more than any training cloud had (20-60): the user is told to retrain
+    data_summary = json.loads((out / "metrics.json").read_text())["data"]
+    assert any("80 points" in w and "20-60" in w for w in data_summary["warnings"])
     rows = (out / "data_posterior.csv").read_text().splitlines()
     assert len(rows) == 1 + DEFAULT_SPACE.n_free
     means = np.array([float(r.split(",")[2]) for r in rows[1:]])

@@ -6,8 +6,9 @@ estimator can save its embedding's recipe and rebuild it in ``load``.
 - "mlp":    x of shape (batch, x_dim).
 - "conv1d": x of shape (batch, x_dim), a curve sampled on a regular grid (x_dim points).
 - "set":    x of shape (batch, n_points, x_dim), a point cloud (PointNet: a shared per-point network,
-            then mean and max pooling, so the result does not depend on the order or the number of
-            points). Rows that hold NaN are padding: clouds of different sizes go in one batch.
+            then mean and max pooling, so the result does not depend on the order of the points, and
+            optionally log(number of points)). Rows that hold NaN are padding: clouds of different
+            sizes go in one batch.
 """
 
 from __future__ import annotations
@@ -77,15 +78,21 @@ class Conv1dEmbedding(nn.Module):
 
 
 class SetEmbedding(nn.Module):
-    """PointNet-style encoder: per-point MLP (a 1x1 convolution), masked mean and max pooling, MLP."""
+    """PointNet-style encoder: per-point MLP (a 1x1 convolution), masked mean and max pooling, MLP.
+
+    Mean and max pooling give the same features for a cloud and for the cloud with every point doubled,
+    yet twice the measurements make a narrower posterior. ``count_feature=True`` hands the head log(number
+    of points) as well, so a posterior estimator can learn how its width scales with the number of bins;
+    train it on cloud sizes that cover the ones it will be applied to."""
 
     event_ndim = 2
 
-    def __init__(self, x_dim: int, features: int = 64, hidden: int = 128, point_layers: int = 3):
+    def __init__(self, x_dim: int, features: int = 64, hidden: int = 128, point_layers: int = 3, count_feature: bool = False):
         super().__init__()
         self.features = features
+        self.count_feature = count_feature
         self.point_net = mlp([x_dim] + [hidden] * point_layers, final_activation=True)
-        self.head = mlp([2 * hidden, hidden, features])
+        self.head = mlp([2 * hidden + int(count_feature), hidden, features])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         padding = torch.isnan(x).any(-1, keepdim=True)  # (batch, n, 1)
@@ -93,7 +100,8 @@ class SetEmbedding(nn.Module):
         count = (~padding).sum(1).clamp(min=1)
         mean = torch.where(padding, 0.0, h).sum(1) / count
         largest = torch.where(padding, torch.finfo(h.dtype).min, h).amax(1)
-        return self.head(torch.cat([mean, largest], -1))
+        pooled = [mean, largest, count.to(h.dtype).log()] if self.count_feature else [mean, largest]
+        return self.head(torch.cat(pooled, -1))
 
 
 EMBEDDINGS = {"mlp": MLPEmbedding, "conv1d": Conv1dEmbedding, "set": SetEmbedding}

@@ -206,13 +206,19 @@ def analyse_user_data(data, names, results, problem: DISProblem, config: DISPdfC
     The networks learned the noise model of the training data (relative_noise on every point); errors
     given in the file are not used by them, so a file whose errors differ is flagged."""
     cloud = torch.cat([torch.as_tensor(np.stack([np.log(data.x), np.log(data.q2)], -1)), torch.log(torch.as_tensor(data.sigma))], -1).float()
-    summary = {"source": data.source, "points": len(data), "assumed_relative_error": config.relative_noise}
+    summary = {"source": data.source, "points": len(data), "assumed_relative_error": config.relative_noise, "warnings": []}
     if data.sigma_p_err is not None and data.sigma_n_err is not None:
         relative = float(np.median(np.concatenate([data.sigma_p_err / data.sigma_p, data.sigma_n_err / data.sigma_n])))
         summary["median_relative_error_in_file"] = relative
         if not 0.5 < relative / config.relative_noise < 2:
-            summary["warning"] = f"the file's errors (median {relative:.3g} relative) differ from the training noise ({config.relative_noise}): retrain with relative_noise = {relative:.3g}"
-            log(f"[bold red]warning[/]: {summary['warning']}")
+            summary["warnings"].append(f"the file's errors (median {relative:.3g} relative) differ from the training noise ({config.relative_noise}): "
+                                       f"retrain with relative_noise = {relative:.3g}")
+    low, high = config.kinematics.cloud_points
+    if not low <= len(data) <= high:  # a posterior's width depends on how many bins it saw in training
+        summary["warnings"].append(f"the file has {len(data)} points, the point-cloud models were trained on clouds of {low}-{high}: "
+                                   f"retrain with kinematics.cloud_points covering {len(data)}")
+    for warning in summary["warnings"]:
+        log(f"[bold red]warning[/]: {warning}")
     rows = []
     for name, result in zip(names, results):
         if not name.startswith("cloud/"):
