@@ -78,7 +78,7 @@ TINY_DIS = {
     "simulations": 4000,
     "test_sets": 30,
     "posterior_samples": 300,
-    "kinematics": {"cloud_points": [20, 60], "test_experiments": ["SLAC", "NMC"]},
+    "kinematics": {"cloud_points": [20, 60], "cloud_layout": "regions", "test_experiments": ["SLAC", "NMC"]},
     "training": {"max_epochs": 30, "patience": 5},
     "grid_options": {"flow": {"embedding": "mlp", "embedding_options": {"features": 32, "hidden": 64}, "hidden": 64, "transforms": 3}},
     "cloud_options": {"flow": {"embedding": "set", "embedding_options": {"features": 32, "hidden": 32}, "hidden": 64, "transforms": 3}},

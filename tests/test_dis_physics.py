@@ -311,6 +311,29 @@ def test_experiment_bins_lie_in_their_regions_above_the_w2_cut():
         experiment_bins(["E665"])
 
 
+def test_training_cloud_layouts_keep_the_kinematic_cuts_and_vary_like_experiments():
+    from hadrinv.workflows.dis_pdf.problem import random_kinematics, region_kinematics
+
+    x_range, q2_range = (0.01, 0.8), (1.5, 200.0)
+    full = math.log(x_range[1] / x_range[0])
+    g = torch.Generator().manual_seed(0)
+    x, q2 = region_kinematics(2000, 100, x_range, q2_range, g)
+    assert (x >= x_range[0]).all() and (x <= x_range[1]).all() and (q2 >= q2_range[0]).all() and (q2 <= q2_range[1]).all()
+    assert (q2 * (1 - x) / x + 0.938**2 > 4.0).all()  # W^2 > 4 GeV^2 (M_p = 0.938 GeV)
+    # one rectangle per set, spanning a quarter to all of the range: a set's bins cover less of log x than
+    # log-uniform bins do, and the coverage differs from set to set as between experiments
+    x1, _ = region_kinematics(2000, 100, x_range, q2_range, g, max_regions=1)
+    xu, _ = random_kinematics(2000, 100, x_range, q2_range, g)
+    extent, extent_uniform = x1.log().amax(1) - x1.log().amin(1), xu.log().amax(1) - xu.log().amin(1)
+    assert float(extent.max()) <= full + 1e-9
+    assert float(extent.median()) < 0.8 * float(extent_uniform.median())
+    assert float(extent.std()) > 5 * float(extent_uniform.std())
+    # limit: a single rectangle as large as the range is the log-uniform layout (same cuts)
+    xr, qr = region_kinematics(2000, 100, x_range, q2_range, g, max_regions=1, min_fraction=1.0)
+    for a, b in ((xr.log(), xu.log()), (qr.log(), random_kinematics(2000, 100, x_range, q2_range, g)[1].log())):
+        assert abs(float(a.mean() - b.mean())) < 0.02 and abs(float(a.std() / b.std()) - 1) < 0.01
+
+
 def test_simulated_noise_is_relative_gaussian():
     free = DEFAULT_SPACE.sample_prior(200, torch.Generator().manual_seed(10))
     x, q2 = regular_grid()

@@ -44,6 +44,8 @@ class KinematicsConfig(Strict):
     cloud_points: tuple[int, int] = Field((40, 135), description="points per training cloud (uniform in this range)")
     cloud_x: tuple[float, float] = (0.01, 0.8)
     cloud_q2_gev2: tuple[float, float] = (1.5, 200.0)
+    cloud_layout: Literal["uniform", "regions"] = Field("uniform", description="training bins log-uniform over the range, or in 1-4 random "
+                                                         "rectangles per cloud, like a few experiments' data")
     test_experiments: list[str] = Field(["SLAC", "NMC", "BCDMS", "HERA"], description="held-out clouds: bins of these experiments, never seen in training")
 
 

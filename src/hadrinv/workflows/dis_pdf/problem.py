@@ -54,6 +54,10 @@ def make_problem(n_x: int, n_q2: int, relative_noise: float, space: DISParameter
     return DISProblem(space, relative_noise, x, q2)
 
 
+def _w2_allowed(x: torch.Tensor, q2: torch.Tensor) -> torch.Tensor:
+    return q2 * (1 - x) / x + PROTON_MASS_GEV**2 > W2_MIN_GEV2
+
+
 def random_kinematics(n_sets: int, n_points: int, x_range, q2_range, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """(n_sets, n_points) bins log-uniform in x and Q2 with W^2 > 4 GeV^2, drawn by vectorised rejection."""
     lx, lq = np.log(x_range), np.log(q2_range)
@@ -65,14 +69,48 @@ def random_kinematics(n_sets: int, n_points: int, x_range, q2_range, generator: 
         cx = torch.exp(lx[0] + (lx[1] - lx[0]) * torch.rand(k, generator=generator, dtype=torch.float64))
         cq = torch.exp(lq[0] + (lq[1] - lq[0]) * torch.rand(k, generator=generator, dtype=torch.float64))
         x[todo], q2[todo] = cx, cq
-        todo = q2 * (1 - x) / x + PROTON_MASS_GEV**2 <= W2_MIN_GEV2
+        todo = ~_w2_allowed(x, q2)
     return x, q2
 
 
-def training_clouds(problem: DISProblem, theta: torch.Tensor, points: tuple[int, int], x_range, q2_range, generator: torch.Generator) -> torch.Tensor:
-    """Every training cloud has its own random bins and its own size in [points[0], points[1]]."""
+def region_kinematics(n_sets: int, n_points: int, x_range, q2_range, generator: torch.Generator,
+                      max_regions: int = 4, min_fraction: float = 0.25) -> tuple[torch.Tensor, torch.Tensor]:
+    """(n_sets, n_points) bins laid out like a few experiments' data: every set has 1 to max_regions random
+    rectangles in (log x, log Q2), each spanning min_fraction to all of the log range in x and in Q2, and
+    each bin is log-uniform inside one of them (W^2 > 4 GeV^2). A network trained on these layouts learns
+    how the information in a cloud depends on where its bins sit, not only on how many there are."""
+    def sub_intervals(low: float, high: float) -> tuple[torch.Tensor, torch.Tensor]:
+        width = (min_fraction + (1 - min_fraction) * torch.rand(n_sets, max_regions, generator=generator, dtype=torch.float64)) * (high - low)
+        return low + (high - low - width) * torch.rand(n_sets, max_regions, generator=generator, dtype=torch.float64), width
+
+    (x_start, x_width), (q_start, q_width) = sub_intervals(*np.log(x_range)), sub_intervals(*np.log(q2_range))
+    regions = torch.randint(1, max_regions + 1, (n_sets, 1), generator=generator)
+    which = (torch.rand(n_sets, n_points, generator=generator, dtype=torch.float64) * regions).long()
+    x_start, x_width, q_start, q_width = (t.gather(1, which) for t in (x_start, x_width, q_start, q_width))
+    x, q2 = torch.empty_like(x_start), torch.empty_like(q_start)
+    todo = torch.ones_like(x, dtype=torch.bool)
+    for _ in range(100):  # rejection inside each bin's rectangle
+        k = int(todo.sum())
+        if k == 0:
+            break
+        x[todo] = torch.exp(x_start[todo] + x_width[todo] * torch.rand(k, generator=generator, dtype=torch.float64))
+        q2[todo] = torch.exp(q_start[todo] + q_width[todo] * torch.rand(k, generator=generator, dtype=torch.float64))
+        todo = ~_w2_allowed(x, q2)
+    if bool(todo.any()):  # a rectangle (almost) wholly below W^2 = 4 GeV^2: its bins go anywhere allowed
+        fill_x, fill_q2 = random_kinematics(int(todo.sum()), 1, x_range, q2_range, generator)
+        x[todo], q2[todo] = fill_x[:, 0], fill_q2[:, 0]
+    return x, q2
+
+
+CLOUD_LAYOUTS = {"uniform": random_kinematics, "regions": region_kinematics}
+
+
+def training_clouds(problem: DISProblem, theta: torch.Tensor, points: tuple[int, int], x_range, q2_range, generator: torch.Generator,
+                    layout: str = "uniform") -> torch.Tensor:
+    """Every training cloud has its own random bins and its own size in [points[0], points[1]]; the bins are
+    log-uniform over the whole range (layout "uniform") or in a few random rectangles ("regions")."""
     n = theta.shape[0]
-    x, q2 = random_kinematics(n, points[1], x_range, q2_range, generator)
+    x, q2 = CLOUD_LAYOUTS[layout](n, points[1], x_range, q2_range, generator)
     counts = torch.randint(points[0], points[1] + 1, (n,), generator=generator)
     out = []
     for start in range(0, n, 4096):  # bounded memory; the work inside is batched

@@ -92,7 +92,8 @@ def estimator_task(problem: DISProblem, kind: str, method: str, options: dict, t
         x = problem.grid_observation(theta, generator)
         x_dim = x.shape[-1]
     else:
-        x = training_clouds(problem, theta, tuple(kinematics["cloud_points"]), kinematics["cloud_x"], kinematics["cloud_q2_gev2"], generator)
+        x = training_clouds(problem, theta, tuple(kinematics["cloud_points"]), kinematics["cloud_x"], kinematics["cloud_q2_gev2"], generator,
+                              kinematics["cloud_layout"])
         x_dim = x.shape[-1]
     estimator = build_estimator(method, problem.theta_dim, x_dim, options, bounds=problem.bounds).to(device)
     history = estimator.fit(theta.float(), x, seed=seed, **training)
