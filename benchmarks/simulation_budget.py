@@ -1,9 +1,9 @@
 """How a conditional flow's calibration depends on how its training time is spent: few simulations trained
 to convergence, or many fresh simulations for a few epochs (the simulators here are analytic and free).
 
-    python benchmarks/flow_simulation_budget.py --problem dis-grid --simulations 100000 --epochs 25
-    python benchmarks/flow_simulation_budget.py --problem toy-10d --simulations 200000 --epochs 15
-    python benchmarks/flow_simulation_budget.py --problem dis-grid --simulations 10000 --epochs 400 --patience 20
+    python benchmarks/simulation_budget.py --problem dis-grid --simulations 100000 --epochs 25
+    python benchmarks/simulation_budget.py --problem toy-10d --simulations 200000 --epochs 15
+    python benchmarks/simulation_budget.py --problem dis-grid --simulations 10000 --epochs 400 --patience 20
 
 dis-grid: the dis-pdf workflow's grid flow (its quick preset's network, 12 parameters, 3 % noise) on the
 workflow's own 100 held-out sets (seed 0); toy-10d: inverse-toys' sum of squares in 10-D (noise 0.05) on
