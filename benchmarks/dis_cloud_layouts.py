@@ -22,7 +22,7 @@ import yaml
 from hadrinv.inference import AmortizedEstimator
 from hadrinv.inference.diagnostics import ellipsoid_coverage, hpd_coverage, marginal_coverage
 from hadrinv.workflows.dis_pdf.config import DISPdfConfig
-from hadrinv.workflows.dis_pdf.problem import experiment_clouds, make_problem, training_clouds
+from hadrinv.workflows.dis_pdf.problem import held_out_sets, make_problem, training_clouds
 
 LEVELS = (0.68, 0.95)
 
@@ -49,10 +49,7 @@ def main() -> None:
     config = DISPdfConfig(**yaml.safe_load((args.run / "config.yaml").read_text()))
     k = config.kinematics
     problem = make_problem(k.n_x, k.n_q2, config.relative_noise)
-    held = torch.Generator().manual_seed(config.seed * 7919 + 4242)  # as in the workflow's run()
-    test_theta = problem.sample_prior(config.test_sets, held)
-    problem.grid_observation(test_theta, held)  # advances the generator exactly as run() does
-    test_cloud, _ = experiment_clouds(problem, test_theta, k.test_experiments, config.seed + 31337, held)
+    test_theta, _, test_cloud, _ = held_out_sets(problem, config.test_sets, config.seed, k.test_experiments)
     truth, test_cloud = test_theta[: args.sets], test_cloud[: args.sets]
     estimator = AmortizedEstimator.from_payload(torch.load(args.run / "checkpoints" / "cloud__flow.pt", weights_only=True)["estimator"])
     width = (problem.space.high - problem.space.low).float()

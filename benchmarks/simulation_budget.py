@@ -1,5 +1,6 @@
-"""How a conditional flow's calibration depends on how its training time is spent: few simulations trained
-to convergence, or many fresh simulations for a few epochs (the simulators here are analytic and free).
+"""How a conditional flow's or diffusion model's calibration depends on how its training time is spent: few
+simulations trained to convergence, or many fresh simulations for a few epochs (the simulators here are
+analytic and free).
 
     python benchmarks/simulation_budget.py --problem dis-grid --simulations 100000 --epochs 25
     python benchmarks/simulation_budget.py --problem toy-10d --simulations 200000 --epochs 15
@@ -23,8 +24,8 @@ import yaml
 
 from hadrinv.inference.diagnostics import ellipsoid_coverage, hpd_coverage, marginal_coverage
 from hadrinv.workflows.amortized_runs import build_estimator
-from hadrinv.workflows.dis_pdf.config import PRESETS as DIS_PRESETS
-from hadrinv.workflows.dis_pdf.problem import make_problem as make_dis_problem
+from hadrinv.workflows.dis_pdf.config import PRESETS as DIS_PRESETS, DISPdfConfig
+from hadrinv.workflows.dis_pdf.problem import held_out_sets, make_problem as make_dis_problem
 from hadrinv.workflows.inverse_toys.problems import make_problem as make_toy_problem
 
 LEVELS = (0.68, 0.95)
@@ -36,9 +37,7 @@ TOY_CONFIG = Path(__file__).resolve().parents[1] / "examples" / "inverse_toys" /
 
 def dis_grid(method: str, simulations: int, test_sets: int, generator: torch.Generator):
     problem = make_dis_problem(10, 8, 0.03)
-    held = torch.Generator().manual_seed(4242)  # the workflow's held-out sets for seed 0
-    test_theta = problem.sample_prior(test_sets, held)
-    test_x = problem.grid_observation(test_theta, held)
+    test_theta, test_x, _, _ = held_out_sets(problem, test_sets, 0, DISPdfConfig().kinematics.test_experiments)  # the workflow's, seed 0
     theta = problem.sample_prior(simulations, generator)
     options = dict(DIS_PRESETS["quick"]["grid_options"][method])
     return theta, problem.grid_observation(theta, generator), test_theta, test_x, problem.bounds, options

@@ -129,3 +129,13 @@ def experiment_clouds(problem: DISProblem, theta: torch.Tensor, experiments: lis
         clouds.append(problem.cloud_observation(theta[i:i + 1], x_t, q2_t, None, generator)[0])
         kinematics.append((x, q2))
     return torch.stack(clouds), kinematics
+
+
+def held_out_sets(problem: DISProblem, n_sets: int, seed: int, experiments: list[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list]:
+    """The workflow's held-out truths for a run seed, with their grid pseudo-data and their clouds on the
+    experiments' bins: (theta, grid, clouds, kinematics of each cloud). Benchmarks rebuild them from here."""
+    held = torch.Generator().manual_seed(seed * 7919 + 4242)
+    theta = problem.sample_prior(n_sets, held)
+    grid = problem.grid_observation(theta, held)
+    clouds, kinematics = experiment_clouds(problem, theta, experiments, seed + 31337, held)
+    return theta, grid, clouds, kinematics

@@ -31,7 +31,7 @@ from hadrinv.physics.dis import cross_sections
 from hadrinv.workflows.amortized_runs import EXECUTION_KEYS, build_estimator, thread_limit, timed_sample, training_for
 from hadrinv.workflows.dis_pdf import plots
 from hadrinv.workflows.dis_pdf.config import DISPdfConfig
-from hadrinv.workflows.dis_pdf.problem import DISProblem, experiment_clouds, make_problem, training_clouds
+from hadrinv.workflows.dis_pdf.problem import DISProblem, held_out_sets, make_problem, training_clouds
 from hadrinv.workflows.output import CHECKPOINTS, finish_output, prepare_output
 from hadrinv.workflows.registry import RunContext, require_device
 
@@ -149,10 +149,7 @@ def run(config: DISPdfConfig, context: RunContext | None = None) -> DISPdfResult
     out = prepare_output(config.out, config, context.resume, EXECUTION_KEYS)
     k = config.kinematics
     problem = make_problem(k.n_x, k.n_q2, config.relative_noise)
-    held = torch.Generator().manual_seed(config.seed * 7919 + 4242)
-    test_theta = problem.sample_prior(config.test_sets, held)
-    test_grid = problem.grid_observation(test_theta, held)
-    test_cloud, test_kinematics = experiment_clouds(problem, test_theta, k.test_experiments, config.seed + 31337, held)
+    test_theta, test_grid, test_cloud, test_kinematics = held_out_sets(problem, config.test_sets, config.seed, k.test_experiments)
     context.log(f"dis-pdf: {problem.theta_dim} free parameters, grid of {len(problem.grid_x)} bins, {config.test_sets} held-out sets "
                 f"(clouds of {test_cloud.shape[1]} bins of {', '.join(k.test_experiments)})")
     tasks, names = [], []
