@@ -53,6 +53,22 @@ def test_linear_gaussian_posterior_moments_match_the_analytic_posterior(pairs, c
     assert ((samples.std(1) / POSTERIOR_STD) - 1).abs().max() < std_rel_tol
 
 
+def test_cosine_schedule_follows_a_half_cosine_to_zero_and_still_finds_the_posterior(pairs):
+    torch.manual_seed(0)
+    theta, x = pairs
+    epochs, rate = 12, 2e-3
+    mdn = MDN(2, 2, components=3, hidden=64)
+    history = mdn.fit(theta, x, max_epochs=epochs, patience=epochs, batch_size=128, learning_rate=rate, lr_schedule="cosine")
+    expected = [rate * (1 + math.cos(math.pi * (e + 1) / epochs)) / 2 for e in range(epochs)]
+    assert history.learning_rate == pytest.approx(expected, rel=1e-6, abs=1e-12)
+    samples = mdn.sample(torch.tensor([0.5, -1.0]), 4000)
+    assert ((samples.std(0) / POSTERIOR_STD) - 1).abs().max() < 0.15
+    constant = MDN(2, 2, components=1, hidden=16).fit(theta, x, max_epochs=3, patience=3, lr_decay=1.0)
+    assert constant.learning_rate == [1e-3] * 3
+    with pytest.raises(ValueError, match="lr_schedule"):
+        MDN(2, 2).fit(theta, x, max_epochs=1, lr_schedule="linear")
+
+
 def test_flow_log_prob_matches_the_analytic_gaussian_density(pairs):
     torch.manual_seed(0)
     theta, x = pairs

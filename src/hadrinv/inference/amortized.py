@@ -43,6 +43,7 @@ class TrainingHistory:
     seconds: float = 0.0
     n_train: int = 0
     n_validation: int = 0
+    learning_rate: list[float] = field(default_factory=list)  # at the end of each epoch
 
     @property
     def best_validation_loss(self) -> float:
@@ -217,11 +218,16 @@ class AmortizedEstimator(nn.Module):
         progress: bool = False,
         restandardize: bool | None = None,
         lr_decay: float = 0.5,
+        lr_schedule: str = "plateau",
     ) -> TrainingHistory:
         """Train on simulated pairs; stop when the validation loss has not improved for ``patience``
-        epochs and keep the weights of the best epoch. The learning rate is multiplied by ``lr_decay``
-        after patience // 3 epochs without improvement (1 = constant rate). A second call continues training (active learning)
+        epochs and keep the weights of the best epoch. ``lr_schedule="plateau"``: the learning rate is
+        multiplied by ``lr_decay`` after patience // 3 epochs without improvement (1 = constant rate).
+        ``"cosine"``: it falls along a half cosine from ``learning_rate`` to zero over ``max_epochs``, batch by
+        batch (``lr_decay`` is not used). A second call continues training (active learning)
         and keeps the first call's standardisation unless ``restandardize=True``."""
+        if lr_schedule not in ("plateau", "cosine"):
+            raise ValueError(f"lr_schedule must be 'plateau' or 'cosine', got {lr_schedule!r}")
         theta, x = self._check_theta(theta), self._check_x(x)
         if x.dim() != self.event_ndim + 1 or x.shape[0] != theta.shape[0]:
             raise ValueError(f"theta and x must hold the same number of pairs, got {theta.shape[0]} and {tuple(x.shape)}")
@@ -236,7 +242,10 @@ class AmortizedEstimator(nn.Module):
         if restandardize or (restandardize is None and not bool(self.fitted)):
             self._set_standardization(theta[train_idx], x[train_idx])
         optimizer = torch.optim.AdamW([p for p in self.parameters() if p.requires_grad], lr=learning_rate, weight_decay=weight_decay)
-        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=lr_decay, patience=max(1, patience // 3)) if lr_decay < 1 else None
+        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=lr_decay, patience=max(1, patience // 3)) \
+            if lr_schedule == "plateau" and lr_decay < 1 else None
+        batches_per_epoch = sum(1 for start in range(0, len(train_idx), batch_size) if len(train_idx) - start >= 2)
+        cosine = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max_epochs * batches_per_epoch) if lr_schedule == "cosine" else None
         history = TrainingHistory(n_train=len(train_idx), n_validation=n_val)
         best_state, best_loss, bad_epochs = None, math.inf, 0
         started = time.perf_counter()
@@ -256,12 +265,15 @@ class AmortizedEstimator(nn.Module):
                 if clip_grad_norm:
                     nn.utils.clip_grad_norm_(self.parameters(), clip_grad_norm)
                 optimizer.step()
+                if cosine is not None:
+                    cosine.step()
                 self._after_optimizer_step()
                 total += loss.item() * len(idx)
                 count += len(idx)
             history.train_loss.append(total / max(count, 1))
             monitored = self._validation_loss(theta[val_idx], x[val_idx], batch_size, seed) if n_val else history.train_loss[-1]
             history.validation_loss.append(monitored)
+            history.learning_rate.append(optimizer.param_groups[0]["lr"])
             if scheduler is not None:
                 scheduler.step(monitored)
             if best_state is None or monitored < best_loss - 1e-6 * abs(best_loss):

@@ -32,6 +32,8 @@ class TrainingConfig(Strict):
     patience: int = Field(20, ge=1, description="epochs without a better validation loss before stopping")
     validation_fraction: float = Field(0.1, ge=0, lt=1)
     lr_decay: float = Field(0.5, gt=0, le=1, description="learning rate x this after patience // 3 epochs without improvement")
+    lr_schedule: Literal["plateau", "cosine"] = Field("plateau", description="plateau: the lr_decay rule; cosine: a half cosine "
+                                                      "from learning_rate to zero over max_epochs")
 
 
 def default_method_training() -> dict[str, dict]:
