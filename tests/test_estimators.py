@@ -193,6 +193,27 @@ def test_set_embedding_ignores_point_order_and_padding():
     assert torch.allclose(reference, embedding(padded), atol=1e-6)
 
 
+def test_set_embedding_of_a_padded_batch_equals_each_cloud_encoded_alone():
+    # the batched encoder runs the point MLP on the real points only and scatters them back to their clouds;
+    # each cloud, trimmed of its padding and pooled by hand, must give the same features and gradients
+    torch.manual_seed(0)
+    embedding = SetEmbedding(3, features=5, hidden=16, count_feature=True)
+    sizes = [1, 4, 9, 6]
+    batch = torch.full((len(sizes), 9, 3), float("nan"))
+    for i, n in enumerate(sizes):
+        batch[i, torch.randperm(9)[:n]] = torch.randn(n, 3)  # padding anywhere in the cloud, not only at its end
+    by_cloud = []
+    for cloud in batch:
+        h = embedding.point_net(cloud[~torch.isnan(cloud).any(-1)])
+        by_cloud.append(embedding.head(torch.cat([h.mean(0), h.amax(0), torch.tensor([float(len(h))]).log()])))
+    by_cloud = torch.stack(by_cloud)
+    batched = embedding(batch)
+    assert torch.allclose(batched, by_cloud, atol=1e-6)
+    weights = list(embedding.parameters())
+    for a, b in zip(torch.autograd.grad(batched.square().sum(), weights), torch.autograd.grad(by_cloud.square().sum(), weights)):
+        assert torch.allclose(a, b, atol=1e-5)
+
+
 def test_set_embedding_sees_the_number_of_points_only_with_the_count_feature():
     torch.manual_seed(0)
     cloud = torch.randn(1, 7, 4)

@@ -102,7 +102,9 @@ def estimator_task(problem: DISProblem, kind: str, method: str, options: dict, t
     if estimator.has_log_prob and estimator.cheap_log_prob:  # joint calibration: the highest-density regions
         joint = hpd_coverage(estimator, test_theta.float(), test_x, (0.68, 0.95), n_samples=posterior_samples)
         metrics.update(hpd_coverage_68=joint[0.68], hpd_coverage_95=joint[0.95])
-    metrics.update(train_seconds=history.seconds, epochs=len(history.train_loss), seconds_per_set=seconds / len(test_x), simulations=simulations)
+    # the losses tell an under-trained network (validation loss still falling) from an over-fitted one
+    metrics.update(train_seconds=history.seconds, epochs=len(history.train_loss), seconds_per_set=seconds / len(test_x), simulations=simulations,
+                   best_validation_loss=history.best_validation_loss, final_train_loss=history.train_loss[-1])
     return {"metrics": metrics, "samples": samples, "estimator": estimator.to_payload()}
 
 
