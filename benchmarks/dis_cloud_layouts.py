@@ -44,6 +44,8 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=500)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=5, help="seed of the fresh clouds' bins and noise")
+    parser.add_argument("--estimator", type=Path, help="a saved estimator to evaluate instead of the run's cloud flow "
+                        "(e.g. the run's flow trained further); RUN still gives the problem and the held-out sets")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     config = DISPdfConfig(**yaml.safe_load((args.run / "config.yaml").read_text()))
@@ -51,10 +53,11 @@ def main() -> None:
     problem = make_problem(k.n_x, k.n_q2, config.relative_noise)
     test_theta, _, test_cloud, _ = held_out_sets(problem, config.test_sets, config.seed, k.test_experiments)
     truth, test_cloud = test_theta[: args.sets], test_cloud[: args.sets]
-    estimator = AmortizedEstimator.from_payload(torch.load(args.run / "checkpoints" / "cloud__flow.pt", weights_only=True)["estimator"])
+    estimator = AmortizedEstimator.load(args.estimator) if args.estimator else \
+        AmortizedEstimator.from_payload(torch.load(args.run / "checkpoints" / "cloud__flow.pt", weights_only=True)["estimator"])
     width = (problem.space.high - problem.space.low).float()
     fresh = torch.Generator().manual_seed(args.seed)
-    print(f"{args.run}: training clouds {k.cloud_points[0]}-{k.cloud_points[1]} bins, layout {k.cloud_layout}; "
+    print(f"{args.estimator or args.run}: training clouds {k.cloud_points[0]}-{k.cloud_points[1]} bins, layout {k.cloud_layout}; "
           f"{len(truth)} truths, {args.samples} samples each\n")
     print("| evaluated on | marginal 68 / 95 | ellipsoid 68 / 95 | HPD 68 / 95 | rms error / width |")
     print("|---|---|---|---|---|")
