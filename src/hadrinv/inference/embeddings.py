@@ -83,14 +83,18 @@ class SetEmbedding(nn.Module):
     Mean and max pooling give the same features for a cloud and for the cloud with every point doubled,
     yet twice the measurements make a narrower posterior. ``count_feature=True`` hands the head log(number
     of points) as well, so a posterior estimator can learn how its width scales with the number of bins;
-    train it on cloud sizes that cover the ones it will be applied to."""
+    train it on cloud sizes that cover the ones it will be applied to. ``count_output=True`` also appends
+    log(number of points) to the output (``features`` then counts it), so the estimator's own network
+    sees the count directly and not only through what the head kept of it."""
 
     event_ndim = 2
 
-    def __init__(self, x_dim: int, features: int = 64, hidden: int = 128, point_layers: int = 3, count_feature: bool = False):
+    def __init__(self, x_dim: int, features: int = 64, hidden: int = 128, point_layers: int = 3, count_feature: bool = False,
+                 count_output: bool = False):
         super().__init__()
-        self.features = features
+        self.features = features + int(count_output)
         self.count_feature = count_feature
+        self.count_output = count_output
         self.point_net = mlp([x_dim] + [hidden] * point_layers, final_activation=True)
         self.head = mlp([2 * hidden + int(count_feature), hidden, features])
 
@@ -106,7 +110,8 @@ class SetEmbedding(nn.Module):
         mean = h.new_zeros(batch, width).index_add(0, cloud, h) / count
         largest = h.new_full((batch, width), torch.finfo(h.dtype).min).scatter_reduce(0, cloud.unsqueeze(-1).expand_as(h), h, reduce="amax")
         pooled = [mean, largest, count.log()] if self.count_feature else [mean, largest]
-        return self.head(torch.cat(pooled, -1))
+        summary = self.head(torch.cat(pooled, -1))
+        return torch.cat([summary, count.log()], -1) if self.count_output else summary
 
 
 EMBEDDINGS = {"mlp": MLPEmbedding, "conv1d": Conv1dEmbedding, "set": SetEmbedding}
