@@ -120,3 +120,15 @@ def test_dis_pdf_bad_data_stops_before_training(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "bad.csv:3" in err and "x" in err
     assert not (out / "metrics.json").exists()
+
+
+def test_method_training_can_change_one_kind_of_a_method_only():
+    from hadrinv.workflows.amortized_runs import TrainingConfig, training_for
+
+    overrides = {"flow": {"max_epochs": 30, "patience": 30}, "cloud/flow": {"max_epochs": 90, "lr_schedule": "cosine"}}
+    grid, cloud = (training_for("flow", TrainingConfig(), overrides, kind) for kind in ("grid", "cloud"))
+    assert (grid["max_epochs"], grid["patience"], grid["lr_schedule"]) == (30, 30, "plateau")
+    assert (cloud["max_epochs"], cloud["patience"], cloud["lr_schedule"]) == (90, 30, "cosine")
+    assert training_for("flow", TrainingConfig(), overrides) == grid
+    with pytest.raises(ValueError, match="lr_schedule"):
+        training_for("flow", TrainingConfig(), {"cloud/flow": {"lr_schedule": "linear"}}, "cloud")

@@ -41,8 +41,11 @@ def default_method_training() -> dict[str, dict]:
     return {"diffusion": {"patience": 40, "max_epochs": 1000}, "flow_matching": {"patience": 40, "max_epochs": 1000}}
 
 
-def training_for(method: str, training: TrainingConfig, overrides: dict[str, dict]) -> dict:
-    return TrainingConfig.model_validate({**training.model_dump(), **overrides.get(method, {})}).model_dump()
+def training_for(method: str, training: TrainingConfig, overrides: dict[str, dict], kind: str | None = None) -> dict:
+    """The training settings of one method: ``training``, then ``overrides[method]``, then, for a workflow
+    with several kinds of one method (dis-pdf's grid and cloud flows), ``overrides["kind/method"]``."""
+    specific = overrides.get(f"{kind}/{method}", {}) if kind else {}
+    return TrainingConfig.model_validate({**training.model_dump(), **overrides.get(method, {}), **specific}).model_dump()
 
 
 class ExecutionConfig(Strict):

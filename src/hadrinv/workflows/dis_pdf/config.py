@@ -59,7 +59,8 @@ class DISPdfConfig(AmortizedRunConfig):
     kinematics: KinematicsConfig = KinematicsConfig()
     test_sets: int = Field(100, ge=1, description="held-out pseudo-data sets (coverage, 2-sigma check)")
     posterior_samples: int = Field(1000, ge=10)
-    method_training: dict[str, dict] = Field(default_factory=lambda: {"diffusion": {"patience": 30, "max_epochs": 400}}, description="per-method changes to training")
+    method_training: dict[str, dict] = Field(default_factory=lambda: {"diffusion": {"patience": 30, "max_epochs": 400}},
+                                             description="per-method changes to training; a key such as cloud/flow changes one kind only")
     grid_options: dict[str, dict] = Field(default_factory=default_grid_options)
     cloud_options: dict[str, dict] = Field(default_factory=default_cloud_options)
     data: str | None = Field(None, description="a CSV of measurements (x, Q2, sigma_p, sigma_n): analysed by the point-cloud models")

@@ -160,12 +160,12 @@ def run(config: DISPdfConfig, context: RunContext | None = None) -> DISPdfResult
     # the point-cloud models take longest: start them first so the parallel workers finish together
     for i, method in enumerate(config.cloud_methods):
         tasks.append({"kind": "cloud", "method": method, "options": config.cloud_options[method],
-                      "training": training_for(method, config.training, config.method_training), "test_theta": test_theta, "test_x": test_cloud,
+                      "training": training_for(method, config.training, config.method_training, "cloud"), "test_theta": test_theta, "test_x": test_cloud,
                       "seed": config.seed * 1000 + 100 + i, **common})
         names.append(f"cloud/{method}")
     for i, method in enumerate(config.grid_methods):
         tasks.append({"kind": "grid", "method": method, "options": config.grid_options[method],
-                      "training": training_for(method, config.training, config.method_training), "test_theta": test_theta, "test_x": test_grid,
+                      "training": training_for(method, config.training, config.method_training, "grid"), "test_theta": test_theta, "test_x": test_grid,
                       "seed": config.seed * 1000 + i, **common})
         names.append(f"grid/{method}")
     if config.baseline_fit:
