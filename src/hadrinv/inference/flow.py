@@ -19,11 +19,12 @@ affine map, u = m(x) + L(x) z, from a small head on the context, and the spline 
 map is one normalizing flow, and its density is exact. In training, the Gaussian N(m, L L^T) is fitted by
 its own likelihood and the splines by the likelihood of z with m and L held fixed (one pass, one loss: the
 mean of the two), so the affine map is the best Gaussian and the splines learn what is left; the
-validation loss, which early stopping watches, is the flow's exact negative log-likelihood. Why: zuko's spline flow has no affine
-layer, and its splines have a fixed number of bins on [-5, 5]; when the data fix some parameter
-combinations to a few per cent of the prior's width, and tighter the more data there are (dis-pdf's point
-clouds of 40-135 bins), the splines must resolve narrow, rotated ridges whose width changes with x. After
-the affine map every direction has about unit width, and the splines only shape what is not Gaussian.
+validation loss, which early stopping watches, is the flow's exact negative log-likelihood.
+Why: zuko's spline flow has no affine layer, and its splines have a fixed number of bins on [-5, 5]; a
+posterior that is a narrow, rotated ridge in the standardised parameters must be carved out by the
+splines (2-D Gaussian ridge 24 times narrower across than along: unwhitened, the samples came out 3.2 times
+too wide across it, whitened 0.9 times; tests/test_estimators.py). Off by default: on dis-pdf's 12-parameter
+point-cloud posterior it made the density too narrow (docs/results.md, "Session 10").
 """
 
 from __future__ import annotations
@@ -94,7 +95,7 @@ class ConditionalFlow(AmortizedEstimator):
             return -self._log_prob_standardized(u, context)  # validation: the flow's exact likelihood
         # The Gaussian learns from its own likelihood and the splines from theirs given the Gaussian (detached).
         # Through the combined likelihood alone the affine map hardly moved from its start (narrow ridge test:
-        # Cholesky diagonal 0.6-0.7 where 0.03 was right) and the splines did all the work, with tails too heavy.
+        # Cholesky diagonal 0.61 / 0.66 where 0.24 / 0.02 are exact) and the splines did all the work, with tails too heavy.
         mean, tril = self.whitening(context)
         gaussian = torch.distributions.MultivariateNormal(mean, scale_tril=tril).log_prob(u)
         z = torch.linalg.solve_triangular(tril.detach(), (u - mean.detach()).unsqueeze(-1), upper=False).squeeze(-1)
