@@ -48,9 +48,8 @@ import torch
 from torch import nn
 
 from hadrinv.inference.amortized import AmortizedEstimator, TrainingHistory
-from hadrinv.inference.embeddings import mlp
 from hadrinv.inference.film import FiLMResidualMLP
-from hadrinv.inference.mdn import scale_tril
+from hadrinv.inference.gaussian import gaussian_head, split_gaussian, unwhiten, whiten
 
 _DEFAULT = object()
 
@@ -102,7 +101,7 @@ class ConditionalDiffusion(AmortizedEstimator):
         self.register_buffer("alpha_bar_prev", torch.cat([torch.ones(1, dtype=torch.float64), alpha_bar[:-1]]).float(), persistent=False)
         self.net = FiLMResidualMLP(theta_dim, self.context_dim, hidden=hidden, blocks=blocks, time_features=time_features)
         # context -> (mean, Cholesky factor) of the whitening Gaussian
-        self.gaussian = mlp([self.context_dim, hidden, hidden, theta_dim + theta_dim * (theta_dim + 1) // 2]) if self.whiten else None
+        self.gaussian = gaussian_head(self.context_dim, hidden, theta_dim) if self.whiten else None
         # the moving average of the trained networks, saved in the checkpoint with its number of updates
         self.ema = None
         if self.ema_decay is not None:
@@ -127,8 +126,7 @@ class ConditionalDiffusion(AmortizedEstimator):
 
     def whitening(self, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean (rows, d) and lower-triangular Cholesky factor (rows, d, d) of the whitening Gaussian."""
-        out = self._module("gaussian")(context)
-        return out[..., :self.theta_dim], scale_tril(out[..., self.theta_dim:], self.theta_dim)
+        return split_gaussian(self._module("gaussian")(context), self.theta_dim)
 
     @torch.no_grad()
     def update_ema(self) -> None:
@@ -213,7 +211,7 @@ class ConditionalDiffusion(AmortizedEstimator):
             mean, tril = self.whitening(context)
             if self._stage == "gaussian":
                 return -torch.distributions.MultivariateNormal(mean, scale_tril=tril).log_prob(u) / self.theta_dim
-            u = torch.linalg.solve_triangular(tril, (u - mean).unsqueeze(-1), upper=False).squeeze(-1)
+            u = whiten(u, mean, tril)
         # stratified steps (one per 1/batch of [0, 1], in random order) cover the schedule evenly in every
         # batch: same expected loss as uniform steps, less gradient noise
         rows = u.shape[0]
@@ -244,7 +242,7 @@ class ConditionalDiffusion(AmortizedEstimator):
         if self.whiten:
             mean, tril = self.whitening(context)
             u = u.reshape(batch, n, self.theta_dim)
-            return mean.unsqueeze(1) + torch.einsum("bij,bnj->bni", tril, u)
+            return unwhiten(u, mean, tril)
         return u.reshape(batch, n, self.theta_dim)
 
     def _ancestral(self, u: torch.Tensor, context: torch.Tensor) -> torch.Tensor:

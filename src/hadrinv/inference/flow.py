@@ -31,11 +31,9 @@ from __future__ import annotations
 
 import torch
 import zuko
-from torch import nn
 
 from hadrinv.inference.amortized import AmortizedEstimator
-from hadrinv.inference.embeddings import mlp
-from hadrinv.inference.mdn import scale_tril
+from hadrinv.inference.gaussian import gaussian_head, split_gaussian, unwhiten, whiten
 
 _SPLINE_BOUND = 5.0  # zuko's MonotonicRQSTransform default domain [-5, 5]
 _INSIDE = 1.0 - 1e-6  # keep the faces strictly inside the base's support
@@ -54,12 +52,8 @@ class ConditionalFlow(AmortizedEstimator):
         self._remember(transforms=transforms, hidden=hidden, hidden_layers=hidden_layers, bins=bins, box_support=box_support, whiten=whiten)
         self.box_support = bool(box_support)
         self.whiten = bool(whiten)
-        self.gaussian = None
-        if self.whiten:
-            # context -> (mean, Cholesky factor); the last layer starts at zero: z = u / softplus(0) at first
-            self.gaussian = mlp([self.context_dim, hidden, hidden, theta_dim + theta_dim * (theta_dim + 1) // 2])
-            nn.init.zeros_(self.gaussian[-1].weight)
-            nn.init.zeros_(self.gaussian[-1].bias)
+        # context -> (mean, Cholesky factor), starting at z = u / softplus(0)
+        self.gaussian = gaussian_head(self.context_dim, hidden, theta_dim, start_at_zero=True) if self.whiten else None
         self.flow = zuko.flows.NSF(
             theta_dim, context=self.context_dim, transforms=transforms, hidden_features=[hidden] * hidden_layers, bins=bins,
             # with one parameter an autoregressive transform has nothing to condition on but the context
@@ -87,8 +81,7 @@ class ConditionalFlow(AmortizedEstimator):
 
     def whitening(self, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean (rows, d) and lower-triangular Cholesky factor (rows, d, d) of the first, affine transform."""
-        out = self.gaussian(context)
-        return out[..., :self.theta_dim], scale_tril(out[..., self.theta_dim:], self.theta_dim)
+        return split_gaussian(self.gaussian(context), self.theta_dim)
 
     def training_loss(self, u, context, x):
         if not (self.whiten and self.training):
@@ -98,7 +91,7 @@ class ConditionalFlow(AmortizedEstimator):
         # Cholesky diagonal 0.61 / 0.66 where 0.24 / 0.02 are exact) and the splines did all the work, with tails too heavy.
         mean, tril = self.whitening(context)
         gaussian = torch.distributions.MultivariateNormal(mean, scale_tril=tril).log_prob(u)
-        z = torch.linalg.solve_triangular(tril.detach(), (u - mean.detach()).unsqueeze(-1), upper=False).squeeze(-1)
+        z = whiten(u, mean.detach(), tril.detach())
         return -(gaussian + self.flow(context).log_prob(z)) / 2
 
     def _sample_standardized(self, context, n):
@@ -106,13 +99,13 @@ class ConditionalFlow(AmortizedEstimator):
         if not self.whiten:
             return z
         mean, tril = self.whitening(context)
-        return mean.unsqueeze(1) + torch.einsum("bij,bnj->bni", tril, z)
+        return unwhiten(z, mean, tril)
 
     def _log_prob_standardized(self, u, context):
         if not self.whiten:
             return self.flow(context).log_prob(u)
         mean, tril = self.whitening(context)
-        z = torch.linalg.solve_triangular(tril, (u - mean).unsqueeze(-1), upper=False).squeeze(-1)
+        z = whiten(u, mean, tril)
         return self.flow(context).log_prob(z) - torch.log(torch.diagonal(tril, dim1=-2, dim2=-1)).sum(-1)
 
 

@@ -12,16 +12,7 @@ from torch.distributions import Categorical, MixtureSameFamily, MultivariateNorm
 
 from hadrinv.inference.amortized import AmortizedEstimator
 from hadrinv.inference.embeddings import mlp
-
-
-def scale_tril(raw: torch.Tensor, dim: int) -> torch.Tensor:
-    """(..., dim (dim + 1) / 2) unconstrained numbers -> (..., dim, dim) lower-triangular Cholesky factors
-    with a positive diagonal (softplus, floored at 1e-3 so that a density never collapses)."""
-    rows, cols = torch.tril_indices(dim, dim, device=raw.device)
-    scale = torch.zeros(*raw.shape[:-1], dim, dim, device=raw.device, dtype=raw.dtype)
-    scale[..., rows, cols] = raw
-    diagonal = torch.nn.functional.softplus(torch.diagonal(scale, dim1=-2, dim2=-1)) + 1e-3
-    return torch.tril(scale, -1) + torch.diag_embed(diagonal)
+from hadrinv.inference.gaussian import scale_tril
 
 
 class MDN(AmortizedEstimator):
