@@ -23,7 +23,7 @@ validation loss, which early stopping watches, is the flow's exact negative log-
 Why: zuko's spline flow has no affine layer, and its splines have a fixed number of bins on [-5, 5]; a
 posterior that is a narrow, rotated ridge in the standardised parameters must be carved out by the
 splines (2-D Gaussian ridge 24 times narrower across than along: unwhitened, the samples came out 3.2 times
-too wide across it, whitened 0.9 times; tests/test_estimators.py). Off by default: on dis-pdf's 12-parameter
+too wide across it, whitened 0.9 times; benchmarks/whitened_flow_ridge.py). Off by default: on dis-pdf's 12-parameter
 point-cloud posterior it made the density too narrow (docs/results.md, "Session 10").
 """
 
