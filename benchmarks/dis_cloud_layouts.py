@@ -21,8 +21,8 @@ import yaml
 
 from hadrinv.inference import AmortizedEstimator
 from hadrinv.inference.diagnostics import ellipsoid_coverage, hpd_coverage, marginal_coverage
+from hadrinv.models.dis import held_out_sets, make_problem, training_clouds
 from hadrinv.workflows.dis_pdf.config import DISPdfConfig
-from hadrinv.workflows.dis_pdf.problem import held_out_sets, make_problem, training_clouds
 
 LEVELS = (0.68, 0.95)
 

@@ -1,5 +1,5 @@
 """Is b1 learnable from C(k) when b2 and b4 are drawn log-uniformly over the talk's ranges instead of
-uniformly? (The issue gives the ranges, not the distribution inside them.)
+uniformly? (The talk gives the ranges, not the distribution inside them.)
 
     python benchmarks/femto_b1_sampling.py --sampling log --curves 12000
     python benchmarks/femto_b1_sampling.py --sampling uniform --curves 12000
@@ -17,8 +17,9 @@ import math
 import torch
 
 from hadrinv.inference import Regressor
+from hadrinv.models.femtoscopy import log_c
 from hadrinv.workflows.femto_inverse.config import PARAMETERS, FemtoInverseConfig
-from hadrinv.workflows.femto_inverse.problem import k_grid, log_c, simulate
+from hadrinv.workflows.femto_inverse.problem import k_grid, simulate
 from hadrinv.workflows.femto_inverse.run import r_squared
 
 

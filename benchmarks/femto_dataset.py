@@ -1,5 +1,5 @@
-"""Time to generate the talk's dataset: 25000 correlation functions at 60 momenta (acceptance 2 of the
-femtoscopy issue), through the same Ray simulation tasks as `hadrinv run femto-inverse`.
+"""Time to generate the talk's dataset: 25000 correlation functions at 60 momenta (the talk's
+training set), through the same Ray simulation tasks as `hadrinv run femto-inverse`.
 
     python benchmarks/femto_dataset.py [--curves 25000] [--workers 2] [--chunk 1250] [--out /tmp/femto_dataset.h5]
 
@@ -20,8 +20,9 @@ from pathlib import Path
 import torch
 
 from hadrinv.inference.ensemble import run_tasks
+from hadrinv.models.femtoscopy import SimulatedSet, sample_uniform
 from hadrinv.workflows.femto_inverse.config import FemtoInverseConfig
-from hadrinv.workflows.femto_inverse.problem import SimulatedSet, k_grid, sample_uniform, save_dataset, simulate
+from hadrinv.workflows.femto_inverse.problem import k_grid, save_dataset, simulate
 from hadrinv.workflows.femto_inverse.run import PARAMETERS, simulation_task
 
 

@@ -24,8 +24,9 @@ from hadrinv.inference import ConditionalFlow
 from hadrinv.inference.amortized import AmortizedEstimator
 from hadrinv.inference.diagnostics import marginal_coverage
 from hadrinv.inference.ensemble import run_tasks
+from hadrinv.models.femtoscopy import noisy
 from hadrinv.workflows.femto_inverse.config import PhysicsConfig
-from hadrinv.workflows.femto_inverse.problem import load_dataset, noisy
+from hadrinv.workflows.femto_inverse.problem import load_dataset
 
 LEVELS = (0.68, 0.95)
 

@@ -2,7 +2,7 @@
 
     python benchmarks/femto_solver.py [--potentials 200] [--speed-batch 2000] [--seed 0] [--threads 1]
 
-(a) Accuracy (acceptance 1): N random parameter sets over the talk's training ranges, r0 in [0.5, 4] fm,
+(a) Accuracy: N random parameter sets over the talk's training ranges, r0 in [0.5, 4] fm,
     60 momenta log-spaced in [1, 300] MeV: ``correlation_function`` (default grid) against
     ``femtoscopy_reference.reference_correlation`` (scipy DOP853 + QUADPACK, one point at a time).
     Criterion: |dC| <= 1e-3 max(1, |C|) and |d delta| < 0.1 deg at every point.
@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> None:
               f"k = {k[j]:.2f} MeV: C = {C[p, j]:.8f} vs {C_ref[p, j]:.8f}, delta = {np.degrees(delta[p, j]):.5f} vs "
               f"{np.degrees(delta_ref[p, j]):.5f} deg")
     passed = bool((rel <= 1e-3).all() and (dd < 0.1).all())
-    print(f"    acceptance 1 (|dC| <= 1e-3 max(1,|C|) and |d delta| < 0.1 deg everywhere): {'PASS' if passed else 'FAIL'}")
+    print(f"    accuracy criterion (|dC| <= 1e-3 max(1,|C|) and |d delta| < 0.1 deg everywhere): {'PASS' if passed else 'FAIL'}")
 
     # ---------------------------------------------------------------- (b) speed
     b_speed, r0_speed = draw(args.speed_batch, rng)

@@ -2,7 +2,7 @@
 
     python benchmarks/pipi_fit_vs_gan.py [--members 10] [--datasets talk,irregular] [--out runs/bench-pipi]
 
-Data sets (issue 2 acceptance): 'talk' = the talk's 64 x 64 grid with noise 0.01 (of the maximum);
+Data sets: 'talk' = the talk's 64 x 64 grid with noise 0.01 (of the maximum);
 'irregular' = ~40 energies x ~24 angles at random positions, 2% errors on every point, resonance parameters other than
 the defaults. Prints one table; the talk itself reports no accuracy figure (its results are plots), so
 its column says so. Times are wall-clock on this machine, measured in the same run for both methods.
@@ -45,7 +45,7 @@ def main() -> None:
     for name, spec in jobs:
         out = Path(args.out) / name
         data_path = write_cross_sections(simulate_pipi(spec), out / "data.csv")
-        config = workflow.config(args.preset, overrides={"data": str(data_path), "out": str(out / "run"), "seed": args.seed, "method": "both", "ensemble": {"members": args.members}})
+        config = workflow.config(args.preset, overrides={"data": str(data_path), "out": str(out / "run"), "seed": args.seed, "method": "both", "execution": {"members": args.members}})
         started = time.perf_counter()
         result = workflow.run(config, RunContext(progress=False, log=lambda message: None))
         report["datasets"][name] = {"seconds": time.perf_counter() - started, **result.metrics}

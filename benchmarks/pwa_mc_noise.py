@@ -21,7 +21,7 @@ import torch
 
 from hadrinv.data.pwa_model import generate_events, m_spectrum, mc_chunks_of, mc_samplers, read_model, toy_acceptance
 from hadrinv.inference.unbinned import UnbinnedNLL, fit_unbinned
-from hadrinv.workflows.pwa_fit_fractions.amplitude_model import AmplitudeModel
+from hadrinv.models.pwa import AmplitudeModel
 
 
 def main() -> None:

@@ -4,7 +4,7 @@
 
 SetEmbedding runs its point MLP on the real points only and scatters them back to their clouds. The
 baseline, timed in the same run on the same weights and clouds, runs the MLP on every slot of the padded
-tensor and masks the padding out of the mean and the max (the encoder before session 9). Rows: clouds of
+tensor and masks the padding out of the mean and the max (the straightforward padded encoder). Rows: clouds of
 dis-pdf's calibration setting (40-135 points padded to 135), femtoscopy-like full clouds, and the
 encoder inside a whole conditional-flow training step (forward and backward). Both paths give the same
 features (checked here to 1e-5, and in tests/test_estimators.py against clouds encoded one by one).

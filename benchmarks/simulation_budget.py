@@ -23,10 +23,10 @@ import torch
 import yaml
 
 from hadrinv.inference.diagnostics import ellipsoid_coverage, hpd_coverage, marginal_coverage
+from hadrinv.models.dis import held_out_sets, make_problem as make_dis_problem
+from hadrinv.models.toys import make_problem as make_toy_problem
 from hadrinv.workflows.amortized_runs import build_estimator
 from hadrinv.workflows.dis_pdf.config import PRESETS as DIS_PRESETS, DISPdfConfig
-from hadrinv.workflows.dis_pdf.problem import held_out_sets, make_problem as make_dis_problem
-from hadrinv.workflows.inverse_toys.problems import make_problem as make_toy_problem
 
 LEVELS = (0.68, 0.95)
 

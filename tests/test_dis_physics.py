@@ -312,7 +312,7 @@ def test_experiment_bins_lie_in_their_regions_above_the_w2_cut():
 
 
 def test_training_cloud_layouts_keep_the_kinematic_cuts_and_vary_like_experiments():
-    from hadrinv.workflows.dis_pdf.problem import random_kinematics, region_kinematics
+    from hadrinv.models.dis import random_kinematics, region_kinematics
 
     x_range, q2_range = (0.01, 0.8), (1.5, 200.0)
     full = math.log(x_range[1] / x_range[0])

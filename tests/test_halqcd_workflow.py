@@ -10,12 +10,14 @@ import torch
 from hadrinv.cli import main
 from hadrinv.workflows.registry import RunContext, get_workflow
 
-SMALL = {"members": 2, "training": {"adam_steps": 1500, "lbfgs_steps": 400}, "execution": {"executor": "serial"}}  # the quick preset's training
+SMALL = {"training": {"adam_steps": 1500, "lbfgs_steps": 400}, "execution": {"executor": "serial", "members": 2}}  # the quick preset's training
 
 
-def _run(tmp_path, case, resume=False, **extra):
+def _run(tmp_path, case, resume=False, members=None, **extra):
     workflow = get_workflow("halqcd-potential")
     overrides = {**SMALL, "out": str(tmp_path / (case or "data")), **extra}
+    if members is not None:
+        overrides["execution"] = {**SMALL["execution"], "members": members}
     if case:
         overrides["case"] = case
     config = workflow.config(None, None, overrides)

@@ -11,10 +11,10 @@ import torch
 from hadrinv.cli import main
 from hadrinv.data.cross_sections import read_cross_sections, write_cross_sections
 from hadrinv.data.pipi_toy import PipiToySpec, simulate_pipi
+from hadrinv.models.pipi import PipiProblem
 from hadrinv.physics.pipi import S_THRESHOLD_GEV2
 from hadrinv.workflows.pipi_amplitude.config import GANConfig
 from hadrinv.workflows.pipi_amplitude.gan_method import train_member
-from hadrinv.workflows.pipi_amplitude.problem import PipiProblem
 from hadrinv.workflows.registry import RunContext, get_workflow
 
 QUIET = RunContext(progress=False, log=lambda message: None)
@@ -100,7 +100,7 @@ def test_gan_ensemble_on_ray_recovers_phase_shifts_and_resumes(tmp_path):
     data_path = write_cross_sections(simulate_pipi(PipiToySpec(n_s=32, n_z=24)), tmp_path / "toy.csv")
     out = tmp_path / "out"
     workflow = get_workflow("pipi-amplitude")
-    overrides = {"data": str(data_path), "out": str(out), "method": "gan", "gan": _small_gan().model_dump(), "ensemble": {"members": 2, "workers": 2}}
+    overrides = {"data": str(data_path), "out": str(out), "method": "gan", "gan": _small_gan().model_dump(), "execution": {"members": 2, "workers": 2}}
     result = workflow.run(workflow.config(overrides=overrides), QUIET)
     m = result.metrics["gan"]
     assert m["members"] == 2 and 0.0 <= m["converged_fraction"] <= 1.0
@@ -113,7 +113,7 @@ def test_gan_ensemble_on_ray_recovers_phase_shifts_and_resumes(tmp_path):
     stamp = os.stat(kept).st_mtime_ns
     removed.unlink()
     (out / "metrics.json").unlink()
-    overrides["ensemble"]["executor"] = "serial"
+    overrides["execution"]["executor"] = "serial"
     resumed = workflow.run(workflow.config(overrides=overrides), RunContext(resume=True, progress=False, log=lambda message: None))
     assert os.stat(kept).st_mtime_ns == stamp and removed.is_file()
     assert (out / "metrics.json").is_file()
@@ -187,7 +187,7 @@ def test_an_interrupted_rerun_never_leaves_results_that_look_complete(tmp_path, 
         raise KeyboardInterrupt
 
     monkeypatch.setattr(run_module, "fit_phase_shifts", killed)
-    with pytest.raises(KeyboardInterrupt):
-        workflow.run(config, QUIET)
+    with pytest.raises(KeyboardInterrupt):  # over a finished run: only with force
+        workflow.run(config, RunContext(force=True, progress=False, log=lambda message: None))
     assert not (tmp_path / "out" / "metrics.json").exists()
     assert not (tmp_path / "out" / "checkpoints").exists(), "a new run must not keep the previous run's checkpoints"

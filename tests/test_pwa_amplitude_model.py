@@ -8,11 +8,8 @@ import torch
 
 from hadrinv.data.pwa_model import PWAModel, generate_events, no_acceptance, read_model
 from hadrinv.inference.unbinned import UnbinnedNLL, fit_unbinned
+from hadrinv.models.pwa import AmplitudeModel, constraint_penalties
 from hadrinv.physics import pwa
-from hadrinv.workflows.pwa_fit_fractions.amplitude_model import (
-    AmplitudeModel,
-    constraint_penalties,
-)
 
 torch.set_num_threads(1)
 

@@ -1,6 +1,6 @@
 """hadrinv command line: list | run WORKFLOW | simulate MODEL.
 
-Exit codes: 0 success, 1 unexpected failure, 2 bad input (file, row and problem on one line).
+Exit codes: 0 success, 1 unexpected failure, 2 bad input (file, row and problem on one line), 130 interrupted.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from hadrinv.data.validation import DataError
 
 EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,13 +29,30 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
-        print(f"error: invalid configuration: {problems}", file=sys.stderr)
+        print(f"error: invalid configuration: {'; '.join(_problem(e) for e in exc.errors())}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except (ValueError, FileNotFoundError, KeyError) as exc:
+    except (ValueError, FileNotFoundError, KeyError, IsADirectoryError, NotADirectoryError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"error: {message}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        out = getattr(args, "out", None)
+        hint = f" --out {out}" if out else ""
+        where = f"hadrinv run {args.workflow} --resume{hint}" if args.command == "run" else "the same command"
+        print(f"\ninterrupted: the output is incomplete (no metrics.json); `{where}` continues without redoing finished work",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _problem(error: dict) -> str:
+    """One validation problem as 'dotted.key: message'; a message that starts with a deeper key path (the
+    options of an estimator) extends the path."""
+    path = ".".join(str(p) for p in error["loc"])
+    message = error["msg"].removeprefix("Value error, ")
+    head, sep, rest = message.partition(": ")
+    if sep and head and " " not in head:
+        return f"{path}.{head}: {rest}" if path else message
+    return f"{path}: {message}" if path else message
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -51,14 +69,19 @@ def _parser() -> argparse.ArgumentParser:
     p_run.add_argument("--data", help="input data file (default: built-in simulated data)")
     p_run.add_argument("--out", help="output folder (default: runs/WORKFLOW)")
     p_run.add_argument("--seed", type=int, help="random seed (same seed, same numbers on CPU)")
-    p_run.add_argument("--device", choices=["cpu", "cuda"], help="torch device")
     p_run.add_argument("--method", help="extraction method, e.g. fit, gan or both (pipi-amplitude); minuit or newton (pwa-*)")
     p_run.add_argument("--case", help="test case, e.g. separable or omega-omega (halqcd-potential)")
-    p_run.add_argument("--ensemble", type=int, metavar="N", help="number of ensemble members (GAN)")
-    p_run.add_argument("--ray-address", help="run ensemble members / parallel tasks on an existing Ray cluster (default: local Ray)")
-    p_run.add_argument("--workers", type=int, help="parallel workers on a local Ray (default: CPU count)")
-    p_run.add_argument("--serial", action="store_true", help="run ensemble members / tasks in this process instead of Ray")
-    p_run.add_argument("--resume", action="store_true", help="continue an interrupted run in --out without redoing finished work")
+    execution = p_run.add_argument_group("execution (the same for every workflow; config section `execution`)")
+    execution.add_argument("--device", choices=["cpu", "cuda"], help="torch device")
+    execution.add_argument("--ensemble", "--members", dest="members", type=int, metavar="N",
+                           help="ensemble members (GANs, kernel networks, or members of each posterior estimator)")
+    execution.add_argument("--ray-address", help="run parallel tasks on an existing Ray cluster, e.g. auto (default: a local Ray)")
+    execution.add_argument("--workers", type=int, help="parallel tasks on a local Ray (default: CPU count)")
+    execution.add_argument("--serial", action="store_true", help="run the tasks in this process instead of Ray")
+    p_run.add_argument("--resume", action="store_true", help="continue an interrupted run in --out without redoing finished work "
+                       "(settings: OUT/config.yaml unless --config or --preset is given)")
+    p_run.add_argument("--force", action="store_true", help="write into an existing --out that holds something else than an "
+                       "unfinished run of this workflow (its checkpoints and metrics.json are replaced)")
     p_run.add_argument("--no-progress", action="store_true", help="log lines instead of progress bars")
     p_run.set_defaults(handler=_cmd_run)
 
@@ -90,8 +113,8 @@ def _parser() -> argparse.ArgumentParser:
     p_femto = sims.add_parser("femto", help="femtoscopic C(k) and delta(k) of a Gaussian-Yukawa potential (talk 001)",
                               description="Solve the s-wave Schroedinger equation for V(r) = b1 exp(-b2 r^2) + b3 (1 - exp(-b4 r^2)) "
                                           "(exp(-m_pi r)/r)^n_pi and write the Koonin-Pratt correlation function of a Gaussian source "
-                                          "(non-identical pair, no Coulomb): columns k_mev, C, delta_deg. Defaults: HAL QCD N-Omega "
-                                          "(t/a = 11), p-Omega reduced mass.")
+                                          "(non-identical pair, no Coulomb): columns k_mev, C, error, delta_deg. "
+                                          "Defaults: HAL QCD N-Omega (t/a = 11), p-Omega reduced mass.")
     p_femto.add_argument("--r0", type=float, default=1.3, help="source size r0 in fm (default 1.3)")
     for name, unit in (("b1", "MeV"), ("b2", "fm^-2"), ("b3", "MeV fm^n_pi"), ("b4", "fm^-2")):
         p_femto.add_argument(f"--{name}", type=float, default=HAL_N_OMEGA[name], help=f"{name} in {unit} (default {HAL_N_OMEGA[name]})")
@@ -99,11 +122,15 @@ def _parser() -> argparse.ArgumentParser:
     p_femto.add_argument("--n-pi", type=float, default=2.0, help="power of the Yukawa factor (default 2)")
     p_femto.add_argument("--reduced-mass", type=float, default=P_OMEGA_REDUCED_MASS_MEV, help=f"reduced mass in MeV (default p-Omega, {P_OMEGA_REDUCED_MASS_MEV})")
     p_femto.add_argument("--k", default=",".join(str(5 * i) for i in range(1, 61)), help="momenta in MeV, comma-separated (default 5,10,...,300)")
+    p_femto.add_argument("--relative-error", type=float, default=0.01,
+                         help="the error column, as a fraction of C (default 0.01): C is exact, without noise; "
+                              "the column is the 1-sigma error a measurement would carry, so the file feeds "
+                              "`run femto-inverse --data`")
     p_femto.add_argument("--out", required=True, help="output CSV file")
     p_femto.set_defaults(handler=_cmd_simulate_femto)
-    from hadrinv.workflows.halqcd_potential.config import OmegaOmegaCaseConfig
+    from hadrinv.models.halqcd import OmegaOmegaSettings
 
-    o = OmegaOmegaCaseConfig()
+    o = OmegaOmegaSettings()
     p_corr = sims.add_parser("correlator", help="lattice-like R(t, r) of a Gaussian-sum potential (time-dependent HAL QCD, talk 001)",
                              description="Write synthetic R(t, r) = sum_n A_n phi_n(r) exp(-dW_n t) of two equal-mass hadrons in a spherical "
                                          "box, one correlator per source, with lattice-like noise per configuration (docs/halqcd.md). "
@@ -135,10 +162,14 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _cmd_list(args) -> int:
+def _workflows():
     from hadrinv.workflows.registry import all_workflows
 
-    for workflow in all_workflows():
+    return all_workflows()
+
+
+def _cmd_list(args) -> int:
+    for workflow in _workflows():
         print(f"{workflow.name:<18} {workflow.summary}")
     return 0
 
@@ -150,24 +181,25 @@ def _cmd_run(args) -> int:
     from hadrinv.workflows.registry import RunContext, get_workflow
 
     workflow = get_workflow(args.workflow)
-    overrides = {"data": args.data, "out": args.out or f"runs/{workflow.name}", "seed": args.seed, "device": args.device, "method": args.method, "case": args.case}
-    ensemble = {"members": args.ensemble, "ray_address": args.ray_address, "workers": args.workers, "executor": "serial" if args.serial else None}
-    ensemble = {k: v for k, v in ensemble.items() if v is not None}
-    if ensemble:
-        # workflows with members (pipi-amplitude) say "ensemble", the others "execution" (parallel tasks)
-        fields = workflow.config_class.model_fields
-        section = "ensemble" if "ensemble" in fields else "execution" if "execution" in fields else None
-        if section is None or (section == "execution" and "members" in ensemble):
-            raise ValueError(f"{workflow.name} takes no {'--ensemble' if 'members' in ensemble else 'execution options'}")
-        overrides[section] = ensemble
-    if args.config and not Path(args.config).is_file():
-        raise FileNotFoundError(f"{args.config}: no such config file")
-    defaults_out = args.out is None and args.config is not None
-    if defaults_out:
-        overrides.pop("out")  # let the config file choose the folder
-    config = workflow.config(args.preset, args.config, overrides)
+    if args.members is not None and workflow.ensemble is None:
+        with_ensemble = ", ".join(w.name for w in _workflows() if w.ensemble)
+        raise ValueError(f"{workflow.name} has no ensemble: --ensemble/--members applies to {with_ensemble}")
+    execution = {"members": args.members, "device": args.device, "ray_address": args.ray_address, "workers": args.workers,
+                 "executor": "serial" if args.serial else None}
+    overrides = {"data": args.data, "out": args.out, "seed": args.seed, "method": args.method, "case": args.case,
+                 "execution": {k: v for k, v in execution.items() if v is not None} or None}
+    if args.out and Path(args.out).is_file():
+        raise ValueError(f"--out {args.out}: is a file; give a folder for the run's outputs")
+    config_file = args.config
+    if args.resume and not args.config and not args.preset:
+        # resuming continues the interrupted run's own settings; options given here still apply on top
+        saved = Path(args.out or workflow.config_class.model_fields["out"].default) / "config.yaml"
+        if saved.is_file():
+            config_file = saved
+    config = workflow.config(args.preset, config_file, overrides)
     console = Console(stderr=True)
-    result = workflow.run(config, RunContext(resume=args.resume, progress=not args.no_progress and console.is_terminal, log=console.log))
+    result = workflow.run(config, RunContext(resume=args.resume, force=args.force, progress=not args.no_progress and console.is_terminal,
+                                             log=console.log))
     table = Table(title=f"{workflow.name}: summary")
     for i, column in enumerate(result.summary_columns()):
         table.add_column(column, justify="left" if i == 0 else "right")
@@ -186,12 +218,19 @@ def _cmd_run(args) -> int:
 
 def _cmd_simulate_pipi(args) -> int:
     from hadrinv.data.cross_sections import write_cross_sections
-    from hadrinv.data.pipi_toy import PipiToySpec, simulate_pipi
+    from hadrinv.data.pipi_toy import PipiSpecError, PipiToySpec, simulate_pipi
 
-    spec = PipiToySpec(
-        n_s=args.n_s, n_z=args.n_z, grid=args.grid, s_max_gev2=args.s_max, f0_mass_gev=args.f0_mass, f0_width_gev=args.f0_width,
-        rho_mass_gev=args.rho_mass, rho_width_gev=args.rho_width, noise=args.noise, noise_relative_to=args.noise_relative_to, seed=args.seed,
-    )
+    options = {"n_s": "--n-s", "n_z": "--n-z", "grid": "--grid", "s_max_gev2": "--s-max", "f0_mass_gev": "--f0-mass",
+               "f0_width_gev": "--f0-width", "rho_mass_gev": "--rho-mass", "rho_width_gev": "--rho-width",
+               "noise": "--noise", "noise_relative_to": "--noise-relative-to", "seed": "--seed"}
+    try:
+        spec = PipiToySpec(
+            n_s=args.n_s, n_z=args.n_z, grid=args.grid, s_max_gev2=args.s_max, f0_mass_gev=args.f0_mass,
+            f0_width_gev=args.f0_width, rho_mass_gev=args.rho_mass, rho_width_gev=args.rho_width, noise=args.noise,
+            noise_relative_to=args.noise_relative_to, seed=args.seed,
+        )
+    except PipiSpecError as exc:  # name the option the user typed, not the field behind it
+        raise ValueError(f"{options.get(exc.field, exc.field)}: {exc.problem}") from None
     data = simulate_pipi(spec)
     path = write_cross_sections(data, args.out)
     print(f"wrote {len(data)} points at {len(data.energies)} energies to {path} (truth: {path.name}.truth.json)")
@@ -212,38 +251,71 @@ def _cmd_simulate_femto(args) -> int:
         raise ValueError("--k: momenta must be positive and strictly increasing (MeV)")
     if args.r0 <= 0 or args.reduced_mass <= 0 or args.m_pi <= 0 or args.b2 < 0 or args.b4 < 0:
         raise ValueError("--r0, --reduced-mass and --m-pi must be positive, --b2 and --b4 non-negative")
+    if not args.relative_error > 0:
+        raise ValueError(f"--relative-error must be positive (the 1-sigma error as a fraction of C), "
+                         f"not {args.relative_error:g}")
     potential = GaussianYukawaPotential(args.b1, args.b2, args.b3, args.b4, m_pi_mev=args.m_pi, n_pi=args.n_pi)
     with torch.no_grad():
         C, delta = correlation_function(potential, torch.tensor(k, dtype=torch.float64), args.r0, args.reduced_mass)
     truth = {"r0_fm": args.r0, "b1_mev": args.b1, "b2_fm-2": args.b2, "b3_mev_fm^n_pi": args.b3, "b4_fm-2": args.b4,
-             "m_pi_mev": args.m_pi, "n_pi": args.n_pi, "reduced_mass_mev": args.reduced_mass}
-    path = write_correlation_csv(args.out, k, C[0].numpy(), delta_deg=torch.rad2deg(delta[0]).numpy(), truth=truth)
-    print(f"wrote C(k) and delta(k) at {len(k)} momenta to {path} (parameters: {path.name}.truth.json)")
+             "m_pi_mev": args.m_pi, "n_pi": args.n_pi, "reduced_mass_mev": args.reduced_mass,
+             "relative_error": args.relative_error}
+    C = C[0].numpy()
+    if not (C > 0).all():  # a zero error would make the file unreadable as measured data
+        raise ValueError(f"C(k) = {C.min():g} <= 0 at some k: no relative error can be given there")
+    path = write_correlation_csv(args.out, k, C, error=args.relative_error * C, delta_deg=torch.rad2deg(delta[0]).numpy(),
+                                 truth=truth)
+    print(f"wrote C(k) (exact), its error ({args.relative_error:g} C) and delta(k) at {len(k)} momenta to {path} "
+          f"(parameters: {path.name}.truth.json)")
     return 0
 
 
 def _cmd_simulate_pwa(args) -> int:
+    import contextlib
     import shutil
 
     import torch
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn,
+    )
 
     from hadrinv.data.pwa_events import write_events
-    from hadrinv.data.pwa_model import ACCEPTANCES, generate_events, read_model
+    from hadrinv.data.pwa_model import ACCEPTANCES, generate_events, model_path, read_model
 
     if args.events < 1:
         raise ValueError("--events must be positive")
     model = read_model(args.model)
-    events = generate_events(model, args.events, acceptance=ACCEPTANCES[args.acceptance], generator=torch.Generator().manual_seed(args.seed))
+    # large samples take minutes: a bar on a terminal, else a line per tenth (logs and pipes stay short)
+    console = Console(stderr=True)
+    if console.is_terminal:
+        bar = Progress(TextColumn("generating events"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                       TimeRemainingColumn(), console=console)
+        task = bar.add_task("events", total=args.events)
+
+        def report(done: int, total: int) -> None:
+            bar.update(task, completed=done)
+    else:
+        bar, logged = contextlib.nullcontext(), [0]
+
+        def report(done: int, total: int) -> None:
+            if 10 * done // total > logged[0]:
+                logged[0] = 10 * done // total
+                print(f"generated {done} / {total} events", file=sys.stderr, flush=True)
+
+    with bar:
+        events = generate_events(model, args.events, acceptance=ACCEPTANCES[args.acceptance],
+                                 generator=torch.Generator().manual_seed(args.seed), progress=report)
     path = write_events(args.out, events)
-    shutil.copyfile(args.model, path.with_name(path.name + ".model.yaml"))  # the generating model beside the events
+    # the generating model beside the events; a packaged model given by name (R0) is a file only under model_path
+    shutil.copyfile(model_path(args.model), path.with_name(path.name + ".model.yaml"))
     print(f"wrote {args.events} events of {model.name} ({args.acceptance} acceptance) to {path} (model: {path.name}.model.yaml)")
     return 0
 
 
 def _cmd_simulate_correlator(args) -> int:
-    from hadrinv.data.correlators import simulate_correlators, write_correlator
-    from hadrinv.physics.halqcd import GaussianSumPotential
-    from hadrinv.workflows.halqcd_potential.config import OmegaOmegaCaseConfig
+    from hadrinv.data.correlators import write_correlator
+    from hadrinv.models.halqcd import OmegaOmegaSettings
 
     def numbers(text: str, option: str) -> list[float]:
         try:
@@ -253,16 +325,12 @@ def _cmd_simulate_correlator(args) -> int:
 
     times = [int(v) for v in numbers(args.times, "--times")]
     sources = [v.strip() if v.strip() == "wall" else numbers(v, "--sources")[0] for v in args.sources.split(",") if v.strip()]
-    spec = OmegaOmegaCaseConfig(strengths_mev=tuple(numbers(args.strengths, "--strengths")), ranges_fm=tuple(numbers(args.ranges, "--ranges")),
-                                hadron_mass_mev=args.hadron_mass, lattice_spacing_fm=args.lattice_spacing, box_sites=args.box_sites,
-                                times=tuple(times) if len(times) == 2 else (0, 0), sources=sources, configurations=args.configurations,
-                                relative_error=args.relative_error, report_time=(times[0] + times[-1]) // 2 if times else 0)
-    potential = GaussianSumPotential(spec.strengths_mev, spec.ranges_fm)
-    data = simulate_correlators(potential, spec.hadron_mass_mev, spec.lattice_spacing_fm, spec.box_sites, spec.times, spec.sources,
-                                spec.configurations, spec.relative_error, spec.noise_growth, spec.correlation_length_fm, spec.time_correlation, args.seed)
-    truth = {"strengths_mev": list(spec.strengths_mev), "ranges_fm": list(spec.ranges_fm), "hadron_mass_mev": spec.hadron_mass_mev,
-             "lattice_spacing_fm": spec.lattice_spacing_fm, "sources": [str(s) for s in spec.sources], "relative_error": spec.relative_error}
-    path = write_correlator(args.out, data, truth=truth)
+    spec = OmegaOmegaSettings(strengths_mev=tuple(numbers(args.strengths, "--strengths")), ranges_fm=tuple(numbers(args.ranges, "--ranges")),
+                              hadron_mass_mev=args.hadron_mass, lattice_spacing_fm=args.lattice_spacing, box_sites=args.box_sites,
+                              times=tuple(times) if len(times) == 2 else (0, 0), sources=sources, configurations=args.configurations,
+                              relative_error=args.relative_error, report_time=(times[0] + times[-1]) // 2 if times else 0)
+    data = spec.correlators(args.seed)
+    path = write_correlator(args.out, data, truth=spec.truth())
     C, S, T, n = data.samples.shape
     print(f"wrote R(t, r) for {C} configuration(s) x {S} source(s) x {T} slices x {n} radii to {path} (truth: {path.name}.truth.json)")
     return 0

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from hadrinv.data.io import atomic_write_text
-from hadrinv.data.validation import DataError, read_numeric_csv, read_truth, truth_path
+from hadrinv.data.validation import DataError, check_magnitudes, read_numeric_csv, read_truth, truth_path
 
 REQUIRED_COLUMNS = ("s", "cos_theta", "dsigma_domega")
 OPTIONAL_COLUMNS = ("error",)
@@ -68,7 +68,8 @@ def _check_point(path: Path, row: int, v: dict, s_threshold_gev2: float) -> None
         raise DataError(path, f"cos_theta = {z:g} is outside [-1, 1]", row)
     if "error" in v and v["error"] <= 0:
         raise DataError(path, f"error = {v['error']:g} must be positive", row)
-
+    # cross sections are of order 1e-6..1e4 GeV^-2; a value like 1e300 sends the fit into overflowing pulls for minutes
+    check_magnitudes(path, row, v, ("dsigma_domega", "error"), errors=("error",))
 
 
 def write_cross_sections(data: CrossSectionData, path: str | Path) -> Path:

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from hadrinv.data.io import atomic_write_text
-from hadrinv.data.validation import DataError, read_numeric_csv, read_truth, truth_path
+from hadrinv.data.validation import DataError, check_magnitudes, read_numeric_csv, read_truth, truth_path
 from hadrinv.physics.dis import (
     DEFAULT_SPACE,
     LAMBDA2_GEV2,
@@ -283,6 +283,8 @@ def _check_point(path: Path, row: int, v: dict) -> None:
     for name in OPTIONAL_COLUMNS:
         if name in v and v[name] <= 0:
             raise DataError(path, f"{name} = {v[name]:g} must be positive", row)
+    # the dis-pdf fit squares pulls of these values, as the pi pi fit does
+    check_magnitudes(path, row, v, ("sigma_p", "sigma_n", *OPTIONAL_COLUMNS), errors=OPTIONAL_COLUMNS)
 
 
 def write_dis_data(data: DISData, path: str | Path) -> Path:

@@ -6,7 +6,8 @@ File format (CSV, header line first; lines starting with '#' are comments, blank
 
 - k_mev: the relative momentum k* of the pair in its rest frame, in MeV; > 0, strictly increasing.
 - C: the correlation function, dimensionless (a ratio of pair yields, so >= 0; C -> 1 at large k).
-- error: the 1-sigma absolute error on C, > 0 (required for measured data, absent in simulated files).
+- error: the 1-sigma absolute error on C, > 0 (required for measured data; in files of `hadrinv simulate femto`
+  C is exact and the error is a stated fraction of it, what a measurement would carry).
 - delta_deg: the phase shift in degrees at each k (present in simulated files, for comparison).
 
 A simulated file has a sidecar FILE.truth.json with its generating parameters (see `truth_path`).
@@ -22,7 +23,7 @@ import numpy as np
 import torch
 
 from hadrinv.data.io import atomic_write_text
-from hadrinv.data.validation import DataError, read_numeric_csv, truth_path
+from hadrinv.data.validation import DataError, check_magnitudes, read_numeric_csv, truth_path
 
 MIN_POINTS = 3
 # Below this every k is implausibly small for MeV: femtoscopy spans k ~ 1-300 MeV, while the same data in
@@ -68,6 +69,8 @@ def read_correlation_csv(path: str | Path, require_error: bool = True) -> Correl
             raise DataError(path, f"C = {v['C']:g} is negative (a correlation function is a ratio of pair yields, >= 0)", row)
         if "error" in v and v["error"] <= 0:
             raise DataError(path, f"error = {v['error']:g} must be positive (1-sigma error on C)", row)
+        # femto-inverse fits C(k) by least squares: such values overflow its squared pulls
+        check_magnitudes(path, row, v, ("k_mev", "C", "error", "delta_deg"), errors=("error",))
 
     values = read_numeric_csv(path, required, optional, check_row)
     k = values["k_mev"]

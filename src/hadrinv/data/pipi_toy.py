@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -10,6 +11,14 @@ import torch
 from hadrinv.data.cross_sections import CrossSectionData
 from hadrinv.physics.partial_waves import amplitude_from_waves
 from hadrinv.physics.pipi import F0_500, RHO_770, S_THRESHOLD_GEV2, Resonance, breit_wigner_waves, differential_cross_section
+
+
+class PipiSpecError(ValueError):
+    """A PipiToySpec field that cannot be simulated; `field` lets a caller name its own option for it."""
+
+    def __init__(self, field: str, problem: str):
+        self.field, self.problem = field, problem
+        super().__init__(f"{field}: {problem}")
 
 
 @dataclass
@@ -35,6 +44,41 @@ class PipiToySpec:
     noise: float = 0.01
     noise_relative_to: str = "max"
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """PipiSpecError (a ValueError) naming the first field that cannot be simulated.
+
+        Checked here, not where the grid is built, so that nonsense (no energies, a zero width) stops with
+        one line before any work, instead of an empty array or a division by zero failing deep inside.
+        """
+        def positive_int(field: str, what: str, least: int = 1) -> None:
+            value = getattr(self, field)
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise PipiSpecError(field, f"{what} must be an integer >= {least}, not {value!r}")
+
+        positive_int("n_s", "the number of energies")
+        if self.grid not in ("regular", "irregular"):
+            raise PipiSpecError("grid", f"unknown grid {self.grid!r}; use 'regular' or 'irregular'")
+        # the irregular grid draws between n_z // 2 (at least 3) and 3 n_z // 2 angles: that range is empty below 2
+        positive_int("n_z", "the number of angles per energy", 2 if self.grid == "irregular" else 1)
+        if not (math.isfinite(self.s_min_gev2) and self.s_min_gev2 >= S_THRESHOLD_GEV2):
+            raise PipiSpecError("s_min_gev2", f"{self.s_min_gev2:g} GeV^2 is below the threshold (2 m_pi)^2 = "
+                                              f"{S_THRESHOLD_GEV2:.5f} GeV^2")
+        if not (math.isfinite(self.s_max_gev2) and self.s_max_gev2 > self.s_min_gev2):
+            raise PipiSpecError("s_max_gev2", f"{self.s_max_gev2:g} GeV^2 must be above the lowest s, "
+                                              f"{self.s_min_gev2:.5f} GeV^2")
+        for field in ("f0_mass_gev", "f0_width_gev", "rho_mass_gev", "rho_width_gev"):
+            value = getattr(self, field)
+            if not (math.isfinite(value) and value > 0):
+                raise PipiSpecError(field, f"{value:g} GeV: masses and widths must be positive")
+        if not (math.isfinite(self.noise) and self.noise > 0):
+            raise PipiSpecError("noise", f"{self.noise:g}: noise must be positive (the errors are noise x reference)")
+        if self.noise_relative_to not in ("point", "max"):
+            raise PipiSpecError("noise_relative_to", f"must be 'point' or 'max', not {self.noise_relative_to!r}")
+        positive_int("seed", "the seed", 0)
 
     @property
     def resonances(self) -> tuple[Resonance, Resonance]:
@@ -62,10 +106,7 @@ def pipi_grid(spec: PipiToySpec, rng: np.random.Generator) -> tuple[np.ndarray, 
 
 def simulate_pipi(spec: PipiToySpec = PipiToySpec()) -> CrossSectionData:
     """Noisy cross sections with their errors and the truth (the generating parameters)."""
-    if spec.noise_relative_to not in ("point", "max"):
-        raise ValueError(f"noise_relative_to must be 'point' or 'max', not {spec.noise_relative_to!r}")
-    if spec.noise <= 0:
-        raise ValueError("noise must be positive (the errors are noise x reference)")
+    spec.validate()  # again: the fields may have been changed since construction
     rng = np.random.default_rng(spec.seed)
     s, z = pipi_grid(spec, rng)
     s_t, z_t = torch.as_tensor(s), torch.as_tensor(z)

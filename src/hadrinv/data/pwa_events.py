@@ -39,8 +39,6 @@ from __future__ import annotations
 
 import array
 import math
-import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,7 +46,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hadrinv.data.io import atomic_write_text
+from hadrinv.data.io import atomic_write_file, atomic_write_text
 from hadrinv.data.validation import DataError, read_numeric_csv
 from hadrinv.physics.pwa import M_JPSI, M_PI0, M_PI_CHARGED, energy_momentum_violation, invariant_mass_squared
 
@@ -400,20 +398,6 @@ def _columns_of(sample_or_tensors, weight) -> dict[str, np.ndarray]:
     return columns
 
 
-def _atomic_binary(path: Path, write: Callable[[str], None]) -> Path:
-    """write(temporary sibling path), then rename it to path: never a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def write_events(path: str | Path, sample_or_tensors, weight=None) -> Path:
     """Write events by suffix: .csv (floats via repr, exact), .parquet/.pq (float64 columns), .root (a TTree named
     `events` of float64 branches), each atomically. `sample_or_tensors` is an EventSample or (gamma, pi1, pi2) of
@@ -430,7 +414,7 @@ def write_events(path: str | Path, sample_or_tensors, weight=None) -> Path:
         import pyarrow.parquet as pq
 
         table = pa.table({name: pa.array(a, type=pa.float64()) for name, a in columns.items()})
-        return _atomic_binary(path, lambda tmp: pq.write_table(table, tmp))
+        return atomic_write_file(path, lambda tmp: pq.write_table(table, tmp))
     if suffix in ROOT_SUFFIXES:
         import uproot
 
@@ -440,5 +424,5 @@ def write_events(path: str | Path, sample_or_tensors, weight=None) -> Path:
                 if len(columns[COLUMNS[0]]):
                     events.extend(columns)
 
-        return _atomic_binary(path, write_root)
+        return atomic_write_file(path, write_root)
     raise ValueError(f"unknown file type {path.suffix!r}; expected .csv, .parquet (.pq) or .root")

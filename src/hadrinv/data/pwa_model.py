@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Literal
+from typing import Callable, Literal
 
 import torch
 import yaml
@@ -238,15 +238,19 @@ def accepted_weighted_phase_space(n: int, spectrum: tuple[torch.Tensor, torch.Te
 
 
 def generate_events(model: PWAModel, n: int, acceptance=toy_acceptance, generator: torch.Generator | None = None,
-                    batch: int = 200_000) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                    batch: int = 200_000, progress: Callable[[int, int], None] | None = None
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """n events distributed as intensity x acceptance: flat phase space, then accept-reject in batches.
 
     The envelope is the largest weight seen so far times 1.5; if a later batch exceeds it, every event
-    accepted so far is thinned by old/new envelope (exact accept-reject with the larger envelope)."""
+    accepted so far is thinned by old/new envelope (exact accept-reject with the larger envelope).
+    ``progress(done, n)`` is called after every batch, the last time with done = n. done never decreases
+    (a bar that ran backwards would read as a fault): when a larger envelope thins the kept events it holds
+    until the count passes it again."""
     masses = (0.0, model.pion_mass, model.pion_mass)
     kept: list[tuple[torch.Tensor, ...]] = []
     envelope = 0.0
-    accepted = 0
+    accepted = reported = 0
     while accepted < n:
         gamma, pi1, pi2 = pwa.phase_space_events(batch, masses, generator=generator)
         w = model.intensity(gamma, pi1, pi2) * acceptance(gamma, pi1, pi2)
@@ -262,6 +266,9 @@ def generate_events(model: PWAModel, n: int, acceptance=toy_acceptance, generato
         keep = torch.rand(batch, generator=generator, dtype=torch.float64) * envelope < w
         kept.append((gamma[keep], pi1[keep], pi2[keep]))
         accepted = sum(len(k[0]) for k in kept)
+        if progress is not None:
+            reported = max(reported, min(accepted, n))
+            progress(reported, n)
     gamma, pi1, pi2 = (torch.cat([k[i] for k in kept])[:n] for i in range(3))
     return gamma, pi1, pi2
 

@@ -80,6 +80,32 @@ def read_numeric_csv(
     return values
 
 
+# Readers of measured values store them in float64 and square them (pulls, chi^2, Hessians). Beyond these
+# magnitudes a value overflows when squared and summed, or an error turns a pull into an overflow, and a fit
+# then fails in ways far from the cause (a chi^2 of inf, a Hessian that cannot be diagonalised, a minimiser
+# that never converges). No cross section, correlation function or error in the units the readers document
+# comes near these bounds, so such a value is a unit or export mistake and is refused with its row.
+MAX_MAGNITUDE = 1e30
+MIN_ERROR = 1e-30
+
+
+def check_magnitudes(
+    path: str | Path, row: int, values: dict, names: tuple[str, ...], errors: tuple[str, ...] = ()
+) -> None:
+    """DataError unless |value| <= MAX_MAGNITUDE for the columns `names` and MIN_ERROR <= value for the `errors`.
+
+    Columns absent from `values` (optional ones) are skipped; call it after the sign checks of the caller.
+    """
+    for name in names:
+        if name in values and not abs(values[name]) <= MAX_MAGNITUDE:
+            problem = f"column {name}: {values[name]:g} is beyond +-{MAX_MAGNITUDE:g} (a unit or export mistake?)"
+            raise DataError(path, problem, row)
+    for name in errors:
+        if name in values and not values[name] >= MIN_ERROR:
+            problem = f"column {name}: {values[name]:g} is below {MIN_ERROR:g}: its squared pulls would overflow"
+            raise DataError(path, problem, row)
+
+
 def truth_path(path: str | Path) -> Path:
     """Where the generating parameters of a simulated data file are kept."""
     path = Path(path)

@@ -24,7 +24,7 @@ Why: zuko's spline flow has no affine layer, and its splines have a fixed number
 posterior that is a narrow, rotated ridge in the standardised parameters must be carved out by the
 splines (2-D Gaussian ridge 24 times narrower across than along: unwhitened, the samples came out 3.2 times
 too wide across it, whitened 0.9 times; benchmarks/whitened_flow_ridge.py). Off by default: on dis-pdf's 12-parameter
-point-cloud posterior it made the density too narrow (docs/results.md, "Session 10").
+point-cloud posterior it made the density too narrow (docs/results.md, "dis-pdf").
 """
 
 from __future__ import annotations

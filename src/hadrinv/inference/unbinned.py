@@ -15,33 +15,31 @@ the expected yield (``volume`` = phase-space volume x luminosity etc.; with the 
 of I is the yield), plus named penalty terms. Gradients and the exact Hessian come from torch autograd
 (torch.func); the data and MC sums can be evaluated in chunks of events to bound memory.
 
-`fit_unbinned` minimises it (scipy trust-region Newton with the exact Hessian, or MINUIT) and reports the
-covariance H^-1 of the exact Hessian of -ln L (errordef 0.5: one standard deviation is
-Delta(-ln L) = 1/2), plus, for weighted events, the sandwich covariance H^-1 C H^-1. `random_restarts` runs
-many fits from random starting points through `hadrinv.inference.ensemble.run_tasks` (Ray or serial).
+`fit_unbinned` minimises it with the shared minimiser `hadrinv.inference.minimize` (scipy trust-region
+Newton with the exact Hessian, or MINUIT) and reports the covariance H^-1 of the exact Hessian of -ln L
+(errordef 0.5: one standard deviation is Delta(-ln L) = 1/2), plus, for weighted events, the sandwich
+covariance H^-1 C H^-1. `random_restarts` runs many fits from random starting points (Ray or serial).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
-import tempfile
-import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from iminuit import Minuit
-from scipy import optimize
 
-from hadrinv.inference.ensemble import run_tasks
-from hadrinv.inference.fit import (
+from hadrinv.data.chunks import first_event_dimension, slice_events
+from hadrinv.inference import minimize
+from hadrinv.inference.minimize import (
     NEGATIVE_LOG_LIKELIHOOD,
-    FitResult,
+    Bounds,
+    MinimizeResult,
+    RestartResult,
     covariance_from_hessian,
+    find_minimum,
     hessian,
 )
 
@@ -62,47 +60,8 @@ Penalty = Callable[[torch.Tensor], torch.Tensor]
 
 
 # ---------------------------------------------------------------------------------------------------
-# Opaque event caches
+# Penalties
 # ---------------------------------------------------------------------------------------------------
-
-
-def slice_events(cache: Any, start: int, stop: int, n_events: int) -> Any:
-    """Events start:stop of a cache: every tensor / array leaf whose leading dimension is n_events is sliced.
-
-    Containers walked: dict, list, tuple (named tuples too) and dataclass instances; other leaves (scalars,
-    lookup tables whose first dimension is not n_events, functions) are passed whole. Slices are views,
-    nothing is copied.
-    """
-    if torch.is_tensor(cache) or isinstance(cache, np.ndarray):
-        return cache[start:stop] if cache.ndim >= 1 and cache.shape[0] == n_events else cache
-    if isinstance(cache, dict):
-        return type(cache)((k, slice_events(v, start, stop, n_events)) for k, v in cache.items())
-    if isinstance(cache, tuple) and hasattr(cache, "_fields"):
-        return type(cache)(*(slice_events(v, start, stop, n_events) for v in cache))
-    if isinstance(cache, (list, tuple)):
-        return type(cache)(slice_events(v, start, stop, n_events) for v in cache)
-    if dataclasses.is_dataclass(cache) and not isinstance(cache, type):
-        changes = {f.name: slice_events(getattr(cache, f.name), start, stop, n_events) for f in dataclasses.fields(cache) if f.init}
-        return dataclasses.replace(cache, **changes)
-    return cache
-
-
-def _first_event_dimension(cache: Any) -> int | None:
-    if torch.is_tensor(cache) or isinstance(cache, np.ndarray):
-        return int(cache.shape[0]) if cache.ndim >= 1 else None
-    if isinstance(cache, dict):
-        children = list(cache.values())
-    elif isinstance(cache, (list, tuple)):
-        children = list(cache)
-    elif dataclasses.is_dataclass(cache) and not isinstance(cache, type):
-        children = [getattr(cache, f.name) for f in dataclasses.fields(cache)]
-    else:
-        return None
-    for child in children:
-        n = _first_event_dimension(child)
-        if n is not None:
-            return n
-    return None
 
 
 def gaussian_constraint(index: int, mean: float, sigma: float) -> Penalty:
@@ -190,7 +149,7 @@ class UnbinnedNLL:
         """[(cache chunk, weight chunk, expected length or -1)]; one unsliced chunk when not chunking."""
         if self.chunk_size is None:
             return [(cache, weights, -1 if weights is None else int(weights.numel()))]
-        n = int(weights.numel()) if weights is not None else _first_event_dimension(cache)
+        n = int(weights.numel()) if weights is not None else first_event_dimension(cache)
         if n is None:
             raise ValueError(f"cannot chunk the {label} cache: no tensor leaf gives the number of events; pass weights or slice_cache")
         out = []
@@ -356,7 +315,7 @@ class UnbinnedNLL:
         return value, g
 
     def hessian(self, params, include_penalties: bool = True) -> torch.Tensor:
-        """Exact d^2(-ln L)/dp^2, (P, P): fit.hessian (forward-over-reverse) per chunk, accumulated.
+        """Exact d^2(-ln L)/dp^2, (P, P): minimize.hessian (forward-over-reverse) per chunk, accumulated.
 
         Non-extended: H = -sum_c H_c[sum w ln I] + W (H_S / S - g_S g_S^T / S^2), S = sum_j v_j I_j.
         """
@@ -437,27 +396,21 @@ def sandwich_matrix(h: np.ndarray, c: np.ndarray) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------------------
-# Fit results
+# Fits
 # ---------------------------------------------------------------------------------------------------
 
 
 @dataclass
-class UnbinnedFitResult(FitResult):
-    """A `FitResult` (covariance = H^-1 of -ln L, errordef 0.5) with what unbinned fits add.
+class UnbinnedFitResult(MinimizeResult):
+    """A `MinimizeResult` (covariance = H^-1 of -ln L, errordef 0.5) with what unbinned fits add.
 
     sandwich_covariance: H^-1 C H^-1 for weighted events (None for unweighted ones unless requested); use
         `sandwich_errors` / `recommended_errors` for weighted fits, above all with negative weights.
     nll: -ln L without penalties at the minimum; penalties: each penalty's value there.
-    edm: estimated distance to the minimum, g^T H^-1 g / 2, at the reported point.
-    x0: starting point; method: 'newton' or 'minuit'; message: why a fit is invalid, warnings.
     """
 
-    method: str = "newton"
-    message: str = ""
-    edm: float = float("nan")
     nll: float = float("nan")
     penalties: dict = field(default_factory=dict)
-    x0: np.ndarray | None = None
     sandwich_covariance: np.ndarray | None = None
 
     @property
@@ -470,111 +423,18 @@ class UnbinnedFitResult(FitResult):
         s = self.sandwich_errors
         return self.errors if s is None else s
 
-    def __str__(self) -> str:
-        text = super().__str__()
-        if self.sandwich_covariance is not None:
-            width = max(len(n) for n in self.names)
-            text += "\n  sandwich errors (weighted events):\n" + "\n".join(
-                f"  {n:<{width}}  +- {e:.3g}" for n, e in zip(self.names, self.sandwich_errors))
-        if self.message:
-            text += f"\n  note: {self.message}"
-        return text
-
-    def to_dict(self) -> dict:
-        """Tensors and plain containers only (loadable with torch.load(weights_only=True))."""
-        t = lambda a: None if a is None else torch.as_tensor(np.asarray(a, dtype=float))
-        return {
-            "names": list(self.names), "values": t(self.values), "errors": t(self.errors), "covariance": t(self.covariance),
-            "fval": float(self.fval), "ndf": self.ndf, "is_valid": bool(self.is_valid), "has_accurate_covar": bool(self.has_accurate_covar),
-            "n_calls": int(self.n_calls), "method": self.method, "message": self.message, "edm": float(self.edm), "nll": float(self.nll),
-            "penalties": {k: float(v) for k, v in self.penalties.items()}, "x0": t(self.x0), "sandwich_covariance": t(self.sandwich_covariance),
-        }
-
-    @classmethod
-    def from_dict(cls, d: Mapping) -> UnbinnedFitResult:
-        a = lambda v: None if v is None else np.asarray(v.numpy() if torch.is_tensor(v) else v, dtype=float)
-        kwargs = dict(d)
-        for k in ("values", "errors", "covariance", "x0", "sandwich_covariance"):
-            kwargs[k] = a(kwargs.get(k))
-        return cls(**kwargs)
-
-
-# ---------------------------------------------------------------------------------------------------
-# The fit
-# ---------------------------------------------------------------------------------------------------
-
-
-class _NonFinite(ArithmeticError):
-    pass
-
-
-class _Objective:
-    """numpy-facing value / gradient / Hessian of the objective, counting calls, mapping NaN to +inf."""
-
-    def __init__(self, objective):
-        self.objective = objective
-        self.n_calls = 0
-        self.n_nonfinite = 0
-        self.best_x: np.ndarray | None = None
-        self.best_f = math.inf
-        if hasattr(objective, "gradient") and hasattr(objective, "hessian"):
-            self._grad = objective.gradient
-            self._hess = objective.hessian
-        else:  # a plain differentiable torch callable
-            self._grad = lambda p: torch.func.grad(objective)(p)
-            self._hess = lambda p: torch.from_numpy(hessian(objective, p.numpy()))
-
-    @staticmethod
-    def _t(x) -> torch.Tensor:
-        return torch.as_tensor(np.asarray(x, dtype=float), dtype=torch.float64)
-
-    def raw_value(self, x) -> float:
-        with torch.no_grad():
-            return float(self.objective(self._t(x)))
-
-    def value(self, x) -> float:
-        self.n_calls += 1
-        try:
-            v = self.raw_value(x)
-        except (ArithmeticError, np.linalg.LinAlgError, torch.linalg.LinAlgError):  # e.g. a singular K-matrix
-            v = math.nan
-        if not math.isfinite(v):  # a step into a region where I <= 0 or overflows: reject it
-            self.n_nonfinite += 1
-            return math.inf
-        if v < self.best_f:
-            self.best_f, self.best_x = v, np.array(x, dtype=float)
-        return v
-
-    def gradient(self, x) -> np.ndarray:
-        g = self._grad(self._t(x)).detach().numpy().astype(float)
-        if not np.isfinite(g).all():
-            raise _NonFinite(f"non-finite gradient at {np.asarray(x).tolist()}")
-        return g
-
-    def hessian(self, x) -> np.ndarray:
-        h = self._hess(self._t(x)).detach().numpy().astype(float)
-        if not np.isfinite(h).all():
-            raise _NonFinite(f"non-finite Hessian at {np.asarray(x).tolist()}")
-        return h
-
-
-def _bounds_arrays(bounds, n: int) -> tuple[np.ndarray, np.ndarray] | None:
-    if bounds is None:
-        return None
-    bounds = list(bounds)
-    if len(bounds) != n:
-        raise ValueError(f"bounds has {len(bounds)} entries for {n} parameters")
-    lo = np.array([-np.inf if b is None or b[0] is None else float(b[0]) for b in bounds])
-    hi = np.array([np.inf if b is None or b[1] is None else float(b[1]) for b in bounds])
-    if (lo >= hi).any():
-        raise ValueError("each bound needs lower < upper")
-    return lo, hi
+    def _details(self) -> str:
+        if self.sandwich_covariance is None:
+            return ""
+        width = max(len(n) for n in self.names)
+        return "\n  sandwich errors (weighted events):\n" + "\n".join(
+            f"  {n:<{width}}  +- {e:.3g}" for n, e in zip(self.names, self.sandwich_errors))
 
 
 def fit_unbinned(
     nll,
     x0,
-    bounds: Sequence[tuple[float | None, float | None] | None] | None = None,
+    bounds: Bounds | None = None,
     method: str = "newton",
     names: list[str] | None = None,
     max_iterations: int = 200,
@@ -585,289 +445,65 @@ def fit_unbinned(
     strategy: int = 1,
     options: dict | None = None,
 ) -> UnbinnedFitResult:
-    """Minimise -ln L (an `UnbinnedNLL`, or any differentiable torch objective of a float64 vector).
+    """Minimise -ln L (an `UnbinnedNLL`, or any differentiable torch objective of a float64 vector) with
+    `hadrinv.inference.minimize.find_minimum`.
 
-    method 'newton': scipy.optimize.minimize 'trust-exact' with the autodiff gradient and exact Hessian
-        ('trust-constr' with the same derivatives when ``bounds`` are given; bounds: one (low, high) per
-        parameter, None for an open side). ``max_iterations`` caps the Newton iterations; ``options``
-        go to scipy.
-    method 'minuit': MIGRAD with the autodiff gradient (limits = bounds; call limit 20 x max_iterations,
-        tolerance ``minuit_tolerance``), then HESSE. fit.minimize is not used: it has no limits and no
-        handling of non-finite values.
+    method 'newton': scipy trust-region Newton with the exact Hessian ('trust-constr' with ``bounds``: one
+        (low, high) per parameter, None for an open side); ``max_iterations`` caps the iterations,
+        ``options`` go to scipy. method 'minuit': MIGRAD (limits = bounds, call limit 20 x max_iterations,
+        tolerance ``minuit_tolerance``), then HESSE as a check.
 
     Errors: covariance = H^-1 with H the exact Hessian of the objective at the minimum (errordef 0.5, the
     objective being -ln L, not -2 ln L). ``sandwich`` (default: when the NLL has non-unit data weights)
-    also stores H^-1 C H^-1 in ``result.sandwich_covariance`` (see `UnbinnedNLL`).
-
-    Non-finite values: a NaN or infinite objective at a trial point counts as +inf, so the step is
-    rejected and the trust region (or MIGRAD's line search) shrinks. If the objective is not finite at
-    x0, or the minimiser fails (non-finite derivatives at an accepted point, linear-algebra failure),
-    the result is returned with is_valid False and the reason in ``message``; it never raises for that.
-    Validity ('newton'): finite minimum, EDM = g^T H^-1 g / 2 < ``edm_tolerance`` over the parameters
-    not at a bound, and no negative curvature; ('minuit'): MIGRAD's own verdict and a finite minimum.
+    also stores H^-1 C H^-1 in ``result.sandwich_covariance`` (see `UnbinnedNLL`). Non-finite values and
+    validity as in `find_minimum`: a start where -ln L is not finite, or a failing minimiser, gives an
+    invalid result with the reason in ``message``, never an exception.
     """
-    x0 = np.asarray(x0, dtype=float).reshape(-1)
-    n = x0.size
-    names = list(names) if names is not None else [f"x{i}" for i in range(n)]
-    if len(names) != n:
-        raise ValueError(f"{len(names)} names for {n} parameters")
-    limits = _bounds_arrays(bounds, n)
-    if limits is not None:
-        x0 = np.clip(x0, *limits)
-    objective = _Objective(nll)
-    start = np.array(x0)
-
-    objective.raw_value(x0)  # an error in the user's functions raises here, at the start
-    f0 = objective.value(x0)
-    if not math.isfinite(f0):
-        return _invalid(names, x0, start, method, objective, "the objective is not finite at the starting point")
-
-    message = scipy_message = ""
-    converged = True
-    if method == "newton":
-        try:
-            x, converged, message = _newton(objective, x0, limits, max_iterations, options)
-            scipy_message = message
-        except (_NonFinite, ValueError, ArithmeticError, np.linalg.LinAlgError, torch.linalg.LinAlgError) as error:
-            x, converged, message = objective.best_x, False, f"minimiser stopped: {error}"
-    elif method == "minuit":
-        try:
-            x, converged, message = _migrad(objective, x0, limits, names, max_iterations, minuit_tolerance, strategy)
-        except (_NonFinite, ValueError, ArithmeticError, np.linalg.LinAlgError, torch.linalg.LinAlgError, RuntimeError) as error:
-            x, converged, message = objective.best_x, False, f"minimiser stopped: {error}"
-    else:
-        raise ValueError(f"unknown method {method!r}; use 'newton' or 'minuit'")
-
-    fval = objective.raw_value(x)
-    if not math.isfinite(fval) and objective.best_x is not None:
-        x, fval, converged = objective.best_x, objective.best_f, False
-        message = (message + "; " if message else "") + "final point not finite, reporting the best finite point"
-    if not math.isfinite(fval):
-        return _invalid(names, x, start, method, objective, message or "no finite minimum found")
-
-    note = lambda text: (message + "; " if message else "") + text
-    try:
-        g, h = objective.gradient(x), objective.hessian(x)
-        at_bound = np.zeros(n, dtype=bool)
-        if limits is not None:
-            x, at_bound = _snap_to_bounds(objective, x, g, h, limits)
-            if at_bound.any():
-                fval = objective.raw_value(x)
-                g, h = objective.gradient(x), objective.hessian(x)
-                message = note(f"at a bound: {', '.join(nm for nm, b in zip(names, at_bound) if b)} (their errors are not meaningful)")
-    except _NonFinite as error:
-        result = _invalid(names, x, start, method, objective, note(str(error)))
-        result.fval = fval
+    found = find_minimum(nll, x0, bounds=bounds, method=method, names=names, errordef=NEGATIVE_LOG_LIKELIHOOD,
+                         max_iterations=max_iterations, max_calls=20 * max_iterations, edm_tolerance=edm_tolerance,
+                         tolerance=minuit_tolerance, strategy=strategy, hesse=True, options=options)
+    result = UnbinnedFitResult(**{f.name: getattr(found, f.name) for f in dataclasses.fields(found)})
+    if found.hessian is None:  # no minimum with finite derivatives: nothing to add
         return result
-    covariance, accurate = covariance_from_hessian(h, NEGATIVE_LOG_LIKELIHOOD)
-    free = ~at_bound
-    h_free = h[np.ix_(free, free)]
-    edm = _edm(g[free], h_free) if free.any() else 0.0
-    eigenvalues = np.linalg.eigvalsh(0.5 * (h_free + h_free.T)) if free.any() else np.ones(1)
-    downhill = eigenvalues.min() < -1e-8 * max(np.abs(eigenvalues).max(), 1e-300)
-    if method == "newton":
-        is_valid = bool(edm < edm_tolerance and not downhill)
-        if is_valid and not converged:  # scipy stopped at float64 precision ('bad approximation'): fine
-            message = message.replace(scipy_message, "").strip("; ") if scipy_message else message
-    else:
-        is_valid = bool(converged)
-    if downhill:
-        message = note("the Hessian has a negative eigenvalue (saddle point)")
-
-    sandwich_cov = None
+    x = torch.as_tensor(found.values)
     want = sandwich if sandwich is not None else bool(getattr(nll, "weighted", False))
     if want and hasattr(nll, "score_covariance"):
-        sandwich_cov = sandwich_matrix(h, nll.score_covariance(torch.as_tensor(x)).numpy())
-    penalties = nll.penalty_values(torch.as_tensor(x)) if hasattr(nll, "penalty_values") else {}
-    nll_value = float(nll.nll_only(torch.as_tensor(x)).detach()) if hasattr(nll, "nll_only") else fval
-    if objective.n_nonfinite:
-        message = (message + "; " if message else "") + f"{objective.n_nonfinite} trial points with a non-finite objective were rejected"
-    return UnbinnedFitResult(
-        names=names, values=np.asarray(x, dtype=float), errors=np.sqrt(np.diag(covariance)), covariance=covariance, fval=float(fval),
-        ndf=None, is_valid=is_valid, has_accurate_covar=accurate, n_calls=objective.n_calls, method=method, message=message,
-        edm=float(edm), nll=nll_value, penalties=penalties, x0=start, sandwich_covariance=sandwich_cov,
-    )
+        result.sandwich_covariance = sandwich_matrix(found.hessian, nll.score_covariance(x).numpy())
+    result.penalties = nll.penalty_values(x) if hasattr(nll, "penalty_values") else {}
+    result.nll = float(nll.nll_only(x).detach()) if hasattr(nll, "nll_only") else found.fval
+    return result
 
 
-def _snap_to_bounds(objective: _Objective, x, g, h, limits) -> tuple[np.ndarray, np.ndarray]:
-    """Parameters pushed against a bound by the gradient and within 1e-3 sigma of it: put them on it.
-
-    The interior-point method stops a barrier distance away from an active bound, MINUIT's transform
-    close to it; the fit is then judged (EDM) on the other parameters.
-    """
-    lo, hi = limits
-    sigma = np.sqrt(np.abs(np.diag(covariance_from_hessian(h, NEGATIVE_LOG_LIKELIHOOD)[0])))
-    scale = np.where(np.isfinite(sigma) & (sigma > 0), sigma, 1.0)
-    close = lambda d, b: np.isfinite(b) & (d <= np.maximum(1e-3 * scale, 1e-9 * (1.0 + np.abs(np.where(np.isfinite(b), b, 0.0)))))
-    at_lo = close(x - lo, lo) & (g > 0)
-    at_hi = close(hi - x, hi) & (g < 0)
-    at_bound = at_lo | at_hi
-    if not at_bound.any():
-        return x, at_bound
-    snapped = np.where(at_lo, lo, np.where(at_hi, hi, x))
-    if math.isfinite(objective.raw_value(snapped)):
-        return snapped, at_bound
-    return x, at_bound  # the bound itself is outside the physical region: stay just inside it
-
-
-def _edm(g: np.ndarray, h: np.ndarray) -> float:
-    try:
-        return float(0.5 * g @ np.linalg.lstsq(0.5 * (h + h.T), g, rcond=1e-12)[0])
-    except np.linalg.LinAlgError:
-        return math.inf
-
-
-def _invalid(names, x, start, method, objective, message) -> UnbinnedFitResult:
-    n = len(names)
-    x = np.full(n, np.nan) if x is None else np.asarray(x, dtype=float)
-    return UnbinnedFitResult(
-        names=names, values=x, errors=np.full(n, np.nan), covariance=np.full((n, n), np.nan), fval=math.inf, ndf=None,
-        is_valid=False, has_accurate_covar=False, n_calls=objective.n_calls, method=method, message=message, x0=start,
-    )
-
-
-def _newton(objective: _Objective, x0, limits, max_iterations, options) -> tuple[np.ndarray, bool, str]:
-    opts = {"maxiter": max_iterations, "gtol": 1e-8}
-    if limits is None:
-        opts.update(options or {})
-        res = optimize.minimize(objective.value, x0, jac=objective.gradient, hess=objective.hessian, method="trust-exact", options=opts)
-    else:
-        opts.update({"xtol": 1e-10, "barrier_tol": 1e-10})
-        opts.update(options or {})
-        lo, hi = limits
-        # strictly inside for the interior-point method
-        pad = 1e-9 * np.maximum(np.where(np.isfinite(hi - lo), hi - lo, 1.0), 1e-300)
-        x0 = np.clip(x0, lo + pad, hi - pad)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", category=UserWarning)
-            res = optimize.minimize(objective.value, x0, jac=objective.gradient, hess=objective.hessian, method="trust-constr",
-                                    bounds=optimize.Bounds(lo, hi, keep_feasible=True), options=opts)
-    return np.asarray(res.x, dtype=float), bool(res.success), "" if res.success else str(res.message)
-
-
-def _migrad(objective: _Objective, x0, limits, names, max_iterations, tolerance, strategy) -> tuple[np.ndarray, bool, str]:
-    minuit = Minuit(objective.value, x0, grad=objective.gradient, name=names)
-    minuit.errordef = NEGATIVE_LOG_LIKELIHOOD
-    minuit.strategy = strategy
-    minuit.tol = tolerance
-    minuit.throw_nan = False
-    if limits is not None:
-        minuit.limits = [(None if not np.isfinite(a) else a, None if not np.isfinite(b) else b) for a, b in zip(*limits)]
-    minuit.migrad(ncall=20 * max_iterations)
-    valid = bool(minuit.valid)
-    message = "" if valid else f"MIGRAD did not converge (edm {minuit.fmin.edm:.3g}, call limit reached: {minuit.fmin.has_reached_call_limit})"
-    if valid:
-        try:
-            minuit.hesse()
-            if not minuit.valid:
-                message = "HESSE failed after MIGRAD converged (errors from the exact Hessian)"
-        except (RuntimeError, ValueError) as error:
-            message = f"HESSE failed: {error}"
-    return np.array(minuit.values, dtype=float), valid, message
-
-
-# ---------------------------------------------------------------------------------------------------
-# Random restarts
-# ---------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class RestartResult:
-    """Fits from random starting points, valid fits first, each group sorted by fval.
-
-    best: the valid fit with the lowest fval (the lowest finite one if none is valid); n_at_best: how many
-    valid fits reached it within ``tolerance`` in the objective. Unpacks as (fits, best, n_at_best).
-    """
-
-    fits: list[UnbinnedFitResult]
-    best: UnbinnedFitResult
-    n_at_best: int
-    tolerance: float
-
-    @property
-    def n(self) -> int:
-        return len(self.fits)
-
-    @property
-    def n_valid(self) -> int:
-        return sum(f.is_valid for f in self.fits)
-
-    def summary(self) -> str:
-        return (f"{self.n_at_best} of {self.n} restarts reached the minimum (-lnL = {self.best.fval:.6f} within {self.tolerance:g}; "
-                f"{self.n_valid} valid fits)")
-
-    def __iter__(self):
-        return iter((self.fits, self.best, self.n_at_best))
-
-
-def _return_nll(nll):
-    return nll
-
-
-def restart_task(make_nll: Callable[..., Any], nll_kwargs: dict, x0: list[float], fit_options: dict, threads: int | None = None) -> dict:
+def restart_task(make_nll: Callable[..., Any], nll_kwargs: dict, x0: list[float], fit_options: dict,
+                 threads: int | None = None) -> dict:
     """One restart: nll = make_nll(**nll_kwargs); fit_unbinned(nll, x0, **fit_options).to_dict()."""
-    if threads:
-        torch.set_num_threads(threads)
-    return fit_unbinned(make_nll(**nll_kwargs), x0, **fit_options).to_dict()
+    return minimize.restart_task(make_nll, nll_kwargs, x0, fit_options, threads, fit=fit_unbinned)
 
 
 def random_restarts(
     nll_factory_or_nll,
-    sample_start: Callable[[torch.Generator], Any],
+    sample_start: Callable[[torch.Generator], Any] | None,
     n: int,
     executor: str = "ray",
     seed: int = 0,
     *,
     nll_kwargs: dict | None = None,
-    tolerance: float = 1e-3,
-    checkpoint_dir: str | Path | None = None,
-    resume: bool = False,
-    workers: int | None = None,
-    ray_address: str | None = None,
-    threads: int | None = None,
-    on_done: Callable[[int, dict], None] | None = None,
-    **fit_options,
+    **options,
 ) -> RestartResult:
-    """n fits of the same NLL from starting points sample_start(generator) (one torch.Generator seeded by
-    ``seed``, drawn in the driver, so the starts do not depend on the executor), run by `run_tasks`.
+    """n `fit_unbinned` fits of the same NLL from starting points sample_start(generator), by
+    `hadrinv.inference.minimize.random_restarts` (Ray or serial, checkpointed; see there for ``options``:
+    tolerance, checkpoint_dir, resume, workers, ray_address, threads, on_done, and the fit options).
 
-    The NLL usually holds closures and large caches that should not be pickled per task, so each task is
-    the top-level function `restart_task`, which rebuilds the NLL from a picklable factory: pass a
-    top-level ``make_nll`` (function or class) and its ``nll_kwargs`` (tensors, plain containers: shipped
-    once per Ray worker through the object store). An `UnbinnedNLL` instance may be passed instead; it is
-    then shipped as it is, which works with executor 'serial', and with 'ray' only if cloudpickle can
-    serialise it (its intensity function and caches).
-
-    fit_options go to `fit_unbinned` (method, bounds, names, max_iterations, ...). Each result is
-    checkpointed in ``checkpoint_dir`` (a temporary directory if None); resume=True loads finished ones.
-    threads: torch threads per task (default 1 on Ray, untouched when serial).
+    The NLL usually holds closures and large caches that should not be pickled per task: pass a top-level
+    ``make_nll`` (function or class) and its ``nll_kwargs`` (tensors, plain containers). An `UnbinnedNLL`
+    instance may be passed instead; it is then shipped as it is, which works with executor 'serial', and
+    with 'ray' only if cloudpickle can serialise it (its intensity function and caches).
     """
     if isinstance(nll_factory_or_nll, UnbinnedNLL):
         if nll_kwargs:
             raise ValueError("nll_kwargs is for a factory, not for an UnbinnedNLL instance")
-        make_nll, kwargs = _return_nll, {"nll": nll_factory_or_nll}
+        make_nll, kwargs = minimize.given, {"objective": nll_factory_or_nll}
     else:
-        make_nll, kwargs = nll_factory_or_nll, dict(nll_kwargs or {})
-    generator = torch.Generator().manual_seed(int(seed))
-    starts = [np.asarray(torch.as_tensor(sample_start(generator), dtype=torch.float64).reshape(-1).numpy(), dtype=float) for _ in range(n)]
-    if threads is None and executor == "ray":
-        threads = 1
-    shared = {"make_nll": make_nll, "nll_kwargs": kwargs, "fit_options": dict(fit_options), "threads": threads}
-    per_task = [{"x0": s.tolist()} for s in starts]
-
-    def run(directory: Path) -> list[dict]:
-        files = [directory / f"restart_{i:04d}.pt" for i in range(n)]
-        return run_tasks(restart_task, shared, per_task, files, resume=resume, executor=executor, workers=workers,
-                         ray_address=ray_address, on_done=on_done)
-
-    if checkpoint_dir is None:
-        with tempfile.TemporaryDirectory(prefix="restarts_") as tmp:
-            raw = run(Path(tmp))
-    else:
-        raw = run(Path(checkpoint_dir))
-    fits = [UnbinnedFitResult.from_dict(r) for r in raw]
-    key = lambda f: (not f.is_valid, f.fval if math.isfinite(f.fval) else math.inf)
-    fits.sort(key=key)
-    best = fits[0]
-    n_at_best = sum(1 for f in fits if f.is_valid and best.is_valid and f.fval <= best.fval + tolerance)
-    return RestartResult(fits=fits, best=best, n_at_best=n_at_best, tolerance=tolerance)
+        make_nll, kwargs = nll_factory_or_nll, nll_kwargs
+    return minimize.random_restarts(make_nll, sample_start, n, executor, seed, objective_kwargs=kwargs,
+                                    fit=fit_unbinned, result_type=UnbinnedFitResult, **options)

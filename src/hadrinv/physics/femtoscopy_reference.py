@@ -1,6 +1,6 @@
 """Independent, slow reference for s-wave femtoscopic correlation functions (units: MeV and fm).
 
-This module is the independent check of acceptance criterion 1 (our batched Numerov solver in
+This module is the independent accuracy check of the forward model (our batched Numerov solver in
 ``hadrinv.physics.schrodinger`` / ``hadrinv.physics.femtoscopy`` against a different method) and the
 per-point baseline of the speed benchmark ``benchmarks/femto_solver.py``. It shares no code with the Numerov
 solver (no stretched grid, no Liouville transform, no node counting on a grid, no Simpson weights, no
@@ -134,7 +134,7 @@ def reference_correlation(
     """Koonin-Pratt C(k) and delta(k) (rad), each (K,), for ONE potential ``V_fn_numpy`` (r_fm -> V in MeV,
     numpy) at every momentum of ``k_mev`` (MeV), one adaptive DOP853 integration per point.
 
-    The independent check of acceptance 1 and the per-point baseline of the speed benchmark; slow (tens of
+    The independent accuracy check of the Numerov solver and the per-point baseline of the speed benchmark; slow (tens of
     ms per point). The potential must be negligible beyond r_match_fm."""
     k_all = np.atleast_1d(np.asarray(k_mev, dtype=float))
     if (k_all <= 0).any():

@@ -4,25 +4,23 @@ measurements every method gets (accuracy against an exact posterior, calibration
 from __future__ import annotations
 
 import time
-from typing import Literal
+from typing import Annotated, ClassVar, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, Field
 
 from hadrinv.inference import ConditionalDiffusion, ConditionalFlow, FlowMatching, INN, MDN, VAIM
 from hadrinv.inference.amortized import AmortizedEstimator
 from hadrinv.inference.diagnostics import c2st, ellipsoid_coverage, hpd_coverage, marginal_coverage, mmd
 from hadrinv.inference.mixture import EstimatorMixture
+from hadrinv.inference.options import check_estimator_options
+from hadrinv.workflows.execution import Strict, WorkflowConfig, thread_limit  # noqa: F401  (thread_limit: used by the tasks)
 
 ESTIMATOR_CLASSES: dict[str, type[AmortizedEstimator]] = {
     "vaim": VAIM, "mdn": MDN, "inn": INN, "flow": ConditionalFlow, "diffusion": ConditionalDiffusion, "flow_matching": FlowMatching,
 }
 MethodName = Literal["vaim", "mdn", "inn", "flow", "diffusion", "flow_matching"]
 COVERAGE_LEVELS = (0.68, 0.95)
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
 class TrainingConfig(Strict):
@@ -48,25 +46,47 @@ def training_for(method: str, training: TrainingConfig, overrides: dict[str, dic
     return TrainingConfig.model_validate({**training.model_dump(), **overrides.get(method, {}), **specific}).model_dump()
 
 
-class ExecutionConfig(Strict):
-    executor: Literal["ray", "serial"] = "ray"
-    workers: int | None = Field(None, description="parallel trainings on a local Ray (default: CPU count)")
-    ray_address: str | None = Field(None, description="an existing Ray cluster, e.g. ray://head:10001 or auto")
+def _check_method_training(overrides: dict[str, dict]) -> dict[str, dict]:
+    for key, changes in overrides.items():
+        if not isinstance(changes, dict):
+            raise ValueError(f"{key}: expected a mapping of training settings")
+        unknown = sorted(set(changes) - set(TrainingConfig.model_fields))
+        if unknown:
+            raise ValueError(f"{key}.{unknown[0]}: unknown training setting (settings: {', '.join(TrainingConfig.model_fields)})")
+        TrainingConfig.model_validate(changes)
+    return overrides
 
 
-class AmortizedRunConfig(Strict):
+def _check_options_by_method(options: dict[str, dict]) -> dict[str, dict]:
+    for method, values in options.items():
+        if method not in ESTIMATOR_CLASSES:
+            raise ValueError(f"{method}: unknown method; choose from {', '.join(ESTIMATOR_CLASSES)}")
+        check_estimator_options(ESTIMATOR_CLASSES[method], values, method)
+    return options
+
+
+# options of estimators by method name, checked against each estimator's constructor when the config loads
+EstimatorOptions = Annotated[dict[str, dict], AfterValidator(_check_options_by_method)]
+MethodTraining = Annotated[dict[str, dict], AfterValidator(_check_method_training)]
+
+
+def options_of(estimator_class: type[AmortizedEstimator]):
+    """A config field type: one estimator's options, checked against its constructor when the config loads."""
+    return Annotated[dict, AfterValidator(lambda options: check_estimator_options(estimator_class, options))]
+
+
+class AmortizedRunConfig(WorkflowConfig):
     """Settings every amortized-inference workflow has; a workflow's config adds its own."""
 
+    ensemble: ClassVar[str | None] = "members of each posterior estimator, a deep ensemble (unset: each estimator's own `members`)"
+
     training: TrainingConfig = TrainingConfig()
-    method_training: dict[str, dict] = Field(default_factory=default_method_training, description="per-method changes to training")
-    execution: ExecutionConfig = ExecutionConfig()
-    threads_per_task: int | None = Field(1, description="torch threads inside each parallel training")
-    seed: int = 0
-    device: Literal["cpu", "cuda"] = "cpu"
+    method_training: MethodTraining = Field(default_factory=default_method_training, description="per-method changes to training")
 
 
-# how the tasks are run does not change the numbers: these may differ when resuming
-EXECUTION_KEYS = ("execution.executor", "execution.workers", "execution.ray_address", "out", "threads_per_task")
+def with_members(options: dict, members: int | None) -> dict:
+    """An estimator's options with ``execution.members``, where given, as its ensemble size."""
+    return options if members is None else {**options, "members": members}
 
 
 def build_estimator(method: str, theta_dim: int, x_dim: int, options: dict | None = None, **common) -> AmortizedEstimator | EstimatorMixture:
@@ -107,9 +127,3 @@ def calibration(estimator: AmortizedEstimator, theta: torch.Tensor, x: torch.Ten
 def accuracy_against_exact(samples: torch.Tensor, exact: torch.Tensor, seed: int) -> dict:
     n = min(len(samples), len(exact))
     return {"c2st": float(c2st(exact[:n], samples[:n], seed=seed)), "mmd": float(mmd(exact[:n], samples[:n]))}
-
-
-def thread_limit(threads: int | None) -> None:
-    """Each parallel training uses its share of the cores (Ray workers otherwise oversubscribe)."""
-    if threads:
-        torch.set_num_threads(threads)

@@ -3,6 +3,7 @@
 metrics.json is the mark of a finished run: it is removed when a new run starts and written atomically
 at the very end, so an interrupted run never looks complete. Checkpoints live in OUT/checkpoints/: a new
 run clears them (they belong to the previous config), --resume keeps them and requires the same config.
+A run claims its folder (OUT/.hadrinv-run) and never clears a folder that another run or a user owns.
 """
 
 from __future__ import annotations
@@ -14,29 +15,69 @@ import yaml
 from pydantic import BaseModel
 
 from hadrinv.data.io import atomic_write_json, atomic_write_text
+from hadrinv.workflows.execution import RESUMABLE_KEYS
 
 METRICS = "metrics.json"
 CONFIG = "config.yaml"
 CHECKPOINTS = "checkpoints"
 
 
+MARKER = ".hadrinv-run"  # the config class of the run that owns the folder
+
+
 class ResumeMismatch(ValueError):
     pass
 
 
-def prepare_output(out: str | Path, config: BaseModel, resume: bool, execution_keys: tuple[str, ...] = ()) -> Path:
-    """execution_keys: dotted settings that change how a run executes, not its results (may differ on resume)."""
+class OutputInUse(ValueError):
+    pass
+
+
+def prepare_output(out: str | Path, config: BaseModel, context, resumable: tuple[str, ...] = RESUMABLE_KEYS) -> Path:
+    """Claim the output folder for a run of ``config`` (``context``: resume and force flags).
+
+    A folder that holds anything else than an unfinished run of the same workflow is refused unless
+    ``context.force`` (a finished run too: ``context.resume`` reuses its results). ``resumable``: dotted
+    settings that change how a run executes, not its results, and may differ on resume.
+    """
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise OutputInUse(f"{out}: is a file; give a folder for the run's outputs")
     text = yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
     previous = out / CONFIG
-    if resume and previous.is_file() and _without(yaml.safe_load(previous.read_text()), execution_keys) != _without(yaml.safe_load(text), execution_keys):
-        raise ResumeMismatch(f"{previous}: the config differs from the interrupted run's; resume with the same settings or use a new --out")
+    kind = type(config).__name__
+    if out.is_dir() and any(out.iterdir()) and not context.force:
+        marker = out / MARKER
+        ours = marker.is_file() and marker.read_text().strip() == kind
+        if not ours and not (context.resume and previous.is_file()):
+            raise OutputInUse(f"{out}: the folder holds something else than a run of this workflow; use another --out, or --force to "
+                              "write into it (its checkpoints/ and metrics.json are replaced)")
+        if ours and (out / METRICS).is_file() and not context.resume:
+            raise OutputInUse(f"{out}: holds a finished run; use another --out, --resume to reuse its results, or --force to run again")
+    if context.resume and previous.is_file():
+        difference = _first_difference(_without(yaml.safe_load(previous.read_text()) or {}, resumable), _without(yaml.safe_load(text), resumable))
+        if difference:
+            raise ResumeMismatch(f"{previous}: {difference}; resume with the run's settings or use a new --out")
     out.mkdir(parents=True, exist_ok=True)
     (out / METRICS).unlink(missing_ok=True)
-    if not resume:
+    if not context.resume:
         shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
+    atomic_write_text(out / MARKER, kind + "\n")
     atomic_write_text(previous, text)
     return out
+
+
+def _first_difference(before, now, path: str = "") -> str | None:
+    """'key: X in the interrupted run, Y now' for the first setting that differs (dotted key), or None."""
+    if isinstance(before, dict) and isinstance(now, dict):
+        for key in [*before, *(k for k in now if k not in before)]:
+            found = _first_difference(before.get(key), now.get(key), f"{path}.{key}" if path else str(key))
+            if found:
+                return found
+        return None
+    if before != now:
+        return f"{path or 'settings'} differs: {before!r} in the interrupted run, {now!r} now"
+    return None
 
 
 def finish_output(out: Path, metrics: dict) -> Path:

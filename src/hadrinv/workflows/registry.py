@@ -14,6 +14,7 @@ from pydantic import BaseModel
 @dataclass
 class RunContext:
     resume: bool = False
+    force: bool = False  # write into an --out that holds something else than an unfinished run of this workflow
     progress: bool = True  # progress bars on the terminal
     log: Callable[[str], None] = print
 
@@ -34,12 +35,34 @@ class Workflow:
                 raise ValueError(f"unknown preset {preset!r} for {self.name}; choose from {', '.join(self.presets)}")
             merged = deep_merge(merged, self.presets[preset])
         if config_file:
-            loaded = yaml.safe_load(Path(config_file).read_text()) or {}
-            if not isinstance(loaded, dict):
-                raise ValueError(f"{config_file}: a config file must hold a mapping of settings")
-            merged = deep_merge(merged, loaded)
+            merged = deep_merge(merged, read_settings(config_file))
         merged = deep_merge(merged, {k: v for k, v in (overrides or {}).items() if v is not None})
         return self.config_class.model_validate(merged)
+
+    @property
+    def ensemble(self) -> str | None:
+        """What the ensemble's members are (None: the workflow has no ensemble)."""
+        return getattr(self.config_class, "ensemble", None)
+
+
+def read_settings(path: str | Path) -> dict:
+    """A YAML file of settings, or ValueError with one line naming the file (and line) at fault."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such config file")
+    try:
+        loaded = yaml.safe_load(path.read_text())
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not a text (YAML) file") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark is not None else ""
+        raise ValueError(f"{path}{where}: malformed YAML ({getattr(exc, 'problem', None) or exc})") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ValueError(f"{path}: a config file must hold a mapping of settings")
+    return loaded
 
 
 def deep_merge(base: dict, update: dict) -> dict:
@@ -50,14 +73,6 @@ def deep_merge(base: dict, update: dict) -> dict:
         else:
             out[key] = copy.deepcopy(value)
     return out
-
-
-def require_device(device: str) -> None:
-    """Stop before any work when --device cuda is asked for and torch sees no GPU."""
-    import torch
-
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda requested but torch sees no CUDA device")
 
 
 WORKFLOWS: dict[str, Workflow] = {}

@@ -4,14 +4,7 @@ from hadrinv.workflows.dis_pdf.config import PRESETS, DISPdfConfig
 from hadrinv.workflows.dis_pdf.run import DISPdfResult, run
 from hadrinv.workflows.registry import Workflow, register
 
-WORKFLOW = register(
-    Workflow(
-        name="dis-pdf",
-        summary="u, d quark distributions from sigma_p, sigma_n: VAIM on a grid, point-cloud VAIM/flow on experiments' bins, vs a fit (talk 003)",
-        config_class=DISPdfConfig,
-        run=run,
-        presets=PRESETS,
-    )
-)
+WORKFLOW = register(Workflow("dis-pdf", "u, d quark distributions from sigma_p, sigma_n: VAIM on a grid, point-cloud VAIM/flow on experiments' bins, vs a fit (talk 003)",
+                             DISPdfConfig, run, PRESETS))
 
 __all__ = ["DISPdfConfig", "DISPdfResult", "run", "WORKFLOW"]

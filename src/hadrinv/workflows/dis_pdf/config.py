@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from hadrinv.workflows.amortized_runs import AmortizedRunConfig, MethodName, Strict
+from hadrinv.workflows.amortized_runs import AmortizedRunConfig, EstimatorOptions, MethodName, MethodTraining, Strict
 
 
 def default_grid_options() -> dict[str, dict]:
@@ -61,10 +61,10 @@ class DISPdfConfig(AmortizedRunConfig):
     kinematics: KinematicsConfig = KinematicsConfig()
     test_sets: int = Field(100, ge=1, description="held-out pseudo-data sets (coverage, 2-sigma check)")
     posterior_samples: int = Field(1000, ge=10)
-    method_training: dict[str, dict] = Field(default_factory=lambda: {"diffusion": {"patience": 30, "max_epochs": 400}},
+    method_training: MethodTraining = Field(default_factory=lambda: {"diffusion": {"patience": 30, "max_epochs": 400}},
                                              description="per-method changes to training; a key such as cloud/flow changes one kind only")
-    grid_options: dict[str, dict] = Field(default_factory=default_grid_options)
-    cloud_options: dict[str, dict] = Field(default_factory=default_cloud_options)
+    grid_options: EstimatorOptions = Field(default_factory=default_grid_options)
+    cloud_options: EstimatorOptions = Field(default_factory=default_cloud_options)
     data: str | None = Field(None, description="a CSV of measurements (x, Q2, sigma_p, sigma_n): analysed by the point-cloud models")
     out: str = "runs/dis-pdf"
 

@@ -27,13 +27,14 @@ from hadrinv.inference.amortized import AmortizedEstimator
 from hadrinv.inference.diagnostics import ellipsoid_coverage, hpd_coverage, marginal_coverage
 from hadrinv.inference.ensemble import run_tasks
 from hadrinv.inference.fit import least_squares
+from hadrinv.models.dis import DISProblem, held_out_sets, make_problem, training_clouds
 from hadrinv.physics.dis import cross_sections
-from hadrinv.workflows.amortized_runs import EXECUTION_KEYS, build_estimator, thread_limit, timed_sample, training_for
+from hadrinv.workflows.amortized_runs import build_estimator, thread_limit, timed_sample, training_for, with_members
+from hadrinv.workflows.execution import require_device
 from hadrinv.workflows.dis_pdf import plots
 from hadrinv.workflows.dis_pdf.config import DISPdfConfig
-from hadrinv.workflows.dis_pdf.problem import DISProblem, held_out_sets, make_problem, training_clouds
 from hadrinv.workflows.output import CHECKPOINTS, finish_output, prepare_output
-from hadrinv.workflows.registry import RunContext, require_device
+from hadrinv.workflows.registry import RunContext
 
 TABLE_KEYS = ("coverage_68", "coverage_95", "ellipsoid_coverage_68", "ellipsoid_coverage_95", "hpd_coverage_68", "hpd_coverage_95", "within_2sigma_min", "all_within_2sigma", "rms_error_over_prior_width", "sigma_ratio_rms", "train_seconds", "seconds_per_set")
 TWO_SIGMA = 0.9545
@@ -141,14 +142,14 @@ def run(config: DISPdfConfig, context: RunContext | None = None) -> DISPdfResult
     context = context or RunContext()
     started = time.perf_counter()
     user_data = read_dis_data(config.data) if config.data else None  # validates before anything is written
-    require_device(config.device)
+    require_device(config.execution.device)
     for kind, methods, options in (("grid", config.grid_methods, config.grid_options), ("cloud", config.cloud_methods, config.cloud_options)):
         missing = [m for m in methods if m not in options]
         if missing:
             raise ValueError(f"{kind}_options has no entry for {', '.join(missing)}")
     if user_data is not None and not config.cloud_methods:
         raise ValueError("--data is analysed by the point-cloud models: cloud_methods must not be empty")
-    out = prepare_output(config.out, config, context.resume, EXECUTION_KEYS)
+    out = prepare_output(config.out, config, context)
     k = config.kinematics
     problem = make_problem(k.n_x, k.n_q2, config.relative_noise)
     test_theta, test_grid, test_cloud, test_kinematics = held_out_sets(problem, config.test_sets, config.seed, k.test_experiments)
@@ -156,20 +157,20 @@ def run(config: DISPdfConfig, context: RunContext | None = None) -> DISPdfResult
                 f"(clouds of {test_cloud.shape[1]} bins of {', '.join(k.test_experiments)})")
     tasks, names = [], []
     common = {"problem": problem, "simulations": config.simulations, "kinematics": k.model_dump(),
-              "posterior_samples": config.posterior_samples, "threads": config.threads_per_task, "device": config.device}
+              "posterior_samples": config.posterior_samples, "threads": config.execution.threads_per_task, "device": config.execution.device}
     # the point-cloud models take longest: start them first so the parallel workers finish together
     for i, method in enumerate(config.cloud_methods):
-        tasks.append({"kind": "cloud", "method": method, "options": config.cloud_options[method],
+        tasks.append({"kind": "cloud", "method": method, "options": with_members(config.cloud_options[method], config.execution.members),
                       "training": training_for(method, config.training, config.method_training, "cloud"), "test_theta": test_theta, "test_x": test_cloud,
                       "seed": config.seed * 1000 + 100 + i, **common})
         names.append(f"cloud/{method}")
     for i, method in enumerate(config.grid_methods):
-        tasks.append({"kind": "grid", "method": method, "options": config.grid_options[method],
+        tasks.append({"kind": "grid", "method": method, "options": with_members(config.grid_options[method], config.execution.members),
                       "training": training_for(method, config.training, config.method_training, "grid"), "test_theta": test_theta, "test_x": test_grid,
                       "seed": config.seed * 1000 + i, **common})
         names.append(f"grid/{method}")
     if config.baseline_fit:
-        tasks.append({"kind": "fit", "problem": problem, "test_theta": test_theta, "test_x": test_grid, "threads": config.threads_per_task})
+        tasks.append({"kind": "fit", "problem": problem, "test_theta": test_theta, "test_x": test_grid, "threads": config.execution.threads_per_task})
         names.append("fit")
     files = [out / CHECKPOINTS / f"{name.replace('/', '__')}.pt" for name in names]
 
@@ -177,8 +178,7 @@ def run(config: DISPdfConfig, context: RunContext | None = None) -> DISPdfResult
         m = result["metrics"]
         context.log(f"{names[i]}: coverage 68/95 {m['coverage_68']:.2f}/{m['coverage_95']:.2f}, within 2 sigma (worst parameter) {m['within_2sigma_min']:.2f}")
 
-    results = run_tasks(_dispatch, {}, tasks, files, resume=context.resume, executor=config.execution.executor, workers=config.execution.workers,
-                        ray_address=config.execution.ray_address, on_done=on_done, gpus_per_task=1.0 if config.device == "cuda" else 0.0)
+    results = run_tasks(_dispatch, {}, tasks, files, resume=context.resume, on_done=on_done, **config.execution.task_options())
     metrics: dict = {"workflow": "dis-pdf", "parameters": list(problem.space.free_names), "test_sets": config.test_sets, "methods": {}}
     control = 0
     truth = test_theta[control].float()

@@ -4,14 +4,7 @@ from hadrinv.workflows.femto_inverse.config import PRESETS, FemtoInverseConfig
 from hadrinv.workflows.femto_inverse.run import FemtoInverseResult, run
 from hadrinv.workflows.registry import Workflow, register
 
-WORKFLOW = register(
-    Workflow(
-        name="femto-inverse",
-        summary="potential parameters and source size from C(k): the talk's DNN inverse map and PCA, a flow posterior, vs a fit (talk 001)",
-        config_class=FemtoInverseConfig,
-        run=run,
-        presets=PRESETS,
-    )
-)
+WORKFLOW = register(Workflow("femto-inverse", "potential parameters and source size from C(k): the talk's DNN inverse map and PCA, a flow posterior, vs a fit (talk 001)",
+                             FemtoInverseConfig, run, PRESETS))
 
 __all__ = ["FemtoInverseConfig", "FemtoInverseResult", "run", "WORKFLOW"]

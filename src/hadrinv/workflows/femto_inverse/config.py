@@ -12,7 +12,9 @@ from __future__ import annotations
 from pydantic import Field, model_validator
 
 from hadrinv.physics.femtoscopy import P_OMEGA_REDUCED_MASS_MEV
-from hadrinv.workflows.amortized_runs import AmortizedRunConfig, Strict
+from hadrinv.inference import ConditionalFlow
+from hadrinv.inference.regression import Regressor
+from hadrinv.workflows.amortized_runs import AmortizedRunConfig, Strict, options_of
 
 PARAMETERS = ("r0", "b1", "b2", "b3", "b4")
 UNITS = {"r0": "fm", "b1": "MeV", "b2": "fm^-2", "b3": "MeV fm^2", "b4": "fm^-2"}
@@ -76,11 +78,11 @@ class FemtoInverseConfig(AmortizedRunConfig):
     dataset: DatasetConfig = DatasetConfig()
     posterior: PosteriorConfig = PosteriorConfig()
     # the talk's DNN: standardised log C straight into a residual MLP (a narrow embedding costs R^2 on r0, b3)
-    regressor: dict = Field(default_factory=lambda: {"hidden": 512, "blocks": 4})
-    flexible_regressor: dict = Field(default_factory=lambda: {"hidden": 256, "blocks": 3, "embedding": "set", "embedding_options": {"features": 128, "hidden": 128}})
+    regressor: options_of(Regressor) = Field(default_factory=lambda: {"hidden": 512, "blocks": 4})
+    flexible_regressor: options_of(Regressor) = Field(default_factory=lambda: {"hidden": 256, "blocks": 3, "embedding": "set", "embedding_options": {"features": 128, "hidden": 128}})
     # a mixture of 3 flows on the prior box: one flow's joint density is too concentrated (HPD 0.53 / 0.88),
     # independent members average its bumps out, and box support keeps the flat directions (b1, b2, b4) flat
-    flow: dict = Field(default_factory=lambda: {"members": 3, "box_support": True, "transforms": 5, "hidden": 128, "embedding": "set",
+    flow: options_of(ConditionalFlow) = Field(default_factory=lambda: {"members": 3, "box_support": True, "transforms": 5, "hidden": 128, "embedding": "set",
                                                 "embedding_options": {"features": 128, "hidden": 128}})
     data: str | None = Field(None, description="a CSV of measurements k_mev, C, error: analysed by the posterior flow")
     out: str = "runs/femto-inverse"

@@ -29,25 +29,22 @@ from hadrinv.inference.amortized import AmortizedEstimator
 from hadrinv.inference.diagnostics import hpd_coverage, marginal_coverage
 from hadrinv.inference.ensemble import run_tasks
 from hadrinv.inference.fit import least_squares
-from hadrinv.workflows.amortized_runs import EXECUTION_KEYS, build_estimator, thread_limit, timed_sample, training_for
-from hadrinv.workflows.femto_inverse import plots
-from hadrinv.workflows.femto_inverse.config import PARAMETERS, FemtoInverseConfig, PhysicsConfig
-from hadrinv.workflows.femto_inverse.problem import (
+from hadrinv.models.femtoscopy import (
     SimulatedSet,
-    k_grid,
     log_c,
     noisy,
     point_cloud,
-    potential_of,
-    random_momenta,
     random_subsets,
     sample_uniform,
-    save_dataset,
-    simulate,
     two_to_five,
 )
+from hadrinv.workflows.amortized_runs import build_estimator, thread_limit, timed_sample, training_for, with_members
+from hadrinv.workflows.execution import RESUMABLE_KEYS, require_device
+from hadrinv.workflows.femto_inverse import plots
+from hadrinv.workflows.femto_inverse.config import PARAMETERS, FemtoInverseConfig, PhysicsConfig
+from hadrinv.workflows.femto_inverse.problem import k_grid, potential_of, random_momenta, save_dataset, simulate
 from hadrinv.workflows.output import CHECKPOINTS, finish_output, prepare_output
-from hadrinv.workflows.registry import RunContext, require_device
+from hadrinv.workflows.registry import RunContext
 
 # the talk's R^2 table (training = test in both cases)
 TALK_R2 = {"five": dict(zip(PARAMETERS, (0.99, 0.86, 0.02, 0.90, 0.00))), "two": {"b1": 0.99, "b3": 0.99}}
@@ -223,7 +220,7 @@ def _simulate_all(draws: dict, config: FemtoInverseConfig, out: Path, context: R
             rows = slice(start, start + chunk)
             k = d["k"] if d["k"].ndim == 1 else d["k"][rows]
             tasks.append({"kind": "simulate", "theta5": d["theta5"][rows], "k_mev": k, "physics": config.physics.model_dump(),
-                          "threads": config.threads_per_task})
+                          "threads": config.execution.threads_per_task})
             owners.append((name, start))
     files = [out / CHECKPOINTS / f"simulate__{name}__{start:07d}.pt" for name, start in owners]
     done = [0]
@@ -233,8 +230,7 @@ def _simulate_all(draws: dict, config: FemtoInverseConfig, out: Path, context: R
         if done[0] % max(1, len(tasks) // 10) == 0 or done[0] == len(tasks):
             context.log(f"simulated {done[0]}/{len(tasks)} chunks of {chunk} correlation functions")
 
-    results = run_tasks(_dispatch, {}, tasks, files, resume=context.resume, executor=config.execution.executor, workers=config.execution.workers,
-                        ray_address=config.execution.ray_address, on_done=on_done)
+    results = run_tasks(_dispatch, {}, tasks, files, resume=context.resume, on_done=on_done, **config.execution.task_options(on_device=False))
     sets = {}
     for name, d in draws.items():
         parts = [r for (owner, _), r in zip(owners, results) if owner == name]
@@ -259,12 +255,12 @@ def run(config: FemtoInverseConfig, context: RunContext | None = None) -> FemtoI
     context = context or RunContext()
     started = time.perf_counter()
     user_data = _read_user_data(config.data) if config.data else None  # validate before anything is written
-    require_device(config.device)
+    require_device(config.execution.device)
     ph, ds, post = config.physics, config.dataset, config.posterior
     if ph.k_max_mev <= ph.k_min_mev:
         raise ValueError(f"physics.k_max_mev ({ph.k_max_mev}) must exceed k_min_mev ({ph.k_min_mev})")
     # the measured curve is analysed after training: --resume --data FILE reuses a finished run's networks
-    out = prepare_output(config.out, config, context.resume, EXECUTION_KEYS + ("data",))
+    out = prepare_output(config.out, config, context, RESUMABLE_KEYS + ("data",))
     draws = _draw_parameters(config)
     total = sum(len(d["theta5"]) for d in draws.values())
     context.log(f"femto-inverse: simulating {total} correlation functions ({ds.five_parameter} five-parameter on {ph.k_points} k points, "
@@ -314,10 +310,10 @@ def run(config: FemtoInverseConfig, context: RunContext | None = None) -> FemtoI
         flow_eval["fit curves"] = point_cloud(k_fixed, fit_C, fit_rel)
         flow_truth["fit curves"] = fit_truth
     low5, high5 = ph.ranges.low_high()
-    common = {"threads": config.threads_per_task, "device": config.device}
+    common = {"threads": config.execution.threads_per_task, "device": config.execution.device}
     tasks = [
         {"kind": "flow", "x_train": flow_train, "theta_train": rand_train.theta, "evaluations": flow_eval,
-         "hpd_inputs": {name: (flow_truth[name], x) for name, x in flow_eval.items()}, "bounds": (low5, high5), "options": config.flow,
+         "hpd_inputs": {name: (flow_truth[name], x) for name, x in flow_eval.items()}, "bounds": (low5, high5), "options": with_members(config.flow, config.execution.members),
          "training": training_for("flow", config.training, config.method_training), "samples": post.samples, "seed": config.seed * 1000 + 1, **common},
         {"kind": "regressor", "x_train": flexible_train, "theta_train": rand_train.theta, "evaluations": flexible_eval, "options": config.flexible_regressor,
          "training": training_for("regressor", config.training, config.method_training), "seed": config.seed * 1000 + 2, **common},
@@ -333,13 +329,11 @@ def run(config: FemtoInverseConfig, context: RunContext | None = None) -> FemtoI
         tasks.append({"kind": "fit", "C_obs": fit_C, "relative_error": post.fit_relative_noise, "k_mev": k_fixed,
                       "library_theta": five_train.theta, "library_logc": log_c(five_train.C), "low": low5, "high": high5,
                       "physics": ph.model_dump(), "starts": post.fit_starts, "max_evaluations": post.fit_max_evaluations, "samples": post.samples,
-                      "threads": config.threads_per_task})
+                      "threads": config.execution.threads_per_task})
         names.append("fit")
     files = [out / CHECKPOINTS / f"{name}.pt" for name in names]
-    results = dict(zip(names, run_tasks(_dispatch, {}, tasks, files, resume=context.resume, executor=config.execution.executor,
-                                        workers=config.execution.workers, ray_address=config.execution.ray_address,
-                                        on_done=lambda i, r: context.log(f"{names[i]}: done"),
-                                        gpus_per_task=1.0 if config.device == "cuda" else 0.0)))
+    results = dict(zip(names, run_tasks(_dispatch, {}, tasks, files, resume=context.resume,
+                                        on_done=lambda i, r: context.log(f"{names[i]}: done"), **config.execution.task_options())))
 
     # ---- the talk's R^2 tables, and the flexible-input DNN on grids it never saw
     p5 = results["dnn_five"]["predictions"]

@@ -4,14 +4,7 @@ from hadrinv.workflows.halqcd_potential.config import PRESETS, HalqcdPotentialCo
 from hadrinv.workflows.halqcd_potential.run import HalqcdPotentialResult, run
 from hadrinv.workflows.registry import Workflow, register
 
-WORKFLOW = register(
-    Workflow(
-        name="halqcd-potential",
-        summary="non-local potential U(r, r') as a symmetric neural network from NBS wave functions / R(t, r); phase shifts, V_eff (talk 001)",
-        config_class=HalqcdPotentialConfig,
-        run=run,
-        presets=PRESETS,
-    )
-)
+WORKFLOW = register(Workflow("halqcd-potential", "non-local potential U(r, r') as a symmetric neural network from NBS wave functions / R(t, r); phase shifts, V_eff (talk 001)",
+                             HalqcdPotentialConfig, run, PRESETS))
 
 __all__ = ["HalqcdPotentialConfig", "HalqcdPotentialResult", "run", "WORKFLOW"]

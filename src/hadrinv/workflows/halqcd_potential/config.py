@@ -13,12 +13,13 @@ Presets: `quick` (CI, about a minute per case on 2 cores) and `paper` (longer tr
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from hadrinv.models.halqcd import OmegaOmegaSettings
 from hadrinv.physics.halqcd import LATTICE_SPACING_FM, OMEGA_MASS_LATTICE_MEV
-from hadrinv.workflows.amortized_runs import ExecutionConfig, Strict
+from hadrinv.workflows.execution import Strict, WorkflowConfig
 
 CASES = ("separable", "omega-omega")
 
@@ -83,29 +84,19 @@ class OmegaOmegaCaseConfig(Strict):
 
     @model_validator(mode="after")
     def _check(self):
-        if len(self.strengths_mev) != len(self.ranges_fm) or min(self.ranges_fm) <= 0:
-            raise ValueError("need one positive range per strength")
-        if not (1 <= self.times[0] and self.times[1] - self.times[0] >= 2):
-            raise ValueError("times: need 1 <= first and at least three slices")
-        if not self.times[0] < self.report_time < self.times[1]:
-            raise ValueError("report_time must lie strictly inside the time slices")
-        for s in self.sources:
-            if s != "wall" and not (isinstance(s, (int, float)) and s > 0):
-                raise ValueError(f"source {s!r}: use 'wall' or a positive Gaussian width in fm")
+        OmegaOmegaSettings(**self.model_dump())  # the model's own consistency checks (one range per strength, ...)
         return self
 
 
-class HalqcdPotentialConfig(Strict):
+class HalqcdPotentialConfig(WorkflowConfig):
+    ensemble: ClassVar[str | None] = "kernel networks from their own initialisations (and bootstrap of the configurations when noisy)"
+    default_members: ClassVar[int | None] = 8
+
     case: Literal["separable", "omega-omega"] = "separable"
     separable: SeparableCaseConfig = SeparableCaseConfig()
     omega_omega: OmegaOmegaCaseConfig = OmegaOmegaCaseConfig()
     network: KernelNetworkConfig = KernelNetworkConfig()
     training: KernelTrainingConfig = KernelTrainingConfig()
-    members: int = Field(8, ge=1, description="ensemble members (network initialisations; bootstrap of the configurations when noisy)")
-    execution: ExecutionConfig = ExecutionConfig()
-    threads_per_task: int | None = Field(1, description="torch threads inside each member's training")
-    seed: int = 0
-    device: Literal["cpu", "cuda"] = "cpu"
     data: str | None = Field(None, description="a lattice R(t, r) file (HDF5 or CSV, hadrinv.data.correlators) for the omega-omega case")
     out: str = "runs/halqcd-potential"
 
@@ -125,6 +116,6 @@ class HalqcdPotentialConfig(Strict):
 
 
 PRESETS: dict[str, dict] = {
-    "quick": {"members": 4, "training": {"adam_steps": 1500, "lbfgs_steps": 400}},
-    "paper": {"members": 16, "training": {"adam_steps": 4000, "lbfgs_steps": 1500}},
+    "quick": {"execution": {"members": 4}, "training": {"adam_steps": 1500, "lbfgs_steps": 400}},
+    "paper": {"execution": {"members": 16}, "training": {"adam_steps": 4000, "lbfgs_steps": 1500}},
 }

@@ -27,16 +27,17 @@ from hadrinv.data.correlators import read_correlator
 from hadrinv.data.io import atomic_torch_save, atomic_write_csv
 from hadrinv.inference.ensemble import run_tasks
 from hadrinv.inference.integral_kernel import SymmetricKernel, fit_integral_kernel
+from hadrinv.models.halqcd import KernelData
 from hadrinv.physics.halqcd import potential_action
 from hadrinv.physics.nonlocal_scattering import bound_state_energies, phase_shifts, scattering_length
-from hadrinv.workflows.amortized_runs import EXECUTION_KEYS  # how members run does not change the numbers
+from hadrinv.workflows.execution import require_device
 from hadrinv.workflows.halqcd_potential import plots
 from hadrinv.workflows.halqcd_potential.config import HalqcdPotentialConfig
-from hadrinv.workflows.halqcd_potential.problem import KernelData, build_case
+from hadrinv.workflows.halqcd_potential.problem import build_case
 from hadrinv.workflows.output import CHECKPOINTS, finish_output, prepare_output
-from hadrinv.workflows.registry import RunContext, require_device
+from hadrinv.workflows.registry import RunContext
 
-# acceptance targets of the issue, printed beside the measured numbers
+# accuracy targets of each case (phase shift, scattering length, V_eff), printed beside the measured numbers
 TARGETS = {"separable": {"delta_deg": 1.0, "scattering_length_percent": 5.0},
            "omega-omega": {"delta_deg": 2.0, "v_eff_fraction_of_depth": 0.05}}
 
@@ -102,21 +103,19 @@ def network_options(config: HalqcdPotentialConfig, case) -> dict:
 def run(config: HalqcdPotentialConfig, context: RunContext | None = None) -> HalqcdPotentialResult:
     context = context or RunContext()
     started = time.perf_counter()
-    require_device(config.device)
+    require_device(config.execution.device)
     data = read_correlator(config.data) if config.data else None  # validate before anything is written
-    out = prepare_output(config.out, config, context.resume, EXECUTION_KEYS)
+    out = prepare_output(config.out, config, context)
     case = build_case(config, data)
     options = network_options(config, case)
-    context.log(f"halqcd-potential ({case.name}): {config.members} members, {config.training.adam_steps} Adam + "
+    context.log(f"halqcd-potential ({case.name}): {config.execution.members} members, {config.training.adam_steps} Adam + "
                 f"{config.training.lbfgs_steps} L-BFGS steps each; regulator '{options['regulator']}' at {options['regulator_radius']:g} {case.units.length}")
-    tasks = [{"data": case.member_data(i, config.seed), "seed": config.seed * 1000 + i} for i in range(config.members)]
-    files = [out / CHECKPOINTS / f"member_{i:03d}.pt" for i in range(config.members)]
+    tasks = [{"data": case.member_data(i, config.seed), "seed": config.seed * 1000 + i} for i in range(config.execution.members)]
+    files = [out / CHECKPOINTS / f"member_{i:03d}.pt" for i in range(config.execution.members)]
     training = config.training.model_dump()
-    results = run_tasks(member_task, {"network": options, "training": training, "threads": config.threads_per_task, "device": config.device},
-                        tasks, files, resume=context.resume, executor=config.execution.executor, workers=config.execution.workers,
-                        ray_address=config.execution.ray_address,
-                        on_done=lambda i, r: context.log(f"member {i}: relative residual {r['relative_residual']:.2e} ({r['seconds']:.0f} s)"),
-                        gpus_per_task=1.0 if config.device == "cuda" else 0.0)
+    shared = {"network": options, "training": training, "threads": config.execution.threads_per_task, "device": config.execution.device}
+    results = run_tasks(member_task, shared, tasks, files, resume=context.resume, **config.execution.task_options(),
+                        on_done=lambda i, r: context.log(f"member {i}: relative residual {r['relative_residual']:.2e} ({r['seconds']:.0f} s)"))
     kernels = [load_member(r) for r in results]
     metrics = evaluate(case, kernels, results, config, out, context)
     metrics["seconds"] = time.perf_counter() - started

@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from hadrinv.workflows.amortized_runs import AmortizedRunConfig, MethodName, Strict, TrainingConfig
+from hadrinv.workflows.amortized_runs import AmortizedRunConfig, EstimatorOptions, MethodName, Strict, TrainingConfig
 
 ToyName = Literal["sum_of_squares_2d", "sum_of_squares_10d", "ring"]
 
@@ -54,7 +54,7 @@ class InverseToysConfig(AmortizedRunConfig):
     posterior_samples: int = Field(2000, ge=10, description="samples at the showcase observation (C2ST/MMD against the exact posterior)")
     coverage_cases: int = Field(200, ge=10, description="held-out (theta, y) pairs for expected coverage")
     coverage_samples: int = Field(500, ge=10)
-    estimator_options: dict[str, dict] = Field(default_factory=default_estimator_options)
+    estimator_options: EstimatorOptions = Field(default_factory=default_estimator_options)
     active_learning: ActiveLearningConfig = ActiveLearningConfig()
     out: str = "runs/inverse-toys"
 

@@ -23,12 +23,15 @@ import torch
 from hadrinv.data.io import atomic_write_text
 from hadrinv.inference.active_learning import active_learning, random_acquisition
 from hadrinv.inference.ensemble import run_tasks
-from hadrinv.workflows.amortized_runs import EXECUTION_KEYS, accuracy_against_exact, build_estimator, calibration, thread_limit, timed_sample, training_for
+from hadrinv.models.toys import ToyProblem, make_problem
+from hadrinv.workflows.amortized_runs import (
+    accuracy_against_exact, build_estimator, calibration, thread_limit, timed_sample, training_for, with_members,
+)
+from hadrinv.workflows.execution import require_device
 from hadrinv.workflows.inverse_toys import plots
 from hadrinv.workflows.inverse_toys.config import InverseToysConfig
-from hadrinv.workflows.inverse_toys.problems import ToyProblem, make_problem
 from hadrinv.workflows.output import CHECKPOINTS, finish_output, prepare_output
-from hadrinv.workflows.registry import RunContext, require_device
+from hadrinv.workflows.registry import RunContext
 
 TABLE_KEYS = ("c2st", "mmd", "forward_error", "coverage_68", "coverage_95", "ellipsoid_coverage_68", "ellipsoid_coverage_95", "hpd_coverage_68", "hpd_coverage_95", "train_seconds", "sample_seconds_per_1000")
 
@@ -143,27 +146,27 @@ def _dispatch(kind: str, **kwargs) -> dict:
 def run(config: InverseToysConfig, context: RunContext | None = None) -> InverseToysResult:
     context = context or RunContext()
     started = time.perf_counter()
-    require_device(config.device)
+    require_device(config.execution.device)
     missing = [m for m in config.methods if m not in config.estimator_options]
     if missing:
         raise ValueError(f"estimator_options has no entry for {', '.join(missing)}")
-    out = prepare_output(config.out, config, context.resume, EXECUTION_KEYS)
+    out = prepare_output(config.out, config, context)
     problems = {name: make_problem(name, config.noise, config.ring_radius) for name in config.toys}
     tasks, names = [], []
     for t, (name, problem) in enumerate(problems.items()):
         for m, method in enumerate(config.methods):
-            tasks.append({"kind": "train", "problem": problem, "method": method, "options": config.estimator_options[method],
+            tasks.append({"kind": "train", "problem": problem, "method": method, "options": with_members(config.estimator_options[method], config.execution.members),
                           "training": training_for(method, config.training, config.method_training),
                           "simulations": config.simulations, "showcase": showcase_observations(problem, config),
                           "posterior_samples": config.posterior_samples, "coverage_cases": config.coverage_cases,
                           "coverage_samples": config.coverage_samples, "seed": config.seed * 1000 + 10 * t + m,
-                          "threads": config.threads_per_task, "device": config.device})
+                          "threads": config.execution.threads_per_task, "device": config.execution.device})
             names.append((name, method))
     al = config.active_learning
     if al.enabled:
         ring = make_problem("ring", config.noise, config.ring_radius)
         tasks.append({"kind": "active", "problem": ring, "al": al.model_dump(), "options": config.estimator_options[al.method],
-                      "seed": config.seed * 1000 + 999, "threads": config.threads_per_task, "device": config.device})
+                      "seed": config.seed * 1000 + 999, "threads": config.execution.threads_per_task, "device": config.execution.device})
         names.append(("ring", "active_learning"))
     files = [out / CHECKPOINTS / f"{toy}__{method}.pt" for toy, method in names]
 
@@ -176,9 +179,7 @@ def run(config: InverseToysConfig, context: RunContext | None = None) -> Inverse
             context.log(f"{toy} / active learning: done in {result['seconds']:.0f} s")
 
     context.log(f"inverse-toys: {len(tasks)} tasks on {config.execution.executor}")
-    results = run_tasks(_dispatch, {}, tasks, files, resume=context.resume, executor=config.execution.executor,
-                        workers=config.execution.workers, ray_address=config.execution.ray_address, on_done=on_done,
-                        gpus_per_task=1.0 if config.device == "cuda" else 0.0)
+    results = run_tasks(_dispatch, {}, tasks, files, resume=context.resume, on_done=on_done, **config.execution.task_options())
     metrics: dict = {"workflow": "inverse-toys", "toys": {}, "simulations": config.simulations}
     for (toy, method), result in zip(names, results):
         if method == "active_learning":

@@ -4,14 +4,7 @@ from hadrinv.workflows.pipi_amplitude.config import PRESETS, PipiAmplitudeConfig
 from hadrinv.workflows.pipi_amplitude.run import PipiAmplitudeResult, run
 from hadrinv.workflows.registry import Workflow, register
 
-WORKFLOW = register(
-    Workflow(
-        name="pipi-amplitude",
-        summary="pi pi amplitude (modulus + phase) from dsigma/dOmega: unitarity fit vs physics-constrained GAN ensemble (talk 000)",
-        config_class=PipiAmplitudeConfig,
-        run=run,
-        presets=PRESETS,
-    )
-)
+WORKFLOW = register(Workflow("pipi-amplitude", "pi pi amplitude (modulus + phase) from dsigma/dOmega: unitarity fit vs physics-constrained GAN ensemble (talk 000)",
+                             PipiAmplitudeConfig, run, PRESETS))
 
 __all__ = ["PipiAmplitudeConfig", "PipiAmplitudeResult", "run", "WORKFLOW"]

@@ -3,15 +3,12 @@ back-up slides) where the talk gives one; presets `quick` (CI, minutes) and `pap
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from hadrinv.physics.pipi import F0_500, RHO_770
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+from hadrinv.workflows.execution import Strict, WorkflowConfig
 
 
 class SimulationConfig(Strict):
@@ -66,28 +63,21 @@ class GANConfig(Strict):
     samples_per_member: int = Field(100, ge=2)
 
 
-class EnsembleConfig(Strict):
-    members: int = Field(10, ge=1, description="talk: 100 (preset paper)")
-    executor: Literal["ray", "serial"] = "ray"
-    workers: int | None = Field(None, description="parallel members on a local Ray (default: CPU count)")
-    ray_address: str | None = Field(None, description="an existing Ray cluster, e.g. ray://head:10001 or auto")
+class PipiAmplitudeConfig(WorkflowConfig):
+    ensemble: ClassVar[str | None] = "GAN members, each trained on its own replica of the data"
+    default_members: ClassVar[int | None] = 10  # talk: 100 (preset paper)
 
-
-class PipiAmplitudeConfig(Strict):
     method: Literal["fit", "gan", "both"] = "both"
     l_max: int = Field(1, ge=0, le=6)
     data: str | None = None
     out: str = "runs/pipi-amplitude"
-    seed: int = 0
-    device: Literal["cpu", "cuda"] = "cpu"
     assumed_relative_error: float = Field(0.01, gt=0, description="used only when the data have no error column")
     simulation: SimulationConfig = SimulationConfig()
     fit: FitConfig = FitConfig()
     gan: GANConfig = GANConfig()
-    ensemble: EnsembleConfig = EnsembleConfig()
 
 
 PRESETS: dict[str, dict] = {
-    "quick": {"gan": {"epochs": 100}, "ensemble": {"members": 4}},
-    "paper": {"gan": {"batch_size": 256}, "ensemble": {"members": 100}},
+    "quick": {"gan": {"epochs": 100}, "execution": {"members": 4}},
+    "paper": {"gan": {"batch_size": 256}, "execution": {"members": 100}},
 }

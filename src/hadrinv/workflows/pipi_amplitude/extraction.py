@@ -11,9 +11,9 @@ import numpy as np
 import torch
 
 from hadrinv.data.io import atomic_write_csv
+from hadrinv.models.pipi import PipiProblem
 from hadrinv.physics.partial_waves import UnitarityRelation, amplitude_from_waves
 from hadrinv.physics.quadrature import gauss_legendre
-from hadrinv.workflows.pipi_amplitude.problem import PipiProblem
 
 
 @dataclass

@@ -14,10 +14,52 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from scipy import stats
 
 from hadrinv.inference.fit import FitResult, least_squares
+from hadrinv.models.pipi import PipiProblem
 from hadrinv.physics.partial_waves import select_rising_branch
-from hadrinv.workflows.pipi_amplitude.problem import PipiProblem
+
+
+# A minimiser that converged to a minimum of a chi^2 the model cannot reach (chi2/ndf of hundreds) has
+# Hessian errors that mean nothing: below this p-value the fit is not reported as valid.
+MIN_P_VALUE = 1e-3
+
+
+def chi2_p_value(chi2: float, ndf: int) -> float:
+    """P(chi^2 >= chi2) for ndf degrees of freedom; NaN without degrees of freedom."""
+    return float(stats.chi2.sf(chi2, ndf)) if ndf > 0 else float("nan")
+
+
+def fit_is_valid(minimiser_valid: bool, p_value: float) -> bool:
+    """Converged and consistent with the data (a NaN p-value is not >= MIN_P_VALUE)."""
+    return bool(minimiser_valid) and p_value >= MIN_P_VALUE
+
+
+def require_degrees_of_freedom(problem: PipiProblem, source: str | None = None) -> None:
+    """ValueError (one line) when the fit would be underdetermined or have no degrees of freedom.
+
+    The fit's unknowns are the phase shifts delta_0..delta_l_max at every energy, and the energies
+    decouple: an energy with fewer distinct angles than unknowns leaves a continuum of solutions there
+    (infinite errors), and ndf <= 0 overall leaves chi2/ndf undefined. Either way the fit would report
+    numbers that look like results, so it is refused before anything runs or is written.
+    """
+    where = f"{source}: " if source else ""
+    n_waves = problem.n_waves
+    for i, s in enumerate(problem.energies.tolist()):
+        angles = len(torch.unique(problem.cos_theta[problem.energy_index == i]))
+        if angles < n_waves:
+            raise ValueError(
+                f"{where}s = {s:.6g} GeV^2 has {angles} distinct angle(s) for {n_waves} unknown phase shifts "
+                f"(l = 0..{problem.l_max}): the fit is underdetermined; measure more angles there or lower l_max"
+            )
+    n_parameters = problem.n_energies * n_waves
+    if len(problem) <= n_parameters:
+        raise ValueError(
+            f"{where}{len(problem)} points for {n_parameters} fitted phase shifts ({problem.n_energies} energies x "
+            f"{n_waves} waves, l_max = {problem.l_max}): ndf = {len(problem) - n_parameters}, no degrees of freedom "
+            "to judge the fit; measure more angles or lower l_max"
+        )
 
 
 @dataclass
@@ -28,11 +70,14 @@ class PhaseShiftFit:
     restarts: int
     seconds: float
 
+    @property
+    def chi2_p_value(self) -> float:
+        return chi2_p_value(self.fit.fval, self.fit.ndf or 0)
 
-def _waves(problem: PipiProblem, delta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    d = delta.view(*delta.shape[:-1], problem.n_energies, problem.n_waves)
-    sin = torch.sin(d)
-    return sin * torch.cos(d), sin * sin
+    @property
+    def is_valid(self) -> bool:
+        """The minimiser converged and the chi^2 p-value is at least MIN_P_VALUE."""
+        return fit_is_valid(self.fit.is_valid, self.chi2_p_value)
 
 
 def fit_phase_shifts(problem: PipiProblem, restarts: int = 2, seed: int = 0) -> PhaseShiftFit:
@@ -41,10 +86,10 @@ def fit_phase_shifts(problem: PipiProblem, restarts: int = 2, seed: int = 0) -> 
     basis = problem.angular_basis()
 
     def pulls(delta: torch.Tensor) -> torch.Tensor:
-        return (problem.cross_section(*_waves(problem, delta), basis) - problem.dsigma) / problem.error
+        return (problem.cross_section(*problem.elastic_waves(delta), basis) - problem.dsigma) / problem.error
 
     def chi2_per_energy(delta: torch.Tensor) -> torch.Tensor:
-        return problem.chi2_per_energy(problem.cross_section(*_waves(problem, delta), basis))
+        return problem.chi2_per_energy(problem.cross_section(*problem.elastic_waves(delta), basis))
 
     n_par = problem.n_energies * problem.n_waves
     generator = np.random.default_rng(seed)
@@ -64,7 +109,7 @@ def fit_phase_shifts(problem: PipiProblem, restarts: int = 2, seed: int = 0) -> 
             view = best.view(problem.n_energies, problem.n_waves)
             view[better] = values.view(problem.n_energies, problem.n_waves)[better]
             best_chi2 = torch.minimum(best_chi2, per_energy)
-    names = [f"delta{l}(s={s:.4f})" for s in problem.energies.tolist() for l in range(problem.n_waves)]
+    names = list(problem.names)
     result = least_squares(pulls, best.numpy(), names=names)
     delta = select_rising_branch(torch.as_tensor(result.values).view(problem.n_energies, problem.n_waves))
     delta_err = torch.as_tensor(result.errors).view(problem.n_energies, problem.n_waves)
@@ -100,7 +145,7 @@ def amplitude_with_errors(problem: PipiProblem, delta: torch.Tensor, covariance:
     basis = problem.angular_basis()
 
     def amplitude(flat: torch.Tensor) -> torch.Tensor:
-        re, im = _waves(problem, flat)
+        re, im = problem.elastic_waves(flat)
         return torch.stack([(re[problem.energy_index] * basis).sum(-1), (im[problem.energy_index] * basis).sum(-1)])
 
     flat = delta.reshape(-1).to(torch.float64)

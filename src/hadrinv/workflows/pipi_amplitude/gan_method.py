@@ -28,10 +28,10 @@ from torch import nn
 
 from hadrinv.inference.gan import PhysicsConstrainedGAN, PlateauRule
 from hadrinv.inference.networks import ConvDiscriminator, ConvImageGenerator, MLPDiscriminator, SplineCurveGenerator, bspline_design_matrix
+from hadrinv.models.pipi import PipiProblem
 from hadrinv.physics.partial_waves import UnitarityRelation, monotonic_phase_loss, phase_shift, project_partial_waves, select_rising_branch, wrap_half_period
 from hadrinv.physics.quadrature import gauss_legendre, trapezoid_weights
 from hadrinv.workflows.pipi_amplitude.config import GANConfig
-from hadrinv.workflows.pipi_amplitude.problem import PipiProblem
 
 
 class _Clamp(nn.Module):

@@ -18,6 +18,7 @@ from hadrinv.data.cross_sections import CrossSectionData, read_cross_sections, w
 from hadrinv.data.io import atomic_torch_save, load_checkpoint
 from hadrinv.data.pipi_toy import PipiToySpec, simulate_pipi, truth_resonances
 from hadrinv.inference.ensemble import run_tasks
+from hadrinv.models.pipi import PipiProblem
 from hadrinv.physics.partial_waves import elastic_wave
 from hadrinv.physics.pipi import S_THRESHOLD_GEV2, breit_wigner_phase_shifts, breit_wigner_waves
 from hadrinv.workflows.output import CHECKPOINTS, finish_output, prepare_output
@@ -26,14 +27,12 @@ from hadrinv.workflows.pipi_amplitude.config import PipiAmplitudeConfig
 from hadrinv.workflows.pipi_amplitude.extraction import (
     Extraction, align_to_truth_period, amplitude_at_points, data_metrics, rad2deg, truth_metrics,
 )
-from hadrinv.workflows.pipi_amplitude.fit_method import amplitude_with_errors, fit_phase_shifts
+from hadrinv.workflows.pipi_amplitude.fit_method import (
+    amplitude_with_errors, chi2_p_value, fit_is_valid, fit_phase_shifts, require_degrees_of_freedom,
+)
 from hadrinv.workflows.pipi_amplitude.gan_method import train_member
-from hadrinv.workflows.pipi_amplitude.problem import PipiProblem
-from hadrinv.workflows.registry import RunContext, require_device
-
-
-# how the members are run does not change the numbers: these may differ when resuming
-EXECUTION_KEYS = ("ensemble.executor", "ensemble.workers", "ensemble.ray_address", "out")
+from hadrinv.workflows.execution import require_device
+from hadrinv.workflows.registry import RunContext
 
 
 @dataclass
@@ -51,7 +50,7 @@ class PipiAmplitudeResult:
     def summary_rows(self) -> list[tuple[str, ...]]:
         """(quantity, value per method) rows for the terminal summary."""
         methods = list(self.extractions)
-        keys = [k for k in ("chi2_ndf", "unitarity_loss", "delta0_rms_error_deg", "delta1_rms_error_deg", "delta0_band_coverage", "delta1_band_coverage", "converged_fraction", "seconds") if any(k in self.extractions[m].metrics for m in methods)]
+        keys = [k for k in ("chi2_ndf", "chi2_p_value", "unitarity_loss", "delta0_rms_error_deg", "delta1_rms_error_deg", "delta0_band_coverage", "delta1_band_coverage", "converged_fraction", "seconds") if any(k in self.extractions[m].metrics for m in methods)]
         rows = []
         for k in keys:
             values = []
@@ -73,9 +72,11 @@ def run(config: PipiAmplitudeConfig, context: RunContext | None = None) -> PipiA
     context = context or RunContext()
     started = time.perf_counter()
     data = load_data(config)  # validates before anything is written
-    require_device(config.device)
+    require_device(config.execution.device)
     problem = PipiProblem.from_data(data, config.l_max, config.assumed_relative_error)
-    out = prepare_output(config.out, config, context.resume, EXECUTION_KEYS)
+    if config.method in ("fit", "both"):  # the GAN's smooth curves share information across energies
+        require_degrees_of_freedom(problem, data.source)
+    out = prepare_output(config.out, config, context)
     if not config.data:
         write_cross_sections(data, out / "data.csv")
     resonances = truth_resonances(data.truth)
@@ -125,15 +126,19 @@ def _run_fit(problem: PipiProblem, config: PipiAmplitudeConfig, checkpoint: Path
         fitted = fit_phase_shifts(problem, restarts=config.fit.restarts, seed=config.seed)
         saved = {
             "delta": fitted.delta, "delta_err": fitted.delta_err, "covariance": torch.as_tensor(fitted.fit.covariance),
-            "is_valid": fitted.fit.is_valid, "has_accurate_covar": fitted.fit.has_accurate_covar, "seconds": fitted.seconds,
+            "is_valid": fitted.is_valid, "has_accurate_covar": fitted.fit.has_accurate_covar, "seconds": fitted.seconds,
         }
         atomic_torch_save(saved, checkpoint)
-        context.log(f"fit: {'valid' if fitted.fit.is_valid else 'NOT VALID'}, chi2/ndf = {fitted.fit.chi2_per_ndf:.3f}, {fitted.seconds:.1f} s")
+        context.log(f"fit: {'valid' if fitted.is_valid else 'NOT VALID'}, chi2/ndf = {fitted.fit.chi2_per_ndf:.3f}, "
+                    f"p = {fitted.chi2_p_value:.3g}, {fitted.seconds:.1f} s")
     delta = saved["delta"]
     waves = elastic_wave(delta)
     amplitude, amplitude_err = amplitude_with_errors(problem, delta, saved["covariance"].numpy())
     metrics, pulls = data_metrics(problem, waves, delta.numel())
-    metrics.update(is_valid=bool(saved["is_valid"]), has_accurate_covar=bool(saved["has_accurate_covar"]), seconds=float(saved["seconds"]))
+    # from the central waves, so a checkpoint written before the p-value counted is judged the same way
+    p_value = chi2_p_value(metrics["chi2"], metrics["ndf"])
+    metrics.update(is_valid=fit_is_valid(saved["is_valid"], p_value), chi2_p_value=p_value,
+                   has_accurate_covar=bool(saved["has_accurate_covar"]), seconds=float(saved["seconds"]))
     extraction = Extraction("fit", problem.energies.numpy(), rad2deg(delta), rad2deg(saved["delta_err"]), waves.numpy(), amplitude.numpy(), amplitude_err.numpy(), metrics)
     extraction.pulls = pulls
     return extraction
@@ -141,7 +146,7 @@ def _run_fit(problem: PipiProblem, config: PipiAmplitudeConfig, checkpoint: Path
 
 def _run_gan(problem: PipiProblem, config: PipiAmplitudeConfig, checkpoints: Path, folder: Path, context: RunContext) -> Extraction:
     started = time.perf_counter()
-    n = config.ensemble.members
+    n = config.execution.members
     member_files = [checkpoints / f"member_{i:03d}.pt" for i in range(n)]
     done = [0]
 
@@ -152,11 +157,10 @@ def _run_gan(problem: PipiProblem, config: PipiAmplitudeConfig, checkpoints: Pat
         progress.advance(f"member {i}: {'converged' if result['converged'] else 'not converged'} after {result['epochs']} epochs, {result['seconds']:.0f} s")
 
     members = run_tasks(
-        train_member, shared={"problem": problem, "cfg": config.gan, "device": config.device},
+        train_member, shared={"problem": problem, "cfg": config.gan, "device": config.execution.device,
+                              "threads": config.execution.threads_per_task or 1},
         per_task=[{"seed": config.seed * 100_003 + i} for i in range(n)],
-        checkpoints=member_files, resume=context.resume, executor=config.ensemble.executor,
-        workers=config.ensemble.workers, ray_address=config.ensemble.ray_address, on_done=on_done,
-        gpus_per_task=1.0 if config.device == "cuda" else 0.0,
+        checkpoints=member_files, resume=context.resume, on_done=on_done, **config.execution.task_options(),
     )
     progress.close()
     converged = [m for m in members if m["converged"]]

@@ -3,17 +3,17 @@
 Defaults are the talk's study: data generated with its model R0 (Table 1), fitted with -ln L (Table 2),
 with the fit-fraction constraint L~ = -ln L + lambda N (SF - SF_target)^2 at SF_target = 1.20, lambda =
 1e-2 (Table 3), and the over-complete model R+4 with lambda = 1e2, SF_target = 1.15 (Table 4).
-The talk does not give its sample size; the default 1e5 events is the issue's pull-study size.
+The talk does not give its sample size; the default is 1e5 events, the size at which pwa-pull-study checks the fit's errors.
 Presets: `quick` (minutes on a laptop: 2e4 events, the first two fits), `paper` (1e5 events, 8 restarts).
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from hadrinv.workflows.amortized_runs import ExecutionConfig, Strict
+from hadrinv.workflows.execution import Strict, WorkflowConfig
 
 
 class FitSpec(Strict):
@@ -44,7 +44,7 @@ class ComponentScanConfig(Strict):
     restarts: int = Field(2, ge=1)
 
 
-class PwaFitSettings(Strict):
+class PwaFitSettings(WorkflowConfig):
     """Settings every PWA workflow shares: acceptance, the MC's compression and sampling, the minimiser, execution."""
     acceptance: Literal["toy", "none"] = "toy"
     bin_width_mev: float = Field(0.2, gt=0, description="m_pipi bins of the binned MC samples")
@@ -55,10 +55,7 @@ class PwaFitSettings(Strict):
                               "(trust-constr; one Hessian costs about 9 gradients on 1e5 events, measured, and it takes many iterations)")
     max_iterations: int = Field(200, ge=1)
     chunk: int = Field(32768, ge=256, description="events per chunk of the likelihood sums")
-    execution: ExecutionConfig = ExecutionConfig()
-    threads_per_task: int | None = Field(1, description="torch threads per parallel fit")
-    seed: int = 0
-    device: Literal["cpu"] = "cpu"
+    devices: ClassVar[tuple[str, ...]] = ("cpu",)  # the unbinned fits and their caches run on the CPU only
 
 
 class PwaFitFractionsConfig(PwaFitSettings):

@@ -1,4 +1,4 @@
-"""pwa-pull-study: does the unbinned fit return unbiased values with honest errors? (issue 6, talk 002)
+"""pwa-pull-study: does the unbinned fit return unbiased values with honest errors? (talk 002)
 
 Each toy generates its own data set of a model (default R0) through the toy acceptance, its own accepted
 MC for the normalisation and its own generator-level MC for the fit fractions (by default importance-
@@ -28,18 +28,18 @@ from hadrinv.data.io import atomic_write_csv, atomic_write_text
 from hadrinv.data.pwa_model import ACCEPTANCES, generate_events, m_spectrum, mc_chunks_of, mc_samplers, read_model
 from hadrinv.inference.ensemble import run_tasks
 from hadrinv.inference.unbinned import UnbinnedNLL, fit_unbinned
-from hadrinv.workflows.amortized_runs import EXECUTION_KEYS
+from hadrinv.models.pwa import AmplitudeModel, constraint_penalties
 from hadrinv.workflows.output import CHECKPOINTS, finish_output, prepare_output
-from hadrinv.workflows.pwa_fit_fractions.amplitude_model import AmplitudeModel, constraint_penalties
 from hadrinv.workflows.pwa_fit_fractions.config import PwaFitSettings
-from hadrinv.workflows.registry import RunContext, require_device
+from hadrinv.workflows.execution import require_device
+from hadrinv.workflows.registry import RunContext
 
 
 class PwaPullStudyConfig(PwaFitSettings):
     """The toys; the fit settings (acceptance, MC sampling, minimiser, execution) are PwaFitSettings'."""
     model: str = Field("R0", description="packaged model name or YAML path: generates every toy and is fitted to it")
-    toys: int = Field(20, ge=2, description="issue 6: at least 20 toys; 100 (paper preset) to judge widths to +-0.07")
-    events: int = Field(100_000, ge=100, description="events per toy (issue 6: 1e5)")
+    toys: int = Field(20, ge=2, description="at least 20 toys; 100 (paper preset) to judge widths to +-0.07")
+    events: int = Field(100_000, ge=100, description="events per toy (1e5, as pwa-fit-fractions' default sample)")
     mc_events: int = Field(2_000_000, ge=1000, description="accepted phase-space MC per toy (normalisation of -ln L)")
     fraction_mc_events: int = Field(1_000_000, ge=1000, description="generator-level phase-space MC per toy (fit fractions)")
     out: str = "runs/pwa-pull-study"
@@ -135,13 +135,13 @@ def pull_table(toys: list[dict]) -> tuple[list[dict], list[tuple]]:
 def run(config: PwaPullStudyConfig, context: RunContext | None = None) -> PwaPullStudyResult:
     context = context or RunContext()
     started = time.perf_counter()
-    require_device(config.device)
+    require_device(config.execution.device)
     model = read_model(config.model)
-    out = prepare_output(config.out, config, context.resume, EXECUTION_KEYS)
+    out = prepare_output(config.out, config, context)
     shared = {"model": model.model_dump(by_alias=True), "seed": config.seed, "events": config.events, "mc_events": config.mc_events,
               "fraction_mc_events": config.fraction_mc_events, "bin_width_gev": config.bin_width_mev / 1000.0,
               "acceptance": config.acceptance, "mc_sampling": config.mc_sampling, "method": config.method,
-              "max_iterations": config.max_iterations, "chunk": config.chunk, "threads": config.threads_per_task}
+              "max_iterations": config.max_iterations, "chunk": config.chunk, "threads": config.execution.threads_per_task}
     files = [out / CHECKPOINTS / f"toy_{i:04d}.pt" for i in range(config.toys)]
     done = []
 
@@ -168,7 +168,7 @@ def run(config: PwaPullStudyConfig, context: RunContext | None = None) -> PwaPul
 
 
 def _acceptance(summary: list[dict]) -> dict:
-    """Issue 6, acceptance 1: for masses, widths and fit fractions, |mean| <= 0.3 and width in [0.8, 1.2]."""
+    """The pull study's criterion: for masses, widths and fit fractions, |mean| <= 0.3 and width in [0.8, 1.2]."""
     judged = [q for q in summary if q["kind"] in ("mass", "width", "fraction")]
     worst_mean = max(judged, key=lambda q: abs(q["mean"]))
     widths = [q["width"] for q in judged]

@@ -28,13 +28,13 @@ from hadrinv.data.io import atomic_write_csv, atomic_write_text
 from hadrinv.data.pwa_events import read_events
 from hadrinv.data.pwa_model import ACCEPTANCES, generate_events, m_spectrum, mc_chunks_of, mc_samplers, read_model
 from hadrinv.inference.unbinned import UnbinnedNLL, random_restarts
+from hadrinv.models.pwa import AmplitudeModel, constraint_penalties
 from hadrinv.physics import pwa
-from hadrinv.workflows.amortized_runs import EXECUTION_KEYS
 from hadrinv.workflows.output import CHECKPOINTS, finish_output, prepare_output
-from hadrinv.workflows.pwa_fit_fractions.amplitude_model import AmplitudeModel, constraint_penalties
 from hadrinv.workflows.pwa_fit_fractions.config import FitSpec, PwaFitFractionsConfig
 from hadrinv.workflows.pwa_fit_fractions.plots import projections, write_correlations, write_projections
-from hadrinv.workflows.registry import RunContext, require_device
+from hadrinv.workflows.execution import require_device
+from hadrinv.workflows.registry import RunContext
 
 # the talk's tables: name -> (F %, mass GeV, width GeV) (Table 1 generated; Tables 2-4 fitted)
 TALK_TABLES = {
@@ -108,10 +108,10 @@ def _starts(am: AmplitudeModel, spread: float = 1.0):
 def run(config: PwaFitFractionsConfig, context: RunContext | None = None) -> PwaFitFractionsResult:
     context = context or RunContext()
     started = time.perf_counter()
-    require_device(config.device)
+    require_device(config.execution.device)
     user = read_events(config.data) if config.data else None  # validate before anything is written
     models = {spec.name: read_model(spec.model) for spec in config.fits}
-    out = prepare_output(config.out, config, context.resume, EXECUTION_KEYS)
+    out = prepare_output(config.out, config, context)
     g = torch.Generator().manual_seed(config.seed)
     acceptance = ACCEPTANCES[config.acceptance]
     weights = None
@@ -143,7 +143,7 @@ def run(config: PwaFitFractionsConfig, context: RunContext | None = None) -> Pwa
         fit_started = time.perf_counter()
         restarts = random_restarts(make_nll, _starts(am), restarts_n, executor=config.execution.executor, seed=seed,
                                    nll_kwargs=kwargs, checkpoint_dir=out / CHECKPOINTS / key, resume=context.resume,
-                                   workers=config.execution.workers, ray_address=config.execution.ray_address, threads=config.threads_per_task,
+                                   workers=config.execution.workers, ray_address=config.execution.ray_address, threads=config.execution.threads_per_task,
                                    method=config.method, names=am.names, bounds=am.bounds(), max_iterations=config.max_iterations)
         best = restarts.best
         context.log(f"{spec.name}: {restarts.summary()} ({time.perf_counter() - fit_started:.0f} s)")

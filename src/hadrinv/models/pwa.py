@@ -20,7 +20,7 @@ Cache. `cache(gamma, pi1, pi2)` computes once what does not depend on the parame
 rho_kk and the real amplitude basis (`pwa.real_amplitude_basis`) of the "components": one per resonance
 with fixed helicities (the angular amplitude with the YAML helicities), and one per helicity amplitude
 lambda_x = 0, 1, 2 of a spin-2 resonance whose helicities float (the amplitude is linear in them). It is a
-dict of tensors with the event dimension first, so `inference.unbinned.slice_events` can chunk it.
+dict of tensors with the event dimension first, so `data.chunks.slice_events` can chunk it.
 
 Fit fractions (on generator-level, NOT accepted, phase-space MC): with a_k = c_k BW_k(m) A_k (the
 (M, lambda_gamma) vector of resonance k) and G_kl = <Re(a_k . conj a_l)>_MC,
@@ -38,8 +38,8 @@ from collections.abc import Callable, Iterable
 import numpy as np
 import torch
 
+from hadrinv.data.chunks import slice_events
 from hadrinv.data.pwa_model import PWAModel
-from hadrinv.inference.unbinned import slice_events
 from hadrinv.physics import pwa
 
 __all__ = ["AmplitudeModel", "constraint_penalties"]

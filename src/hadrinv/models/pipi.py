@@ -1,5 +1,10 @@
 """The pi pi extraction problem as tensors: data points grouped by energy, and the forward map
-from partial waves f_l(s_i) at the measured energies to dsigma/dOmega at every measured point."""
+from partial waves f_l(s_i) at the measured energies to dsigma/dOmega at every measured point.
+
+As a `ForwardModel` its parameters are the elastic phase shifts delta_l(s_i) in [0, pi), energy-major:
+f_l = exp(i delta_l) sin(delta_l) obeys elastic unitarity whatever delta is, so the box is a prior on
+physical waves, and the observations carry the data's errors.
+"""
 
 from __future__ import annotations
 
@@ -44,6 +49,32 @@ class PipiProblem:
     @property
     def n_energies(self) -> int:
         return len(self.energies)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(f"delta{l}(s={s:.4f})" for s in self.energies.tolist() for l in range(self.n_waves))
+
+    @property
+    def theta_dim(self) -> int:
+        return self.n_energies * self.n_waves
+
+    @property
+    def bounds(self) -> tuple[list[float], list[float]]:
+        return [0.0] * self.theta_dim, [math.pi] * self.theta_dim
+
+    def sample_prior(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        return math.pi * torch.rand(n, self.theta_dim, generator=generator, dtype=self.s.dtype, device=self.s.device)
+
+    def elastic_waves(self, delta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Re f_l and Im f_l, each (..., n_s, n_waves), of f_l = exp(i delta_l) sin(delta_l), delta (..., n_s * n_waves)."""
+        d = delta.view(*delta.shape[:-1], self.n_energies, self.n_waves)
+        sin = torch.sin(d)
+        return sin * torch.cos(d), sin * sin
+
+    def simulate(self, theta: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """(n, n_points) dsigma/dOmega of the phase shifts theta with Gaussian noise of the data's errors."""
+        clean = self.cross_section(*self.elastic_waves(theta))
+        return clean + self.error * torch.randn(clean.shape, generator=generator, dtype=clean.dtype, device=clean.device)
 
     def __len__(self) -> int:
         return len(self.s)

@@ -19,6 +19,10 @@ class ToyProblem:
     x_dim: int = 1
 
     @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(f"theta{i + 1}" for i in range(self.theta_dim))
+
+    @property
     def bounds(self) -> tuple[list[float], list[float]]:
         half = 1.0 if self.kind == "sum_of_squares" else self.radius
         return [-half] * self.theta_dim, [half] * self.theta_dim

@@ -1,5 +1,6 @@
-"""Pseudo-data for the dis-pdf workflow: training pairs on the regular grid and on random point clouds,
-and held-out sets (grid, and clouds on experiments' bins that no training cloud used).
+"""The DIS forward model: PDF parameters -> proton and neutron cross sections on a regular (x, Q2) grid or
+on random point clouds, and the held-out sets (grid, and clouds on experiments' bins that no training
+cloud used).
 
 Observables enter the networks as log sigma: the cross sections span orders of magnitude over x, and a
 relative error is a constant error on log sigma.
@@ -25,6 +26,10 @@ class DISProblem:
     grid_q2: np.ndarray
 
     @property
+    def names(self) -> tuple[str, ...]:
+        return self.space.free_names
+
+    @property
     def theta_dim(self) -> int:
         return self.space.n_free
 
@@ -35,10 +40,14 @@ class DISProblem:
     def sample_prior(self, n: int, generator: torch.Generator) -> torch.Tensor:
         return self.space.sample_prior(n, generator)
 
-    def grid_observation(self, theta: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def grid_observation(self, theta: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         """(n, 2 * n_points) log sigma on the regular grid (sigma_p and sigma_n of each point in turn)."""
         sigma = simulate(theta.double(), self.space, self.grid_x, self.grid_q2, self.relative_noise, generator)
         return torch.log(sigma).flatten(1).float()
+
+    def simulate(self, theta: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """The grid observation: the fixed-length view every estimator can take."""
+        return self.grid_observation(theta, generator)
 
     def cloud_observation(self, theta: torch.Tensor, x: torch.Tensor, q2: torch.Tensor, counts: torch.Tensor | None, generator: torch.Generator) -> torch.Tensor:
         """(n, max_points, 4) clouds of (log x, log Q2, log sigma_p, log sigma_n); rows beyond counts[i] are NaN."""
