@@ -38,14 +38,22 @@ def parse_spec(spec: str) -> tuple[tuple[int, int], str] | None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run", type=Path)
-    parser.add_argument("--clouds", nargs="+", default=["experiments", "training", "135:regions", "60:regions"],
-                        help="experiments, training (the run's own size range and layout), LOW-HIGH:LAYOUT or N:LAYOUT")
+    parser.add_argument(
+        "--clouds",
+        nargs="+",
+        default=["experiments", "training", "135:regions", "60:regions"],
+        help="experiments, training (the run's own size range and layout), LOW-HIGH:LAYOUT or N:LAYOUT",
+    )
     parser.add_argument("--sets", type=int, default=150)
     parser.add_argument("--samples", type=int, default=500)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=5, help="seed of the fresh clouds' bins and noise")
-    parser.add_argument("--estimator", type=Path, help="a saved estimator to evaluate instead of the run's cloud flow "
-                        "(e.g. the run's flow trained further); RUN still gives the problem and the held-out sets")
+    parser.add_argument(
+        "--estimator",
+        type=Path,
+        help="a saved estimator to evaluate instead of the run's cloud flow "
+        "(e.g. the run's flow trained further); RUN still gives the problem and the held-out sets",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     config = DISPdfConfig(**yaml.safe_load((args.run / "config.yaml").read_text()))
@@ -53,12 +61,19 @@ def main() -> None:
     problem = make_problem(k.n_x, k.n_q2, config.relative_noise)
     test_theta, _, test_cloud, _ = held_out_sets(problem, config.test_sets, config.seed, k.test_experiments)
     truth, test_cloud = test_theta[: args.sets], test_cloud[: args.sets]
-    estimator = AmortizedEstimator.load(args.estimator) if args.estimator else \
-        AmortizedEstimator.from_payload(torch.load(args.run / "checkpoints" / "cloud__flow.pt", weights_only=True)["estimator"])
+    estimator = (
+        AmortizedEstimator.load(args.estimator)
+        if args.estimator
+        else AmortizedEstimator.from_payload(
+            torch.load(args.run / "checkpoints" / "cloud__flow.pt", weights_only=True)["estimator"]
+        )
+    )
     width = (problem.space.high - problem.space.low).float()
     fresh = torch.Generator().manual_seed(args.seed)
-    print(f"{args.estimator or args.run}: training clouds {k.cloud_points[0]}-{k.cloud_points[1]} bins, layout {k.cloud_layout}; "
-          f"{len(truth)} truths, {args.samples} samples each\n")
+    print(
+        f"{args.estimator or args.run}: training clouds {k.cloud_points[0]}-{k.cloud_points[1]} bins, layout {k.cloud_layout}; "
+        f"{len(truth)} truths, {args.samples} samples each\n"
+    )
     print("| evaluated on | marginal 68 / 95 | ellipsoid 68 / 95 | HPD 68 / 95 | rms error / width |")
     print("|---|---|---|---|---|")
     for spec in args.clouds:
@@ -68,15 +83,20 @@ def main() -> None:
         else:
             points, layout = parsed
             x = training_clouds(problem, truth, points, k.cloud_x, k.cloud_q2_gev2, fresh, layout)
-            label = f"{layout}, {points[0]}-{points[1]} bins" if points[0] != points[1] else f"{layout}, {points[0]} bins"
+            label = (
+                f"{layout}, {points[0]}-{points[1]} bins" if points[0] != points[1] else f"{layout}, {points[0]} bins"
+            )
         with torch.no_grad():
             samples = estimator.sample(x, args.samples)
         theta = truth.float()
         marginal, joint = marginal_coverage(samples, theta, LEVELS), ellipsoid_coverage(samples, theta, LEVELS)
         hpd = hpd_coverage(estimator, theta, x, LEVELS, n_samples=args.samples)
         rms = float(((samples.mean(1) - theta) / width).pow(2).mean(0).sqrt().mean())
-        print(f"| {label} | {marginal[0.68]:.3f} / {marginal[0.95]:.3f} | {joint[0.68]:.3f} / {joint[0.95]:.3f} | "
-              f"{hpd[0.68]:.3f} / {hpd[0.95]:.3f} | {rms:.3f} |", flush=True)
+        print(
+            f"| {label} | {marginal[0.68]:.3f} / {marginal[0.95]:.3f} | {joint[0.68]:.3f} / {joint[0.95]:.3f} | "
+            f"{hpd[0.68]:.3f} / {hpd[0.95]:.3f} | {rms:.3f} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

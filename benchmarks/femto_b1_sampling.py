@@ -39,7 +39,7 @@ def main() -> None:
         for j in (PARAMETERS.index("b2"), PARAMETERS.index("b4")):
             theta[:, j] = torch.exp(math.log(low[j]) + (math.log(high[j]) - math.log(low[j])) * u[:, j])
     k = k_grid(config.physics)
-    C = torch.cat([simulate(theta[i:i + 2000], k, config.physics)["C"] for i in range(0, args.curves, 2000)])
+    C = torch.cat([simulate(theta[i : i + 2000], k, config.physics)["C"] for i in range(0, args.curves, 2000)])
     x = log_c(C).float()
     n_train = int(0.8 * args.curves)
     model = Regressor(5, x.shape[1], hidden=256, blocks=3)

@@ -47,7 +47,10 @@ def main() -> None:
 
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as folder:
-        tasks = [{"theta5": theta[i:i + args.chunk], "k_mev": k, "physics": ph.model_dump(), "threads": 1} for i in range(0, args.curves, args.chunk)]
+        tasks = [
+            {"theta5": theta[i : i + args.chunk], "k_mev": k, "physics": ph.model_dump(), "threads": 1}
+            for i in range(0, args.curves, args.chunk)
+        ]
         files = [Path(folder) / f"{i}.pt" for i in range(len(tasks))]
         results = run_tasks(simulation_task, {}, tasks, files, workers=args.workers)
     C = torch.cat([r["C"] for r in results])

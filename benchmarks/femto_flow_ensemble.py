@@ -35,18 +35,32 @@ def inputs(dataset: str, train: int, test: int) -> dict:
     sets, _ = load_dataset(dataset)
     tr, te = sets["five"].split(0.2)
     g = torch.Generator().manual_seed(0)
-    rel = lambda n: torch.exp(math.log(0.005) + (math.log(0.05) - math.log(0.005)) * torch.rand(n, 1, generator=g, dtype=torch.float64))
+    rel = lambda n: torch.exp(
+        math.log(0.005) + (math.log(0.05) - math.log(0.005)) * torch.rand(n, 1, generator=g, dtype=torch.float64)
+    )
     x_of = lambda C, r: torch.cat([torch.log(noisy(C, r, g)), torch.log(r)], 1).float()
-    return {"theta": tr.theta[:train].float(), "x": x_of(tr.C[:train], rel(min(train, len(tr.C)))),
-            "x_test": x_of(te.C[:test], rel(min(test, len(te.C)))), "truth": te.theta[:test].float()}
+    return {
+        "theta": tr.theta[:train].float(),
+        "x": x_of(tr.C[:train], rel(min(train, len(tr.C)))),
+        "x_test": x_of(te.C[:test], rel(min(test, len(te.C)))),
+        "truth": te.theta[:test].float(),
+    }
 
 
 def train_member(theta, x, seed: int, box_support: bool = False) -> dict:
     torch.set_num_threads(1)
     torch.manual_seed(seed)
     low, high = PhysicsConfig().ranges.low_high()
-    flow = ConditionalFlow(5, x.shape[1], bounds=(low, high), transforms=5, hidden=128, embedding="mlp",
-                           embedding_options={"features": 64, "hidden": 256}, box_support=box_support)
+    flow = ConditionalFlow(
+        5,
+        x.shape[1],
+        bounds=(low, high),
+        transforms=5,
+        hidden=128,
+        embedding="mlp",
+        embedding_options={"features": 64, "hidden": 256},
+        box_support=box_support,
+    )
     history = flow.fit(theta, x, max_epochs=150, patience=15, seed=seed)
     return {"estimator": flow.to_payload(), "epochs": len(history.train_loss)}
 
@@ -64,19 +78,29 @@ def main() -> None:
     parser.add_argument("--train", type=int, default=8000)
     parser.add_argument("--test", type=int, default=500)
     parser.add_argument("--samples", type=int, default=999)
-    parser.add_argument("--box-support", action="store_true", help="flows with a uniform base on the prior box (ConditionalFlow box_support)")
+    parser.add_argument(
+        "--box-support",
+        action="store_true",
+        help="flows with a uniform base on the prior box (ConditionalFlow box_support)",
+    )
     args = parser.parse_args()
     print("$ python " + " ".join(shlex.quote(a) for a in sys.argv))
     data = inputs(args.dataset, args.train, args.test)
     with tempfile.TemporaryDirectory() as folder:
-        results = run_tasks(train_member, {"theta": data["theta"], "x": data["x"], "box_support": args.box_support}, [{"seed": s} for s in range(1, args.members + 1)],
-                            [Path(folder) / f"{s}.pt" for s in range(args.members)])
+        results = run_tasks(
+            train_member,
+            {"theta": data["theta"], "x": data["x"], "box_support": args.box_support},
+            [{"seed": s} for s in range(1, args.members + 1)],
+            [Path(folder) / f"{s}.pt" for s in range(args.members)],
+        )
     flows = [AmortizedEstimator.from_payload(r["estimator"]) for r in results]
     x, truth = data["x_test"], data["truth"]
     per_member = args.samples // args.members
     torch.manual_seed(0)
     single = coverage(flows[0].sample(x, per_member * args.members), flows[0].log_prob_per_observation, truth, x)
-    mixture_density = lambda t, x: torch.logsumexp(torch.stack([f.log_prob_per_observation(t, x) for f in flows]), 0) - math.log(len(flows))
+    mixture_density = lambda t, x: (
+        torch.logsumexp(torch.stack([f.log_prob_per_observation(t, x) for f in flows]), 0) - math.log(len(flows))
+    )
     mixture = coverage(torch.cat([f.sample(x, per_member) for f in flows], 1), mixture_density, truth, x)
     print(f"{args.train} training curves, {args.test} held-out curves, epochs {[r['epochs'] for r in results]}")
     print(f"{'':<22}{'marginal 68':>12}{'marginal 95':>12}{'HPD 68':>9}{'HPD 95':>9}")

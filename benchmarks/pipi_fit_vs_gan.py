@@ -23,7 +23,18 @@ from hadrinv.workflows.registry import RunContext, get_workflow
 
 DATASETS = {
     "talk": PipiToySpec(),
-    "irregular": PipiToySpec(n_s=40, n_z=24, grid="irregular", noise=0.02, noise_relative_to="point", f0_mass_gev=0.55, f0_width_gev=0.45, rho_mass_gev=0.80, rho_width_gev=0.18, seed=3),
+    "irregular": PipiToySpec(
+        n_s=40,
+        n_z=24,
+        grid="irregular",
+        noise=0.02,
+        noise_relative_to="point",
+        f0_mass_gev=0.55,
+        f0_width_gev=0.45,
+        rho_mass_gev=0.80,
+        rho_width_gev=0.18,
+        seed=3,
+    ),
 }
 
 
@@ -34,26 +45,64 @@ def main() -> None:
     parser.add_argument("--out", default="runs/bench-pipi")
     parser.add_argument("--preset", default=None)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--data-seeds", default=None, help="comma-separated seeds of the pseudo-data: repeats each data set (coverage study)")
+    parser.add_argument(
+        "--data-seeds",
+        default=None,
+        help="comma-separated seeds of the pseudo-data: repeats each data set (coverage study)",
+    )
     args = parser.parse_args()
     workflow = get_workflow("pipi-amplitude")
     rows, report = [], {"machine": platform.platform(), "members": args.members, "datasets": {}}
     jobs = []
     for name in args.datasets.split(","):
         seeds = [int(x) for x in args.data_seeds.split(",")] if args.data_seeds else [DATASETS[name].seed]
-        jobs += [(name if len(seeds) == 1 else f"{name}-seed{seed}", replace(DATASETS[name], seed=seed)) for seed in seeds]
+        jobs += [
+            (name if len(seeds) == 1 else f"{name}-seed{seed}", replace(DATASETS[name], seed=seed)) for seed in seeds
+        ]
     for name, spec in jobs:
         out = Path(args.out) / name
         data_path = write_cross_sections(simulate_pipi(spec), out / "data.csv")
-        config = workflow.config(args.preset, overrides={"data": str(data_path), "out": str(out / "run"), "seed": args.seed, "method": "both", "execution": {"members": args.members}})
+        config = workflow.config(
+            args.preset,
+            overrides={
+                "data": str(data_path),
+                "out": str(out / "run"),
+                "seed": args.seed,
+                "method": "both",
+                "execution": {"members": args.members},
+            },
+        )
         started = time.perf_counter()
         result = workflow.run(config, RunContext(progress=False, log=lambda message: None))
         report["datasets"][name] = {"seconds": time.perf_counter() - started, **result.metrics}
         for method in ("fit", "gan"):
             m = result.metrics[method]
-            rows.append((name, method, m["delta0_rms_error_deg"], m["delta1_rms_error_deg"], m["delta0_band_coverage"], m["delta1_band_coverage"],
-                         m.get("converged_fraction", float("nan")), m["chi2_ndf"], m["unitarity_loss"], m["seconds"]))
-    header = ("data", "method", "rms d0 [deg]", "rms d1 [deg]", "cover d0", "cover d1", "converged", "chi2/ndf", "L_u", "time [s]")
+            rows.append(
+                (
+                    name,
+                    method,
+                    m["delta0_rms_error_deg"],
+                    m["delta1_rms_error_deg"],
+                    m["delta0_band_coverage"],
+                    m["delta1_band_coverage"],
+                    m.get("converged_fraction", float("nan")),
+                    m["chi2_ndf"],
+                    m["unitarity_loss"],
+                    m["seconds"],
+                )
+            )
+    header = (
+        "data",
+        "method",
+        "rms d0 [deg]",
+        "rms d1 [deg]",
+        "cover d0",
+        "cover d1",
+        "converged",
+        "chi2/ndf",
+        "L_u",
+        "time [s]",
+    )
     print(" | ".join(header))
     print(" | ".join("---" for _ in header))
     for r in rows:
@@ -62,9 +111,13 @@ def main() -> None:
         for method in ("fit", "gan"):
             sel = [r for r in rows if r[1] == method]
             mean = lambda k: sum(r[k] for r in sel) / len(sel)
-            print(f"mean over {len(sel)} data sets | {method} | {mean(2):.3g} | {mean(3):.3g} | {mean(4):.3g} | {mean(5):.3g} | {mean(6):.3g} | {mean(7):.3g} | {mean(8):.3g} | {mean(9):.3g}")
-    print("talk 000: no accuracy figure (plots of converged / non-converged GANs); GAN time ratio to fit: "
-          + ", ".join(f"{rows[i][0]} {rows[i + 1][-1] / rows[i][-1]:.1f}x" for i in range(0, len(rows), 2)))
+            print(
+                f"mean over {len(sel)} data sets | {method} | {mean(2):.3g} | {mean(3):.3g} | {mean(4):.3g} | {mean(5):.3g} | {mean(6):.3g} | {mean(7):.3g} | {mean(8):.3g} | {mean(9):.3g}"
+            )
+    print(
+        "talk 000: no accuracy figure (plots of converged / non-converged GANs); GAN time ratio to fit: "
+        + ", ".join(f"{rows[i][0]} {rows[i + 1][-1] / rows[i][-1]:.1f}x" for i in range(0, len(rows), 2))
+    )
     Path(args.out).mkdir(parents=True, exist_ok=True)
     (Path(args.out) / "report.json").write_text(json.dumps(report, indent=2))
 

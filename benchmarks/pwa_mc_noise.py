@@ -44,13 +44,20 @@ def main() -> None:
     started = time.perf_counter()
     for k in range(args.samples):
         mc = am.binned_cache(mc_chunks_of(args.mc, make_mc, g))
-        fit = fit_unbinned(UnbinnedNLL(am.intensity, data, mc, chunk_size=32768), am.initial().numpy(), bounds=am.bounds(),
-                           method="minuit", names=am.names)
+        fit = fit_unbinned(
+            UnbinnedNLL(am.intensity, data, mc, chunk_size=32768),
+            am.initial().numpy(),
+            bounds=am.bounds(),
+            method="minuit",
+            names=am.names,
+        )
         values.append(fit.values)
         errors = fit.errors
         print(f"fit {k}: valid {fit.is_valid}", flush=True)
     ratio = np.asarray(values).std(0, ddof=1) / errors
-    print(f"{args.events} events, {args.samples} {args.sampling} MC samples of {args.mc}, {time.perf_counter() - started:.0f} s")
+    print(
+        f"{args.events} events, {args.samples} {args.sampling} MC samples of {args.mc}, {time.perf_counter() - started:.0f} s"
+    )
     print(f"{'parameter':<26}{'MC spread / stat. error':>24}")
     for name, r in zip(am.names, ratio):
         print(f"{name:<26}{r:>24.2f}")

@@ -27,7 +27,6 @@ from hadrinv.data.pwa_model import read_model
 from hadrinv.inference.unbinned import UnbinnedNLL
 from hadrinv.physics import pwa
 
-
 CHUNK = 32768  # events per chunk of the chunked gradient
 
 
@@ -53,15 +52,26 @@ def make_nll(model, data: dict, mc: dict):
 
     def intensity(cache, p):
         if "angular" in cache:  # the reference path: complex arithmetic, line shapes from scratch
-            shapes = torch.stack([pwa.flatte(cache["m"], p[2 * k], p[2 * k + 1]) if r.lineshape == "flatte"
-                                  else pwa.breit_wigner(cache["m"], p[2 * k], p[2 * k + 1]) for k, r in enumerate(resonances)], -1)
-            re_im = p[2 * K:].reshape(K - 1, 2)
+            shapes = torch.stack(
+                [
+                    pwa.flatte(cache["m"], p[2 * k], p[2 * k + 1])
+                    if r.lineshape == "flatte"
+                    else pwa.breit_wigner(cache["m"], p[2 * k], p[2 * k + 1])
+                    for k, r in enumerate(resonances)
+                ],
+                -1,
+            )
+            re_im = p[2 * K :].reshape(K - 1, 2)
             c = torch.cat([torch.ones(1, dtype=torch.complex128), torch.complex(re_im[:, 0], re_im[:, 1])])
             return pwa.intensity(cache["angular"], shapes, c)
-        parts = [pwa.flatte_parts(cache["m2"], p[2 * k], p[2 * k + 1], cache["rho_pipi"], cache["rho_kk"]) if r.lineshape == "flatte"
-                 else pwa.breit_wigner_parts(cache["m2"], p[2 * k], p[2 * k + 1]) for k, r in enumerate(resonances)]
+        parts = [
+            pwa.flatte_parts(cache["m2"], p[2 * k], p[2 * k + 1], cache["rho_pipi"], cache["rho_kk"])
+            if r.lineshape == "flatte"
+            else pwa.breit_wigner_parts(cache["m2"], p[2 * k], p[2 * k + 1])
+            for k, r in enumerate(resonances)
+        ]
         br, bi = torch.stack([q[0] for q in parts], -1), torch.stack([q[1] for q in parts], -1)
-        re_im = p[2 * K:].reshape(K - 1, 2)
+        re_im = p[2 * K :].reshape(K - 1, 2)
         cr = torch.cat([torch.ones(1, dtype=torch.float64), re_im[:, 0]])
         ci = torch.cat([torch.zeros(1, dtype=torch.float64), re_im[:, 1]])
         return pwa.intensity_from_basis(cache["basis"], cr * br - ci * bi, cr * bi + ci * br)
@@ -93,8 +103,10 @@ def main(argv=None) -> int:
     for path in ("complex", "real"):  # complex first: the peak memory printed after "real" includes both caches
         started = time.perf_counter()
         data, mc = _cache(model, args.data, 1, path == "complex"), _cache(model, args.mc, 2, path == "complex")
-        print(f"{path} path: cached {args.data} data + {args.mc} MC events ({len(model.resonances)} resonances) in "
-              f"{time.perf_counter() - started:.1f} s; peak RSS so far {_peak_rss_gb():.2f} GB")
+        print(
+            f"{path} path: cached {args.data} data + {args.mc} MC events ({len(model.resonances)} resonances) in "
+            f"{time.perf_counter() - started:.1f} s; peak RSS so far {_peak_rss_gb():.2f} GB"
+        )
         nll, p0 = make_nll(model, data, mc)
         rows += _time(nll, p0, args.repeats, path)
         del data, mc
@@ -104,7 +116,9 @@ def main(argv=None) -> int:
     for name, seconds, _, _ in rows:
         print(f"{name:<36} {seconds:>21.3f} {1 / seconds:>14.2f} {seconds / auto[1]:>7.2f}")
     agreement = float(((auto[3] - fd[3]).abs() / auto[3].abs().clamp_min(1e-3)).max())
-    print(f"\n{len(p0)} free parameters; -ln L = {float(auto[2]):.6g}; max relative gradient difference autodiff vs finite differences {agreement:.1e}")
+    print(
+        f"\n{len(p0)} free parameters; -ln L = {float(auto[2]):.6g}; max relative gradient difference autodiff vs finite differences {agreement:.1e}"
+    )
     print(f"peak RSS {_peak_rss_gb():.2f} GB; target: value + gradient <= 1 s on 2 cores (real path, chunked autodiff)")
     return 0
 

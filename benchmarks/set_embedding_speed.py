@@ -55,12 +55,28 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     generator = torch.Generator().manual_seed(1)
-    print(f"torch {torch.__version__}, {args.threads} thread(s), batch {args.batch}, forward + backward, mean of {args.repeats}\n")
+    print(
+        f"torch {torch.__version__}, {args.threads} thread(s), batch {args.batch}, forward + backward, mean of {args.repeats}\n"
+    )
     print("| case | padded (ms) | SetEmbedding (ms) | speed-up |")
     print("|---|---|---|---|")
-    cases = [("dis-pdf encoder, 40-135 of 135 points, hidden 64", 4, 40, 135, {"features": 48, "hidden": 64, "count_feature": True}),
-             ("full clouds, 135 of 135 points, hidden 64", 4, 135, 135, {"features": 48, "hidden": 64, "count_feature": True}),
-             ("femtoscopy-like encoder, 20-60 of 60 points, hidden 96", 2, 20, 60, {"features": 64, "hidden": 96})]
+    cases = [
+        (
+            "dis-pdf encoder, 40-135 of 135 points, hidden 64",
+            4,
+            40,
+            135,
+            {"features": 48, "hidden": 64, "count_feature": True},
+        ),
+        (
+            "full clouds, 135 of 135 points, hidden 64",
+            4,
+            135,
+            135,
+            {"features": 48, "hidden": 64, "count_feature": True},
+        ),
+        ("femtoscopy-like encoder, 20-60 of 60 points, hidden 96", 2, 20, 60, {"features": 64, "hidden": 96}),
+    ]
     for name, x_dim, low, high, options in cases:
         embedding = SetEmbedding(x_dim, **options)
         x = clouds(args.batch, low, high, x_dim, generator)
@@ -71,7 +87,9 @@ def main() -> None:
         after = milliseconds(lambda: embedding(x).square().sum().backward(), args.repeats)
         print(f"| {name} | {before:.1f} | {after:.1f} | {before / after:.2f} |")
 
-    flow = ConditionalFlow(12, 4, embedding="set", embedding_options={"features": 48, "hidden": 64, "count_feature": True}, hidden=96)
+    flow = ConditionalFlow(
+        12, 4, embedding="set", embedding_options={"features": 48, "hidden": 64, "count_feature": True}, hidden=96
+    )
     theta, x = torch.rand(args.batch, 12, generator=generator), clouds(args.batch, 40, 135, 4, generator)
     flow._set_standardization(theta, x)
 
@@ -82,7 +100,9 @@ def main() -> None:
         flow.training_loss(u, context, xs).mean().backward()
 
     before, after = milliseconds(lambda: step(True), args.repeats), milliseconds(lambda: step(False), args.repeats)
-    print(f"| dis-pdf cloud flow, one training step (12 parameters) | {before:.1f} | {after:.1f} | {before / after:.2f} |")
+    print(
+        f"| dis-pdf cloud flow, one training step (12 parameters) | {before:.1f} | {after:.1f} | {before / after:.2f} |"
+    )
 
 
 if __name__ == "__main__":

@@ -23,10 +23,12 @@ import torch
 import yaml
 
 from hadrinv.inference.diagnostics import ellipsoid_coverage, hpd_coverage, marginal_coverage
-from hadrinv.models.dis import held_out_sets, make_problem as make_dis_problem
+from hadrinv.models.dis import held_out_sets
+from hadrinv.models.dis import make_problem as make_dis_problem
 from hadrinv.models.toys import make_problem as make_toy_problem
 from hadrinv.workflows.amortized_runs import build_estimator
-from hadrinv.workflows.dis_pdf.config import PRESETS as DIS_PRESETS, DISPdfConfig
+from hadrinv.workflows.dis_pdf.config import PRESETS as DIS_PRESETS
+from hadrinv.workflows.dis_pdf.config import DISPdfConfig
 
 LEVELS = (0.68, 0.95)
 
@@ -37,7 +39,9 @@ TOY_CONFIG = Path(__file__).resolve().parents[1] / "examples" / "inverse_toys" /
 
 def dis_grid(method: str, simulations: int, test_sets: int, generator: torch.Generator):
     problem = make_dis_problem(10, 8, 0.03)
-    test_theta, test_x, _, _ = held_out_sets(problem, test_sets, 0, DISPdfConfig().kinematics.test_experiments)  # the workflow's, seed 0
+    test_theta, test_x, _, _ = held_out_sets(
+        problem, test_sets, 0, DISPdfConfig().kinematics.test_experiments
+    )  # the workflow's, seed 0
     theta = problem.sample_prior(simulations, generator)
     options = dict(DIS_PRESETS["quick"]["grid_options"][method])
     return theta, problem.grid_observation(theta, generator), test_theta, test_x, problem.bounds, options
@@ -61,9 +65,16 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, required=True, help="maximum epochs")
     parser.add_argument("--patience", type=int, default=5)
     parser.add_argument("--members", type=int, default=1, help="> 1: a mixture of independently trained estimators")
-    parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
-                        help="change an estimator option (a YAML value), e.g. --option whiten=true")
-    parser.add_argument("--test-sets", type=int, default=None, help="held-out cases (default: 100 for dis-grid, 300 for toy-10d)")
+    parser.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="change an estimator option (a YAML value), e.g. --option whiten=true",
+    )
+    parser.add_argument(
+        "--test-sets", type=int, default=None, help="held-out cases (default: 100 for dis-grid, 300 for toy-10d)"
+    )
     parser.add_argument("--samples", type=int, default=500, help="posterior samples per held-out case")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -83,15 +94,23 @@ def main() -> None:
     samples = estimator.sample(test_x.float(), args.samples)
     marginal = marginal_coverage(samples, test_theta)
     ellipsoid = ellipsoid_coverage(samples, test_theta)
-    hpd = hpd_coverage(estimator, test_theta.float(), test_x.float(), LEVELS, n_samples=args.samples) if estimator.has_log_prob else None
+    hpd = (
+        hpd_coverage(estimator, test_theta.float(), test_x.float(), LEVELS, n_samples=args.samples)
+        if estimator.has_log_prob
+        else None
+    )
 
     def pair(c):
         return "-" if c is None else f"{c[0.68]:.3f} / {c[0.95]:.3f}"
 
-    print("| problem | method | simulations | members | epochs (best) | train s | marginal 68 / 95 | ellipsoid 68 / 95 | HPD 68 / 95 |")
+    print(
+        "| problem | method | simulations | members | epochs (best) | train s | marginal 68 / 95 | ellipsoid 68 / 95 | HPD 68 / 95 |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
-    print(f"| {args.problem} | {args.method} | {args.simulations} | {args.members} | {len(history.train_loss)} ({history.best_epoch + 1}) | "
-          f"{seconds:.0f} | {pair(marginal)} | {pair(ellipsoid)} | {pair(hpd)} |")
+    print(
+        f"| {args.problem} | {args.method} | {args.simulations} | {args.members} | {len(history.train_loss)} ({history.best_epoch + 1}) | "
+        f"{seconds:.0f} | {pair(marginal)} | {pair(ellipsoid)} | {pair(hpd)} |"
+    )
     print(json.dumps({"args": vars(args), "validation_loss": history.best_validation_loss}))
 
 

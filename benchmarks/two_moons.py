@@ -17,7 +17,12 @@ import time
 import torch
 
 from hadrinv.inference.diagnostics import c2st
-from hadrinv.physics.toys import TWO_MOONS_OBSERVATIONS, two_moons_prior, two_moons_reference_posterior, two_moons_simulate
+from hadrinv.physics.toys import (
+    TWO_MOONS_OBSERVATIONS,
+    two_moons_prior,
+    two_moons_reference_posterior,
+    two_moons_simulate,
+)
 from hadrinv.workflows.amortized_runs import build_estimator
 
 PUBLISHED_NPE = {1000: 0.725, 10000: 0.606, 100000: 0.542}
@@ -36,7 +41,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--methods", nargs="+", default=["flow", "vaim", "mdn", "diffusion"], choices=list(OPTIONS))
     parser.add_argument("--simulations", nargs="+", type=int, default=[10000])
-    parser.add_argument("--samples", type=int, default=10000, help="posterior and reference samples per observation (sbibm: 10000)")
+    parser.add_argument(
+        "--samples", type=int, default=10000, help="posterior and reference samples per observation (sbibm: 10000)"
+    )
     parser.add_argument("--observations", type=int, default=10)
     parser.add_argument("--max-epochs", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
@@ -56,17 +63,33 @@ def main() -> None:
                 started = time.perf_counter()
                 samples = estimator.sample(x_obs.float(), args.samples)
                 sample_seconds += time.perf_counter() - started
-                reference = two_moons_reference_posterior(x_obs, args.samples, torch.Generator().manual_seed(1000 + i)).float()
+                reference = two_moons_reference_posterior(
+                    x_obs, args.samples, torch.Generator().manual_seed(1000 + i)
+                ).float()
                 scores.append(c2st(reference, samples, seed=i))
-            row = (n_sim, method, statistics.mean(scores), statistics.stdev(scores) if len(scores) > 1 else 0.0, max(scores),
-                   history.seconds, len(history.train_loss), 1e6 * sample_seconds / (args.samples * len(scores)), PUBLISHED_NPE.get(n_sim))
+            row = (
+                n_sim,
+                method,
+                statistics.mean(scores),
+                statistics.stdev(scores) if len(scores) > 1 else 0.0,
+                max(scores),
+                history.seconds,
+                len(history.train_loss),
+                1e6 * sample_seconds / (args.samples * len(scores)),
+                PUBLISHED_NPE.get(n_sim),
+            )
             rows.append(row)
-            print(f"{method} at {n_sim}: c2st {row[2]:.3f} +- {row[3]:.3f} (per observation: {', '.join(f'{s:.3f}' for s in scores)})", flush=True)
+            print(
+                f"{method} at {n_sim}: c2st {row[2]:.3f} +- {row[3]:.3f} (per observation: {', '.join(f'{s:.3f}' for s in scores)})",
+                flush=True,
+            )
     print()
     print("| simulations | method | C2ST mean | std | worst | train s | epochs | ms per 1000 samples | published NPE |")
     print("|---|---|---|---|---|---|---|---|---|")
     for n_sim, method, mean, std, worst, train, epochs, ms, published in rows:
-        print(f"| {n_sim} | {method} | {mean:.3f} | {std:.3f} | {worst:.3f} | {train:.0f} | {epochs} | {ms:.1f} | {published if published else '-'} |")
+        print(
+            f"| {n_sim} | {method} | {mean:.3f} | {std:.3f} | {worst:.3f} | {train:.0f} | {epochs} | {ms:.1f} | {published if published else '-'} |"
+        )
 
 
 if __name__ == "__main__":

@@ -29,7 +29,9 @@ def main() -> None:
     x = theta @ a.T + noise * torch.randn(6000, 2, generator=g)
     covariance = torch.linalg.inv(torch.eye(2) + a.T @ torch.diag(noise**-2) @ a)
     across, along = torch.tensor([1.0, 1.0]) / 2**0.5, torch.tensor([1.0, -1.0]) / 2**0.5
-    print("| flow | observation | epochs | width across / exact | width along / exact | mean abs log-density error | mean error |")
+    print(
+        "| flow | observation | epochs | width across / exact | width along / exact | mean abs log-density error | mean error |"
+    )
     print("|---|---|---|---|---|---|---|")
     for whiten in (True, False):
         torch.manual_seed(0)
@@ -41,8 +43,11 @@ def main() -> None:
             error = flow.log_prob(points, x_obs).detach() - exact.log_prob(points)
             samples = flow.sample(x_obs, 4000)
             ratio = [float((samples @ e).std() / (e @ covariance @ e) ** 0.5) for e in (across, along)]
-            print(f"| {'whitened' if whiten else 'plain'} | {x_obs.tolist()} | {len(history.train_loss)} | {ratio[0]:.2f} | {ratio[1]:.2f} | "
-                  f"{float(error.abs().mean()):.3f} | {float(error.mean()):.3f} |", flush=True)
+            print(
+                f"| {'whitened' if whiten else 'plain'} | {x_obs.tolist()} | {len(history.train_loss)} | {ratio[0]:.2f} | {ratio[1]:.2f} | "
+                f"{float(error.abs().mean()):.3f} | {float(error.mean()):.3f} |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -27,8 +27,22 @@ def test_active_learning_repairs_a_model_trained_on_too_narrow_a_range():
     def error(estimator) -> float:
         return float((estimator.sample(targets, 200).mean(1) - truth).abs().mean())
 
-    result = active_learning(mdn, simulate, theta0, x0, targets, rounds=4, per_round=6, samples_per_candidate=30, probe=4,
-                             widen=0.5, scale=0.05, clip=lambda t: t.clamp(-0.99, 3.99), evaluate=error, fit_options=fit_options)
+    result = active_learning(
+        mdn,
+        simulate,
+        theta0,
+        x0,
+        targets,
+        rounds=4,
+        per_round=6,
+        samples_per_candidate=30,
+        probe=4,
+        widen=0.5,
+        scale=0.05,
+        clip=lambda t: t.clamp(-0.99, 3.99),
+        evaluate=error,
+        fit_options=fit_options,
+    )
     assert result.simulations[0] == 1500
     assert result.simulations[-1] == 1500 + 4 * (12 * 4 + 6 * 30)  # every simulation counted, probes included
     assert result.metric[0] > 0.3  # the model extrapolated badly
@@ -41,6 +55,8 @@ def test_misfit_is_small_where_the_posterior_explains_the_data():
     mdn = MDN(1, 1, components=2, hidden=32)
     mdn.fit(theta, simulate(theta), max_epochs=40, patience=6)
     inside, outside = torch.tensor([[1.5]]), torch.tensor([[6.0]])
-    score, probed, simulated = posterior_predictive_misfit(mdn, simulate, torch.cat([inside, outside]), probe=50, scale=0.05)
+    score, probed, simulated = posterior_predictive_misfit(
+        mdn, simulate, torch.cat([inside, outside]), probe=50, scale=0.05
+    )
     assert probed.shape == (100, 1) and simulated.shape == (100, 1)
     assert score[0] < 5 and score[1] > 20 * score[0]

@@ -21,8 +21,15 @@ TINY_TOYS = {
     "coverage_samples": 200,
     "training": {"max_epochs": 40, "patience": 6},
     "estimator_options": {"flow": {"hidden": 32, "transforms": 3}, "mdn": {"components": 5, "hidden": 64}},
-    "active_learning": {"method": "mdn", "initial_simulations": 800, "targets": 6, "rounds": 1, "per_round": 2,
-                        "samples_per_candidate": 20, "training": {"max_epochs": 15, "patience": 4}},
+    "active_learning": {
+        "method": "mdn",
+        "initial_simulations": 800,
+        "targets": 6,
+        "rounds": 1,
+        "per_round": 2,
+        "samples_per_candidate": 20,
+        "training": {"max_epochs": 15, "patience": 4},
+    },
 }
 
 
@@ -53,14 +60,24 @@ def test_inverse_toys_recovers_the_circle_and_is_calibrated(toys_run):
         assert 0.5 <= m["ellipsoid_coverage_68"] <= 1.0 and 0.85 <= m["ellipsoid_coverage_95"] <= 1.0
     curves = metrics["active_learning"]["curves"]
     assert curves["active"]["simulations"] == curves["random"]["simulations"]
-    for name in ("sum_of_squares_2d_solutions.png", "sum_of_squares_2d_coverage.png", "active_learning.png", "comparison.md"):
+    for name in (
+        "sum_of_squares_2d_solutions.png",
+        "sum_of_squares_2d_coverage.png",
+        "active_learning.png",
+        "comparison.md",
+    ):
         assert (out / name).is_file()
 
 
 def test_inverse_toys_resume_reuses_every_finished_task(toys_run):
     code, out, config = toys_run
     before = json.loads((out / "metrics.json").read_text())
-    assert main(["run", "inverse-toys", "--config", str(config), "--out", str(out), "--serial", "--no-progress", "--resume"]) == 0
+    assert (
+        main(
+            ["run", "inverse-toys", "--config", str(config), "--out", str(out), "--serial", "--no-progress", "--resume"]
+        )
+        == 0
+    )
     after = json.loads((out / "metrics.json").read_text())
     assert after["toys"] == before["toys"]
 
@@ -80,8 +97,12 @@ TINY_DIS = {
     "posterior_samples": 300,
     "kinematics": {"cloud_points": [20, 60], "cloud_layout": "regions", "test_experiments": ["SLAC", "NMC"]},
     "training": {"max_epochs": 30, "patience": 5},
-    "grid_options": {"flow": {"embedding": "mlp", "embedding_options": {"features": 32, "hidden": 64}, "hidden": 64, "transforms": 3}},
-    "cloud_options": {"flow": {"embedding": "set", "embedding_options": {"features": 32, "hidden": 32}, "hidden": 64, "transforms": 3}},
+    "grid_options": {
+        "flow": {"embedding": "mlp", "embedding_options": {"features": 32, "hidden": 64}, "hidden": 64, "transforms": 3}
+    },
+    "cloud_options": {
+        "flow": {"embedding": "set", "embedding_options": {"features": 32, "hidden": 32}, "hidden": 64, "transforms": 3}
+    },
 }
 
 
@@ -92,7 +113,23 @@ def test_dis_pdf_fit_is_calibrated_and_networks_learn_the_parameters(tmp_path):
     config = tmp_path / "tiny.yaml"
     config.write_text(yaml.safe_dump(TINY_DIS))
     out = tmp_path / "out"
-    assert main(["run", "dis-pdf", "--config", str(config), "--data", str(data_path), "--out", str(out), "--serial", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "dis-pdf",
+                "--config",
+                str(config),
+                "--data",
+                str(data_path),
+                "--out",
+                str(out),
+                "--serial",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     metrics = json.loads((out / "metrics.json").read_text())["methods"]
     # the fit with Hessian errors on a correctly specified model: its 2-sigma intervals hold the truth
     # about 95% of the time (30 sets x 12 parameters)

@@ -12,9 +12,12 @@ from hadrinv.data.validation import DataError, read_truth
 
 def _data(configurations=2, sources=2, times=4, radii=5, step=0.1):
     g = torch.Generator().manual_seed(0)
-    return CorrelatorData(samples=torch.rand(configurations, sources, times, radii, generator=g, dtype=torch.float64),
-                          times=torch.arange(7, 7 + times), r_fm=step * torch.arange(1, radii + 1, dtype=torch.float64),
-                          sources=[f"s{i}" for i in range(sources)])
+    return CorrelatorData(
+        samples=torch.rand(configurations, sources, times, radii, generator=g, dtype=torch.float64),
+        times=torch.arange(7, 7 + times),
+        r_fm=step * torch.arange(1, radii + 1, dtype=torch.float64),
+        sources=[f"s{i}" for i in range(sources)],
+    )
 
 
 @pytest.mark.parametrize("suffix", [".h5", ".csv"])
@@ -43,17 +46,20 @@ def _grid_lines(skip=None, extra=(), r_values=(0.1, 0.2, 0.3, 0.4), times=(1, 2,
     return lines + list(extra)
 
 
-@pytest.mark.parametrize("lines, message, row", [
-    (["t,r_fm"] + ["1,0.1"], "missing column(s) R", 1),
-    (_grid_lines(extra=["2,0.2,nan"]), "must be finite", 14),
-    (_grid_lines(extra=["2,0.2,5.0"]), "duplicate entry", 14),
-    (_grid_lines(skip=(2, 0.3)), "missing entry: configuration 0, source 0, t = 2, r_fm = 0.3", None),
-    (_grid_lines(r_values=(0.1, 0.2, 0.35, 0.4)), "not on the uniform grid", 4),
-    (_grid_lines(times=(1, 2, 4)), "consecutive", None),
-    (_grid_lines(times=(1, 2)), "at least 3", None),
-    (["t,r_fm,R", "1.5,0.1,1.0"], "non-negative integer", 2),
-    (["t,r_fm,R", "1,-0.1,1.0"], "must be positive", 2),
-])
+@pytest.mark.parametrize(
+    "lines, message, row",
+    [
+        (["t,r_fm"] + ["1,0.1"], "missing column(s) R", 1),
+        (_grid_lines(extra=["2,0.2,nan"]), "must be finite", 14),
+        (_grid_lines(extra=["2,0.2,5.0"]), "duplicate entry", 14),
+        (_grid_lines(skip=(2, 0.3)), "missing entry: configuration 0, source 0, t = 2, r_fm = 0.3", None),
+        (_grid_lines(r_values=(0.1, 0.2, 0.35, 0.4)), "not on the uniform grid", 4),
+        (_grid_lines(times=(1, 2, 4)), "consecutive", None),
+        (_grid_lines(times=(1, 2)), "at least 3", None),
+        (["t,r_fm,R", "1.5,0.1,1.0"], "non-negative integer", 2),
+        (["t,r_fm,R", "1,-0.1,1.0"], "must be positive", 2),
+    ],
+)
 def test_bad_csv_names_file_row_and_problem(tmp_path, lines, message, row):
     path = _write_csv(tmp_path / "R.csv", lines)
     with pytest.raises(DataError) as info:
@@ -95,5 +101,7 @@ def test_cli_bad_correlator_file_exits_2_with_one_line(tmp_path, capsys):
 
 def test_data_with_the_separable_case_is_refused(tmp_path, capsys):
     path = write_correlator(tmp_path / "R.h5", _data())
-    assert main(["run", "halqcd-potential", "--case", "separable", "--data", str(path), "--out", str(tmp_path / "o")]) == 2
+    assert (
+        main(["run", "halqcd-potential", "--case", "separable", "--data", str(path), "--out", str(tmp_path / "o")]) == 2
+    )
     assert "--case omega-omega" in capsys.readouterr().err

@@ -110,7 +110,12 @@ def test_truth_records_the_generating_parameters():
     assert data.truth["model"] == "pipi-breit-wigner"
     assert data.truth["rho_mass_gev"] == 0.8
     f0, rho = truth_resonances(data.truth)
-    assert (f0.mass_gev, f0.width_gev, rho.mass_gev, rho.width_gev) == (spec.f0_mass_gev, spec.f0_width_gev, 0.8, spec.rho_width_gev)
+    assert (f0.mass_gev, f0.width_gev, rho.mass_gev, rho.width_gev) == (
+        spec.f0_mass_gev,
+        spec.f0_width_gev,
+        0.8,
+        spec.rho_width_gev,
+    )
     assert truth_resonances({}) is None
 
 
@@ -139,7 +144,9 @@ def test_write_read_round_trip_with_truth_sidecar(tmp_path, grid):
 
 
 def test_round_trip_without_error_column_and_without_truth(tmp_path):
-    data = CrossSectionData(s=np.array([0.3, 0.3, 0.5]), cos_theta=np.array([-0.5, 0.5, 0.0]), dsigma_domega=np.array([1e-3, 2e-3, -1e-5]))
+    data = CrossSectionData(
+        s=np.array([0.3, 0.3, 0.5]), cos_theta=np.array([-0.5, 0.5, 0.0]), dsigma_domega=np.array([1e-3, 2e-3, -1e-5])
+    )
     path = write_cross_sections(data, tmp_path / "plain.csv")
     assert path.read_text().splitlines()[0] == "s,cos_theta,dsigma_domega"
     assert not truth_path(path).exists()
@@ -153,7 +160,11 @@ def test_round_trip_without_error_column_and_without_truth(tmp_path):
 
 def test_reader_accepts_reordered_columns_comments_blank_lines_and_bom(tmp_path):
     path = tmp_path / "odd.csv"
-    path.write_bytes("\ufeff# a comment\nerror, dsigma_domega ,cos_theta,s\n\n0.1,1.5,0.25,0.4\n# another\n0.2,2.5,-1,1.0\n".encode("utf-8"))
+    path.write_bytes(
+        "\ufeff# a comment\nerror, dsigma_domega ,cos_theta,s\n\n0.1,1.5,0.25,0.4\n# another\n0.2,2.5,-1,1.0\n".encode(
+            "utf-8"
+        )
+    )
     data = read_cross_sections(path, S_THRESHOLD_GEV2)
     np.testing.assert_array_equal(data.s, [0.4, 1.0])
     np.testing.assert_array_equal(data.cos_theta, [0.25, -1.0])
@@ -228,7 +239,9 @@ def test_s_just_above_threshold_is_accepted(tmp_path):
     assert read_cross_sections(path, S_THRESHOLD_GEV2).s[0] == s
 
 
-@pytest.mark.parametrize("garbage", [bytes(range(256)) * 8, b"\x89PNG\r\n\x1a\n\xff\xd8\xff\xe0" * 50], ids=["all_bytes", "png_like"])
+@pytest.mark.parametrize(
+    "garbage", [bytes(range(256)) * 8, b"\x89PNG\r\n\x1a\n\xff\xd8\xff\xe0" * 50], ids=["all_bytes", "png_like"]
+)
 def test_binary_garbage_not_utf8_raises_one_line_data_error(tmp_path, garbage):
     with pytest.raises(UnicodeDecodeError):
         garbage.decode("utf-8")

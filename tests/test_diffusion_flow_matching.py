@@ -79,7 +79,9 @@ def ancestral_samples(diffusion):
 def _assert_posterior_moments(samples: torch.Tensor, label: str, mean_tolerance: float) -> None:
     assert samples.shape == (2, N_SAMPLES, 2)
     mean, std = samples.mean(1), samples.std(1)
-    print(f"\n{label}: mean {mean.tolist()} (truth {(0.8 * X_OBS).tolist()}), std {std.tolist()} (truth {POSTERIOR_STD:.3f})")
+    print(
+        f"\n{label}: mean {mean.tolist()} (truth {(0.8 * X_OBS).tolist()}), std {std.tolist()} (truth {POSTERIOR_STD:.3f})"
+    )
     assert torch.allclose(mean, 0.8 * X_OBS, atol=mean_tolerance), mean
     assert torch.allclose(std, torch.full_like(std, POSTERIOR_STD), rtol=0.2), std
 
@@ -112,7 +114,9 @@ class _GaussianNoiseOracle(nn.Module):
 
 @pytest.mark.parametrize("sampling_steps, rtol", [(None, 0.03), (1000, 0.03), (100, 0.06)])
 def test_diffusion_samplers_reproduce_gaussian_with_exact_noise(sampling_steps, rtol):
-    model = ConditionalDiffusion(2, 2, hidden=8, blocks=1, sampling_steps=sampling_steps, ema_decay=None)  # samples with model.net
+    model = ConditionalDiffusion(
+        2, 2, hidden=8, blocks=1, sampling_steps=sampling_steps, ema_decay=None
+    )  # samples with model.net
     model.fitted.fill_(True)
     m, s = torch.tensor([1.0, -0.5]), torch.tensor([0.3, 2.0])
     model.net = _GaussianNoiseOracle(model.steps, model.alpha_bar, m, s)
@@ -166,7 +170,9 @@ def test_flow_matching_density_of_trained_model(flow_matching):
     grid_cov = (theta - grid_mean).T @ ((theta - grid_mean) * weights[:, None])
     torch.manual_seed(15)
     samples = flow_matching.sample(x, 20000)
-    print(f"\nflow matching: integral {total:.4f}; mean {grid_mean.tolist()} by quadrature, {samples.mean(0).tolist()} sampled")
+    print(
+        f"\nflow matching: integral {total:.4f}; mean {grid_mean.tolist()} by quadrature, {samples.mean(0).tolist()} sampled"
+    )
     assert torch.allclose(grid_mean, samples.mean(0), atol=0.02)
     assert torch.allclose(grid_cov, torch.cov(samples.T), atol=0.015)
     # and is close to the analytic posterior where it has its mass (the moment errors allowed above,
@@ -215,7 +221,9 @@ def test_exact_divergence_matches_jacobian_trace():
     u, context = torch.randn(5, 3), torch.randn(5, 2)
     _, divergence = model._velocity_and_divergence(u, 0.37, context)
     for row in range(5):
-        jacobian = torch.autograd.functional.jacobian(lambda v, row=row: model.velocity(v[None], 0.37, context[row:row + 1])[0], u[row])
+        jacobian = torch.autograd.functional.jacobian(
+            lambda v, row=row: model.velocity(v[None], 0.37, context[row : row + 1])[0], u[row]
+        )
         assert divergence[row].item() == pytest.approx(jacobian.trace().item(), rel=1e-4, abs=1e-5)
 
 
@@ -291,8 +299,16 @@ def test_diffusion_samples_with_averaged_weights_and_trains_the_raw_ones():
 def test_diffusion_ema_update_count_and_save_load(linear_gaussian, tmp_path):
     theta, x = linear_gaussian[0][:600], linear_gaussian[1][:600]
     torch.manual_seed(0)
-    model = ConditionalDiffusion(2, 2, hidden=16, blocks=1, ema_decay=0.9, sampling_steps=10,
-                                 embedding="mlp", embedding_options={"features": 4, "hidden": 8})
+    model = ConditionalDiffusion(
+        2,
+        2,
+        hidden=16,
+        blocks=1,
+        ema_decay=0.9,
+        sampling_steps=10,
+        embedding="mlp",
+        embedding_options={"features": 4, "hidden": 8},
+    )
     history = model.fit(theta, x, max_epochs=3, batch_size=100, patience=3, validation_fraction=0.1, seed=0)
     # one update per optimiser step (540 training pairs: 6 batches per epoch), kept with the best epoch
     assert int(model.ema_updates) == 6 * (history.best_epoch + 1)
@@ -300,10 +316,20 @@ def test_diffusion_ema_update_count_and_save_load(linear_gaussian, tmp_path):
     averaged = torch.cat([p.flatten() for p in [*model.ema["embedding"].parameters(), *model.ema["net"].parameters()]])
     assert raw.shape == averaged.shape and not torch.allclose(raw, averaged)
     # the averaged weights are what samples: the same as a model without averaging that holds them as its weights
-    plain = ConditionalDiffusion(2, 2, hidden=16, blocks=1, ema_decay=None, sampling_steps=10,
-                                 embedding="mlp", embedding_options={"features": 4, "hidden": 8})
-    state = {k: v for k, v in model.state_dict().items() if not k.startswith(("ema.", "ema_updates", "embedding.", "net."))}
-    state.update({k[len("ema."):]: v for k, v in model.state_dict().items() if k.startswith("ema.")})
+    plain = ConditionalDiffusion(
+        2,
+        2,
+        hidden=16,
+        blocks=1,
+        ema_decay=None,
+        sampling_steps=10,
+        embedding="mlp",
+        embedding_options={"features": 4, "hidden": 8},
+    )
+    state = {
+        k: v for k, v in model.state_dict().items() if not k.startswith(("ema.", "ema_updates", "embedding.", "net."))
+    }
+    state.update({k[len("ema.") :]: v for k, v in model.state_dict().items() if k.startswith("ema.")})
     plain.load_state_dict(state)
     assert not any(k.startswith("ema") for k in plain.state_dict())
     torch.manual_seed(3)
@@ -324,8 +350,16 @@ def test_diffusion_ema_update_count_and_save_load(linear_gaussian, tmp_path):
     for a, b in zip(old.net.parameters(), model.net.parameters()):
         assert torch.equal(a, b)
     # a model with averaging given such weights takes them as its average
-    averaging = ConditionalDiffusion(2, 2, hidden=16, blocks=1, ema_decay=0.9, sampling_steps=10,
-                                     embedding="mlp", embedding_options={"features": 4, "hidden": 8})
+    averaging = ConditionalDiffusion(
+        2,
+        2,
+        hidden=16,
+        blocks=1,
+        ema_decay=0.9,
+        sampling_steps=10,
+        embedding="mlp",
+        embedding_options={"features": 4, "hidden": 8},
+    )
     averaging.load_state_dict(payload["state"])
     for a, b in zip(averaging.ema["net"].parameters(), model.net.parameters()):
         assert torch.equal(a, b)

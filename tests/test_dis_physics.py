@@ -90,7 +90,9 @@ def test_shape_parameters_are_p0_at_q0_and_linear_in_s():
     torch.testing.assert_close(p[:, 0], full[:, 0::2], rtol=0, atol=0)
     s = evolution_variable(q2)
     k = SHAPE_NAMES.index("beta_d")
-    torch.testing.assert_close(p[:, 2, k], full[:, PARAMETER_NAMES.index("beta_d0")] + full[:, PARAMETER_NAMES.index("beta_d1")] * s[2])
+    torch.testing.assert_close(
+        p[:, 2, k], full[:, PARAMETER_NAMES.index("beta_d0")] + full[:, PARAMETER_NAMES.index("beta_d1")] * s[2]
+    )
 
 
 def test_parton_distributions_match_independent_formula():
@@ -118,7 +120,9 @@ def test_linear_inversion_recovers_u_and_d():
     # and their inversion
     torch.testing.assert_close((4 * sigma[..., 0] - sigma[..., 1]) / 15, u, rtol=1e-12, atol=0)
     torch.testing.assert_close((4 * sigma[..., 1] - sigma[..., 0]) / 15, d, rtol=1e-12, atol=0)
-    torch.testing.assert_close(quark_distributions_from_cross_sections(sigma), torch.stack([u, d], -1), rtol=1e-12, atol=0)
+    torch.testing.assert_close(
+        quark_distributions_from_cross_sections(sigma), torch.stack([u, d], -1), rtol=1e-12, atol=0
+    )
     # isospin: swapping u and d parameters swaps proton and neutron
     swapped = torch.cat([full[:, 10:], full[:, :10]], dim=1)
     torch.testing.assert_close(cross_sections(swapped, x, q2), sigma.flip(-1), rtol=1e-14, atol=0)
@@ -134,7 +138,9 @@ def test_number_integral_is_a_beta_function(q2):
         assert g > 0 and e > 0  # the gamma and delta terms really contribute
 
         def q(x, flavour=flavour):
-            return parton_distribution(full, torch.tensor([x], dtype=torch.float64), torch.tensor([q2], dtype=torch.float64), flavour).item()
+            return parton_distribution(
+                full, torch.tensor([x], dtype=torch.float64), torch.tensor([q2], dtype=torch.float64), flavour
+            ).item()
 
         numeric, _ = integrate.quad(q, 0.0, 1.0, epsabs=0, epsrel=1e-10, limit=200)
         analytic = n * (special.beta(a + 1, b + 1) + g * special.beta(a + 1.5, b + 1) + e * special.beta(a + 2, b + 1))
@@ -145,7 +151,9 @@ def test_number_integral_is_a_beta_function(q2):
         plain[k + 6 : k + 10] = 0.0
 
         def q_plain(x, plain=plain, flavour=flavour):
-            return parton_distribution(plain, torch.tensor([x], dtype=torch.float64), torch.tensor([q2], dtype=torch.float64), flavour).item()
+            return parton_distribution(
+                plain, torch.tensor([x], dtype=torch.float64), torch.tensor([q2], dtype=torch.float64), flavour
+            ).item()
 
         numeric, _ = integrate.quad(q_plain, 0.0, 1.0, epsabs=0, epsrel=1e-10, limit=200)
         assert numeric == pytest.approx(n * special.beta(a + 1, b + 1), rel=1e-8)
@@ -207,7 +215,9 @@ def test_default_space_layout_and_full_parameters():
     assert full.shape == (6, 20)
     torch.testing.assert_close(full[:, list(space.free_index)], free, rtol=0, atol=0)
     fixed = [PARAMETER_NAMES.index(n) for n in space.fixed_names]
-    torch.testing.assert_close(full[:, fixed], torch.tensor([space.central[i] for i in fixed], dtype=torch.float64).expand(6, -1))
+    torch.testing.assert_close(
+        full[:, fixed], torch.tensor([space.central[i] for i in fixed], dtype=torch.float64).expand(6, -1)
+    )
     full.sum().backward()  # differentiable w.r.t. the free parameters
     torch.testing.assert_close(free.grad, torch.ones_like(free))
     torch.testing.assert_close(space.free_parameters(full.detach()), free.detach())
@@ -318,7 +328,9 @@ def test_training_cloud_layouts_keep_the_kinematic_cuts_and_vary_like_experiment
     full = math.log(x_range[1] / x_range[0])
     g = torch.Generator().manual_seed(0)
     x, q2 = region_kinematics(2000, 100, x_range, q2_range, g)
-    assert (x >= x_range[0]).all() and (x <= x_range[1]).all() and (q2 >= q2_range[0]).all() and (q2 <= q2_range[1]).all()
+    assert (
+        (x >= x_range[0]).all() and (x <= x_range[1]).all() and (q2 >= q2_range[0]).all() and (q2 <= q2_range[1]).all()
+    )
     assert (q2 * (1 - x) / x + 0.938**2 > 4.0).all()  # W^2 > 4 GeV^2 (M_p = 0.938 GeV)
     # one rectangle per set, spanning a quarter to all of the range: a set's bins cover less of log x than
     # log-uniform bins do, and the coverage differs from set to set as between experiments
@@ -337,7 +349,9 @@ def test_training_cloud_layouts_keep_the_kinematic_cuts_and_vary_like_experiment
 def test_simulated_noise_is_relative_gaussian():
     free = DEFAULT_SPACE.sample_prior(200, torch.Generator().manual_seed(10))
     x, q2 = regular_grid()
-    observed, truth = simulate(free, DEFAULT_SPACE, x, q2, relative_noise=0.03, generator=torch.Generator().manual_seed(11), return_truth=True)
+    observed, truth = simulate(
+        free, DEFAULT_SPACE, x, q2, relative_noise=0.03, generator=torch.Generator().manual_seed(11), return_truth=True
+    )
     assert observed.shape == truth.shape == (200, 80, 2)
     pulls = (observed / truth - 1.0) / 0.03
     assert abs(pulls.mean().item()) < 0.02  # 32000 unit pulls: std of the mean 0.0056
@@ -403,7 +417,9 @@ BAD_INPUTS = [
 ]
 
 
-@pytest.mark.parametrize("contents, row, problem", [case[1:] for case in BAD_INPUTS], ids=[case[0] for case in BAD_INPUTS])
+@pytest.mark.parametrize(
+    "contents, row, problem", [case[1:] for case in BAD_INPUTS], ids=[case[0] for case in BAD_INPUTS]
+)
 def test_reader_rejects_bad_input_with_file_row_problem(tmp_path, contents, row, problem):
     path = tmp_path / "bad.csv"
     path.write_text(contents)
@@ -457,7 +473,9 @@ def test_write_read_round_trip_of_simulated_data(tmp_path):
 
 
 def test_round_trip_without_errors(tmp_path):
-    data = DISData(x=np.array([0.05, 0.5]), q2=np.array([2.0, 50.0]), sigma_p=np.array([1.5, 0.1]), sigma_n=np.array([0.9, 1e-3]))
+    data = DISData(
+        x=np.array([0.05, 0.5]), q2=np.array([2.0, 50.0]), sigma_p=np.array([1.5, 0.1]), sigma_n=np.array([0.9, 1e-3])
+    )
     path = write_dis_data(data, tmp_path / "plain.csv")
     assert path.read_text().splitlines()[0] == "x,Q2,sigma_p,sigma_n"
     back = read_dis_data(path)

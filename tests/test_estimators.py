@@ -58,7 +58,9 @@ def test_cosine_schedule_follows_a_half_cosine_to_zero_and_still_finds_the_poste
     theta, x = pairs
     epochs, rate = 12, 2e-3
     mdn = MDN(2, 2, components=3, hidden=64)
-    history = mdn.fit(theta, x, max_epochs=epochs, patience=epochs, batch_size=128, learning_rate=rate, lr_schedule="cosine")
+    history = mdn.fit(
+        theta, x, max_epochs=epochs, patience=epochs, batch_size=128, learning_rate=rate, lr_schedule="cosine"
+    )
     expected = [rate * (1 + math.cos(math.pi * (e + 1) / epochs)) / 2 for e in range(epochs)]
     assert history.learning_rate == pytest.approx(expected, rel=1e-6, abs=1e-12)
     samples = mdn.sample(torch.tensor([0.5, -1.0]), 4000)
@@ -133,7 +135,9 @@ def test_box_support_flow_is_a_bijection_of_the_prior_box(tmp_path):
     the density near that parameter's faces is as high as in the middle (the true posterior is flat there),
     and save/load keeps the mode."""
     g = torch.Generator().manual_seed(2)
-    theta = torch.rand(4000, 2, generator=g) * torch.tensor([2.0, 4.0]) - torch.tensor([1.0, 0.0])  # box [-1, 1] x [0, 4]
+    theta = torch.rand(4000, 2, generator=g) * torch.tensor([2.0, 4.0]) - torch.tensor(
+        [1.0, 0.0]
+    )  # box [-1, 1] x [0, 4]
     x = theta[:, :1] + 0.2 * torch.randn(4000, 1, generator=g)  # the data constrain theta_0 only
     bounds = ([-1.0, 0.0], [1.0, 4.0])
     torch.manual_seed(0)
@@ -151,7 +155,9 @@ def test_box_support_flow_is_a_bijection_of_the_prior_box(tmp_path):
     with torch.no_grad():
         probe = torch.tensor([[0.3, 0.01], [0.3, 2.0], [0.3, 3.99]])
         lp = flow.log_prob(probe, torch.tensor([0.3]).expand(3, 1))
-    assert float(lp.max() - lp.min()) < 0.5, lp  # flat in theta_1 up to its faces (0.22; the same flow with the logit map: 0.60)
+    assert float(lp.max() - lp.min()) < 0.5, (
+        lp
+    )  # flat in theta_1 up to its faces (0.22; the same flow with the logit map: 0.60)
     with pytest.raises(ValueError, match="box_support needs"):
         ConditionalFlow(2, 1, box_support=True)
     loaded = AmortizedEstimator.load(flow.save(tmp_path / "box.pt"))
@@ -238,7 +244,9 @@ def test_set_embedding_of_a_padded_batch_equals_each_cloud_encoded_alone():
     batched = embedding(batch)
     assert torch.allclose(batched, by_cloud, atol=1e-6)
     weights = list(embedding.parameters())
-    for a, b in zip(torch.autograd.grad(batched.square().sum(), weights), torch.autograd.grad(by_cloud.square().sum(), weights)):
+    for a, b in zip(
+        torch.autograd.grad(batched.square().sum(), weights), torch.autograd.grad(by_cloud.square().sum(), weights)
+    ):
         assert torch.allclose(a, b, atol=1e-5)
 
 
@@ -278,7 +286,15 @@ def test_posterior_width_shrinks_with_the_number_of_points_given_the_count_featu
     cloud = (torch.rand(n, m, generator=g) < p).float().unsqueeze(-1)
     counts = torch.randint(4, m + 1, (n,), generator=g)
     cloud[torch.arange(m) >= counts.unsqueeze(-1)] = float("nan")
-    mdn = MDN(1, 1, components=1, hidden=32, hidden_layers=2, embedding="set", embedding_options={"features": 8, "hidden": 32, "count_feature": True})
+    mdn = MDN(
+        1,
+        1,
+        components=1,
+        hidden=32,
+        hidden_layers=2,
+        embedding="set",
+        embedding_options={"features": 8, "hidden": 32, "count_feature": True},
+    )
     mdn.fit(p, cloud, max_epochs=40, patience=8)
     for points in (8, 64):
         half_successes = (torch.arange(points) % 2).float().reshape(points, 1)
@@ -299,7 +315,16 @@ def test_point_cloud_vaim_learns_from_clouds_of_different_sizes():
     cloud = torch.stack([t, y], -1)
     counts = torch.randint(5, m + 1, (n,), generator=g)
     cloud[torch.arange(m) >= counts.unsqueeze(-1)] = float("nan")
-    vaim = VAIM(1, 2, embedding="set", embedding_options={"features": 16, "hidden": 32}, kinematic_columns=1, hidden=64, blocks=2, latent_dim=2)
+    vaim = VAIM(
+        1,
+        2,
+        embedding="set",
+        embedding_options={"features": 16, "hidden": 32},
+        kinematic_columns=1,
+        hidden=64,
+        blocks=2,
+        latent_dim=2,
+    )
     vaim.fit(theta, cloud, max_epochs=40, patience=6)
     t_obs = torch.linspace(0, 1, 9)
     observed = torch.stack([t_obs, 0.6 * t_obs], -1)  # a 9-point cloud, a size and bins not in training
@@ -323,9 +348,13 @@ def test_mixture_is_the_average_density_of_its_members(tmp_path, pairs):
     with torch.no_grad():
         expected = torch.logaddexp(a.log_prob(probe_theta, probe_x), b.log_prob(probe_theta, probe_x)) - math.log(2)
         assert torch.allclose(mixture.log_prob(probe_theta, probe_x), expected, atol=1e-6)
-        assert not torch.allclose(a.log_prob(probe_theta, probe_x), b.log_prob(probe_theta, probe_x))  # independent members
+        assert not torch.allclose(
+            a.log_prob(probe_theta, probe_x), b.log_prob(probe_theta, probe_x)
+        )  # independent members
         per_obs = mixture.log_prob_per_observation(theta[:6].reshape(3, 2, 2), x[:3])
-        assert torch.allclose(per_obs, mixture.log_prob(theta[:6], x[:3].repeat_interleave(2, 0)).reshape(3, 2), atol=1e-5)
+        assert torch.allclose(
+            per_obs, mixture.log_prob(theta[:6], x[:3].repeat_interleave(2, 0)).reshape(3, 2), atol=1e-5
+        )
         # a mixture of one member twice is that member
         same = EstimatorMixture([a, a])
         assert torch.allclose(same.log_prob(probe_theta, probe_x), a.log_prob(probe_theta, probe_x), atol=1e-6)

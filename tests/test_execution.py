@@ -108,16 +108,22 @@ def test_cuda_is_refused_where_a_workflow_runs_on_cpu_only(capsys, captured):
     assert "execution.device" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("name, text, key", [
-    ("inverse-toys", "estimator_options:\n  flow:\n    membrs: 3\n", "estimator_options.flow.membrs"),
-    ("dis-pdf", "grid_options:\n  vaim:\n    membrs: 3\n", "grid_options.vaim.membrs"),
-    ("dis-pdf", "cloud_options:\n  flow:\n    embedding: set\n    embedding_options: {featres: 8}\n",
-     "cloud_options.flow.embedding_options.featres"),
-    ("femto-inverse", "flow:\n  membrs: 3\n", "flow.membrs"),
-    ("femto-inverse", "regressor:\n  hidden: many\n", "regressor.hidden"),
-    ("inverse-toys", "method_training:\n  flow:\n    max_epoch: 3\n", "method_training.flow.max_epoch"),
-    ("pipi-amplitude", "gan:\n  membrs: 3\n", "gan.membrs"),
-])
+@pytest.mark.parametrize(
+    "name, text, key",
+    [
+        ("inverse-toys", "estimator_options:\n  flow:\n    membrs: 3\n", "estimator_options.flow.membrs"),
+        ("dis-pdf", "grid_options:\n  vaim:\n    membrs: 3\n", "grid_options.vaim.membrs"),
+        (
+            "dis-pdf",
+            "cloud_options:\n  flow:\n    embedding: set\n    embedding_options: {featres: 8}\n",
+            "cloud_options.flow.embedding_options.featres",
+        ),
+        ("femto-inverse", "flow:\n  membrs: 3\n", "flow.membrs"),
+        ("femto-inverse", "regressor:\n  hidden: many\n", "regressor.hidden"),
+        ("inverse-toys", "method_training:\n  flow:\n    max_epoch: 3\n", "method_training.flow.max_epoch"),
+        ("pipi-amplitude", "gan:\n  membrs: 3\n", "gan.membrs"),
+    ],
+)
 def test_unknown_or_mistyped_option_stops_before_any_work_naming_the_key(tmp_path, capsys, name, text, key):
     path = tmp_path / "c.yaml"
     path.write_text(text)
@@ -184,7 +190,9 @@ def test_resume_names_the_setting_that_differs(tmp_path):
     with pytest.raises(ResumeMismatch, match=r"seed differs: 1 in the interrupted run, 2 now"):
         prepare_output(out, _config(out=str(out), seed=2), RunContext(resume=True))
     # how the tasks run may change on resume
-    prepare_output(out, _config(out=str(out), seed=1, execution={"executor": "serial", "workers": 1}), RunContext(resume=True))
+    prepare_output(
+        out, _config(out=str(out), seed=1, execution={"executor": "serial", "workers": 1}), RunContext(resume=True)
+    )
 
 
 def test_resume_reads_the_runs_own_config(tmp_path, captured):
@@ -212,7 +220,9 @@ def test_interrupt_is_one_line_that_says_how_to_continue(tmp_path, capsys, monke
 def test_damaged_checkpoint_on_resume_is_one_line_without_unsafe_advice(tmp_path, capsys):
     data = write_cross_sections(simulate_pipi(PipiToySpec(n_s=10, n_z=8)), tmp_path / "toy.csv")
     out = tmp_path / "run"
-    assert main(["run", "pipi-amplitude", "--data", str(data), "--method", "fit", "--out", str(out), "--no-progress"]) == 0
+    assert (
+        main(["run", "pipi-amplitude", "--data", str(data), "--method", "fit", "--out", str(out), "--no-progress"]) == 0
+    )
     checkpoint = out / "checkpoints" / "fit.pt"
     checkpoint.write_bytes(checkpoint.read_bytes()[:200])
     (out / METRICS).unlink()

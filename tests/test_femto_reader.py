@@ -46,7 +46,9 @@ def test_simulated_file_without_error_reads_back_when_error_not_required(tmp_pat
 
 
 def test_as_tensors_returns_error_and_dataclass_is_frozen():
-    data = CorrelationData(np.array([1.0, 2.0, 3.0]), np.array([1.0, 1.0, 1.0]), np.array([0.1, 0.1, 0.1]), None, "simulated")
+    data = CorrelationData(
+        np.array([1.0, 2.0, 3.0]), np.array([1.0, 1.0, 1.0]), np.array([0.1, 0.1, 0.1]), None, "simulated"
+    )
     k, _, error = data.as_tensors()
     assert k.dtype == torch.float64 and error.tolist() == [0.1, 0.1, 0.1]
     with pytest.raises(AttributeError):
@@ -79,8 +81,18 @@ BAD_INPUTS = [
     ("two_points", HEADER + GOOD, None, r"2 data point.*at least 3"),
     ("empty_file", "", None, r"empty"),
     ("header_only", HEADER, None, r"no data rows"),
-    ("bad_row_after_comments", "# measured by X\n" + HEADER + "# run 2\n\n" + "10,1.2,0.05\n-3,1.1,0.05\n", 6, r"k_mev = -3 must be positive"),
-    ("unsorted_after_comments", "# note\n" + HEADER + "10,1.2,0.05\n# gap\n30,1.1,0.05\n\n20,1.0,0.05\n", 7, r"decreases from 30 \(line 5\)"),
+    (
+        "bad_row_after_comments",
+        "# measured by X\n" + HEADER + "# run 2\n\n" + "10,1.2,0.05\n-3,1.1,0.05\n",
+        6,
+        r"k_mev = -3 must be positive",
+    ),
+    (
+        "unsorted_after_comments",
+        "# note\n" + HEADER + "10,1.2,0.05\n# gap\n30,1.1,0.05\n\n20,1.0,0.05\n",
+        7,
+        r"decreases from 30 \(line 5\)",
+    ),
     ("duplicate_after_comments", HEADER + "10,1.2,0.05\n# x\n10,1.1,0.05\n30,1.0,0.05\n", 4, r"duplicated.*line 2"),
 ]
 

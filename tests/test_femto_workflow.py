@@ -19,9 +19,20 @@ SMALL = {
     "training": {"max_epochs": 40, "patience": 8},
     "posterior": {"samples": 200, "test_sets": 150, "fit_sets": 2},
     "regressor": {"hidden": 128, "blocks": 2},
-    "flexible_regressor": {"hidden": 64, "blocks": 1, "embedding": "set", "embedding_options": {"features": 32, "hidden": 48}},
+    "flexible_regressor": {
+        "hidden": 64,
+        "blocks": 1,
+        "embedding": "set",
+        "embedding_options": {"features": 32, "hidden": 48},
+    },
     # a mixture, as in the workflow (its box support is tested in test_estimators.py: at this size it leaves r0 wider)
-    "flow": {"members": 2, "transforms": 3, "hidden": 48, "embedding": "set", "embedding_options": {"features": 32, "hidden": 48}},
+    "flow": {
+        "members": 2,
+        "transforms": 3,
+        "hidden": 48,
+        "embedding": "set",
+        "embedding_options": {"features": 32, "hidden": 48},
+    },
 }
 
 
@@ -35,7 +46,9 @@ def measured(tmp_path_factory):
     rng = np.random.default_rng(1)
     error = 0.03 * data.C
     path = folder / "measured.csv"
-    rows = "\n".join(f"{k},{c},{e}" for k, c, e in zip(data.k_mev, data.C + error * rng.standard_normal(len(error)), error))
+    rows = "\n".join(
+        f"{k},{c},{e}" for k, c, e in zip(data.k_mev, data.C + error * rng.standard_normal(len(error)), error)
+    )
     path.write_text("k_mev,C,error\n" + rows + "\n")
     return path
 
@@ -46,7 +59,20 @@ def small_run(tmp_path_factory, measured):
     config = folder / "small.yaml"
     config.write_text(yaml.safe_dump(SMALL))
     out = folder / "out"
-    code = main(["run", "femto-inverse", "--config", str(config), "--out", str(out), "--serial", "--no-progress", "--data", str(measured)])
+    code = main(
+        [
+            "run",
+            "femto-inverse",
+            "--config",
+            str(config),
+            "--out",
+            str(out),
+            "--serial",
+            "--no-progress",
+            "--data",
+            str(measured),
+        ]
+    )
     return code, out
 
 

@@ -87,7 +87,7 @@ def test_free_potential_gives_no_correlation():
 @pytest.mark.parametrize("b,th", BARGMANN_CASES)
 def test_bargmann_phase_shifts(b, th):
     k = torch.cat([torch.tensor([1.0, 1.5, 3.0], dtype=DT), torch.linspace(5.0, 300.0, 60, dtype=DT)])
-    exact, *_ , kappa = bargmann_exact(b, th, to_fm(k))
+    exact, *_, kappa = bargmann_exact(b, th, to_fm(k))
     delta = solve_s_wave(bargmann(b, th), k, MU_P_OMEGA).delta[0]
     assert (delta - exact).abs().max().item() < 1e-6
     # Levinson: delta(0+) = n_bound pi; delta(k) - delta(0+) = -k (1/b + 1/|a|) + O(k^3), < 0.015 rad at 1 MeV
@@ -170,7 +170,13 @@ def asymptotic_koonin_pratt(k_mev: float, r0: float, delta: float) -> float:
     (upper limit 16 r0: S < e^-64 S(0) beyond)."""
     k = k_mev / HBARC_MEV_FM
     norm = (4.0 * math.pi * r0 * r0) ** -1.5
-    f = lambda r: 4.0 * math.pi * norm * math.exp(-r * r / (4.0 * r0 * r0)) * (math.sin(k * r + delta) ** 2 - math.sin(k * r) ** 2)
+    f = lambda r: (
+        4.0
+        * math.pi
+        * norm
+        * math.exp(-r * r / (4.0 * r0 * r0))
+        * (math.sin(k * r + delta) ** 2 - math.sin(k * r) ** 2)
+    )
     return 1.0 + scipy.integrate.quad(f, 0.0, 16.0 * r0, limit=500, epsabs=1e-15, epsrel=1e-13)[0] / k**2
 
 
@@ -215,7 +221,9 @@ def test_against_independent_dop853_reference():
     b = PARAMETER_LOW + (PARAMETER_HIGH - PARAMETER_LOW) * rng.random((n, 4))
     r0 = 0.5 + 3.5 * rng.random(n)
     k = np.array([1.0, 10.0, 50.0, 150.0, 300.0])
-    C, delta = correlation_function(GaussianYukawaPotential.from_parameters(torch.tensor(b)), torch.tensor(k), torch.tensor(r0), MU_P_OMEGA)
+    C, delta = correlation_function(
+        GaussianYukawaPotential.from_parameters(torch.tensor(b)), torch.tensor(k), torch.tensor(r0), MU_P_OMEGA
+    )
     for p in range(n):
         C_ref, delta_ref = reference_correlation(gaussian_yukawa_numpy(*b[p]), k, r0[p], MU_P_OMEGA)
         dC = np.abs(C[p].numpy() - C_ref)
@@ -270,7 +278,9 @@ def test_batch_consistency():
     k = K_SCAN
     C_all, d_all = correlation_function(GaussianYukawaPotential.from_parameters(b), k, r0, MU_P_OMEGA)
     for p in range(len(b)):
-        C_one, d_one = correlation_function(GaussianYukawaPotential.from_parameters(b[p : p + 1]), k, r0[p : p + 1], MU_P_OMEGA)
+        C_one, d_one = correlation_function(
+            GaussianYukawaPotential.from_parameters(b[p : p + 1]), k, r0[p : p + 1], MU_P_OMEGA
+        )
         assert (C_one[0] - C_all[p]).abs().max().item() < 1e-12
         assert (d_one[0] - d_all[p]).abs().max().item() < 1e-12
 

@@ -22,7 +22,14 @@ from hadrinv.physics.halqcd import (
     time_dependent_lhs,
     wall_source,
 )
-from hadrinv.physics.nonlocal_scattering import RadialMesh, SeparablePotential, bound_state_energies, box_states, phase_shifts, scattering_length
+from hadrinv.physics.nonlocal_scattering import (
+    RadialMesh,
+    SeparablePotential,
+    bound_state_energies,
+    box_states,
+    phase_shifts,
+    scattering_length,
+)
 from hadrinv.physics.schrodinger import solve_s_wave, zero_energy_scattering_length
 
 SEP = SeparablePotential()  # the talk's mu = 1, w = -0.017, m = 3.30
@@ -32,7 +39,9 @@ DEG = 180.0 / math.pi
 def test_talk_k_cot_delta_equals_the_polynomial_form_of_the_notes():
     k = torch.linspace(0.0, 3.0, 31, dtype=torch.float64)
     mu, m, w = SEP.mu, SEP.mass, SEP.strength
-    notes = (k**6 + 5 * mu**2 * k**4 + 15 * mu**4 * k**2 - 5 * mu**6) / (16 * mu**5) - (k**2 + mu**2) ** 4 / (32 * math.pi * m * w * mu**2)
+    notes = (k**6 + 5 * mu**2 * k**4 + 15 * mu**4 * k**2 - 5 * mu**6) / (16 * mu**5) - (k**2 + mu**2) ** 4 / (
+        32 * math.pi * m * w * mu**2
+    )
     assert torch.allclose(SEP.k_cot_delta(k), notes, rtol=1e-12, atol=1e-12)
     assert SEP.scattering_length() == pytest.approx(7.397, abs=2e-3)  # the notes: a = +7.4/mu
 
@@ -80,7 +89,9 @@ def test_nonlocal_solver_reproduces_the_closed_form_phase_shifts_and_scattering_
 def test_separable_bound_state_matches_the_pole_of_the_closed_form():
     # pole of the amplitude at k = i kappa: k cot delta = -kappa, with k^2 = -kappa^2 in the polynomial form
     m, w = SEP.mass, SEP.strength  # mu = 1
-    f = lambda kappa: ((-kappa**6 + 5 * kappa**4 - 15 * kappa**2 - 5) / 16 - (1 - kappa**2) ** 4 / (32 * math.pi * m * w)) + kappa
+    f = lambda kappa: (
+        ((-(kappa**6) + 5 * kappa**4 - 15 * kappa**2 - 5) / 16 - (1 - kappa**2) ** 4 / (32 * math.pi * m * w)) + kappa
+    )
     kappa = optimize.brentq(f, 1e-3, 0.9)
     energies = bound_state_energies(RadialMesh(0.05, 60.0), SEP.mass, U=SEP.matrix(RadialMesh(0.05, 60.0).nodes()))
     assert len(energies) == 1
@@ -139,11 +150,15 @@ def test_synthetic_correlator_obeys_the_time_dependent_equation():
     m_h = OMEGA_MASS_LATTICE_MEV / HBARC_MEV_FM
     V = OMEGA_OMEGA(r) / HBARC_MEV_FM
     R, spectrum = synthetic_correlator(mesh, m_h / 2, torch.arange(8, 16, dtype=torch.float64) * a, wall_source(r), V=V)
-    assert float(spectrum["energies"][0]) * HBARC_MEV_FM == pytest.approx(-1.5, abs=0.2)  # the shallow Omega-Omega bound state
+    assert float(spectrum["energies"][0]) * HBARC_MEV_FM == pytest.approx(
+        -1.5, abs=0.2
+    )  # the shallow Omega-Omega bound state
     # leading-order potential of exact data = the potential, up to the O(dW^3 a^2) error of the time differences
     V_lo = leading_order_potential(R, a, m_h, time_step=a) * HBARC_MEV_FM
     window = (r[:-1] >= 0.2) & (r[:-1] <= 2.0)
-    assert float((V_lo - OMEGA_OMEGA(r)[:-1])[:, window].abs().max()) < 1.0  # MeV, against a 69 MeV well and a 220 MeV core at 0.2 fm
+    assert (
+        float((V_lo - OMEGA_OMEGA(r)[:-1])[:, window].abs().max()) < 1.0
+    )  # MeV, against a 69 MeV well and a 220 MeV core at 0.2 fm
     # the same with the residual form and the local kernel
     lhs = time_dependent_lhs(R, a, m_h, time_step=a)
     assert torch.allclose(lhs, V[:-1] * R[1:-1, :-1], atol=2e-3 * float(lhs.abs().max()))
@@ -152,7 +167,9 @@ def test_synthetic_correlator_obeys_the_time_dependent_equation():
 def test_lattice_noise_has_the_stated_size_and_averages_out():
     g = torch.Generator().manual_seed(0)
     R = torch.ones(6, 50, dtype=torch.float64)
-    samples = lattice_noise(R, 4000, relative_error=0.02, growth_per_slice=0.1, correlation_length=0.3, step=0.1, generator=g)
+    samples = lattice_noise(
+        R, 4000, relative_error=0.02, growth_per_slice=0.1, correlation_length=0.3, step=0.1, generator=g
+    )
     rel = (samples / R - 1).std(0).mean(-1)
     expected = 0.02 * torch.exp(0.1 * torch.arange(6, dtype=torch.float64))
     assert torch.allclose(rel, expected, rtol=0.05)

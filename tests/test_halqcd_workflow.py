@@ -10,7 +10,10 @@ import torch
 from hadrinv.cli import main
 from hadrinv.workflows.registry import RunContext, get_workflow
 
-SMALL = {"training": {"adam_steps": 1500, "lbfgs_steps": 400}, "execution": {"executor": "serial", "members": 2}}  # the quick preset's training
+SMALL = {
+    "training": {"adam_steps": 1500, "lbfgs_steps": 400},
+    "execution": {"executor": "serial", "members": 2},
+}  # the quick preset's training
 
 
 def _run(tmp_path, case, resume=False, members=None, **extra):
@@ -59,7 +62,9 @@ def test_separable_learned_potential_reproduces_the_closed_form(separable):
 
 def test_omega_omega_learned_potential_reproduces_the_local_truth(omega):
     m = omega.metrics
-    assert m["learned"]["max_v_eff_error_over_depth"] < 0.05  # acceptance: V_eff within 5% of the well depth on [0.2, 2] fm
+    assert (
+        m["learned"]["max_v_eff_error_over_depth"] < 0.05
+    )  # acceptance: V_eff within 5% of the well depth on [0.2, 2] fm
     assert m["learned"]["max_delta_error_deg"] < 2.0  # acceptance: within 2 degrees up to 300 MeV
     assert m["truth"]["depth"] == pytest.approx(68.9, abs=0.1)
     assert m["baseline"]["max_delta_error_deg"] < 2.0
@@ -78,11 +83,14 @@ def test_resume_reuses_finished_members(tmp_path):
     assert again.metrics["learned"]["scattering_length"] == first.metrics["learned"]["scattering_length"]
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--case", "deuteron"], "case"),
-    (["--data", "lattice.csv"], "lattice.csv: no such file"),
-    (["--preset", "huge"], "unknown preset"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--case", "deuteron"], "case"),
+        (["--data", "lattice.csv"], "lattice.csv: no such file"),
+        (["--preset", "huge"], "unknown preset"),
+    ],
+)
 def test_cli_rejects_bad_input_with_exit_code_2(tmp_path, capsys, argv, message):
     code = main(["run", "halqcd-potential", "--out", str(tmp_path / "x"), *argv])
     assert code == 2

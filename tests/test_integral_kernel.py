@@ -20,7 +20,9 @@ def test_smooth_cutoff_is_one_inside_zero_outside_and_monotone():
 def test_kernel_is_symmetric_and_vanishes_past_the_regulator_by_construction(mode):
     torch.manual_seed(0)
     kernel = SymmetricKernel(features=8, hidden=16, regulator_radius=3.0, regulator=mode).double()
-    for p in kernel.parameters():  # a random, non-zero kernel (the zero-initialised output layer would make this trivial)
+    for (
+        p
+    ) in kernel.parameters():  # a random, non-zero kernel (the zero-initialised output layer would make this trivial)
         torch.nn.init.normal_(p, std=0.5)
     x = torch.rand(5000, dtype=torch.float64) * 6
     y = torch.rand(5000, dtype=torch.float64) * 6
@@ -47,8 +49,18 @@ def test_fit_recovers_the_action_of_a_separable_kernel_on_unseen_functions():
     outputs = (inputs * measure) @ true.T
     # scale ~ a tenth of |K|: a larger output scale stalls Adam on this problem (measured; also on the Omega-Omega case)
     kernel = SymmetricKernel(features=8, hidden=32, scale=0.05, length=2.0, regulator_radius=7.0)
-    result = fit_integral_kernel(kernel, x.float(), measure.float(), inputs.float(), outputs.float(), measure.float(),
-                                 adam_steps=600, learning_rate=3e-3, l2=0.0, lbfgs_steps=200)
+    result = fit_integral_kernel(
+        kernel,
+        x.float(),
+        measure.float(),
+        inputs.float(),
+        outputs.float(),
+        measure.float(),
+        adam_steps=600,
+        learning_rate=3e-3,
+        l2=0.0,
+        lbfgs_steps=200,
+    )
     assert result.relative_residual < 1e-3
     assert result.history[0] > 100 * result.relative_residual
     unseen = torch.sin(1.3 * x) * torch.exp(-0.1 * x)
@@ -62,7 +74,9 @@ def test_fit_rejects_inconsistent_shapes_and_non_finite_data():
     kernel = SymmetricKernel(features=4, hidden=8)
     x = torch.linspace(0.1, 1, 10)
     with pytest.raises(ValueError, match="shapes"):
-        fit_integral_kernel(kernel, x, x, torch.ones(3, 9), torch.ones(3, 9), torch.ones(9), adam_steps=1, lbfgs_steps=0)
+        fit_integral_kernel(
+            kernel, x, x, torch.ones(3, 9), torch.ones(3, 9), torch.ones(9), adam_steps=1, lbfgs_steps=0
+        )
     bad = torch.ones(3, 10)
     bad[1, 2] = math.nan
     with pytest.raises(ValueError, match="finite"):

@@ -82,8 +82,7 @@ def test_a_non_finite_value_is_rejected_as_infinity():
 @pytest.mark.parametrize("method", METHODS)
 def test_a_non_finite_start_gives_an_invalid_result_not_an_exception(method):
     f = lambda p: torch.log(p[0]) ** 2 + p[1] ** 2
-    for fit in (lambda: find_minimum(f, [-1.0, 0.0], method=method),
-                lambda: minimize(f, [-1.0, 0.0], method=method)):
+    for fit in (lambda: find_minimum(f, [-1.0, 0.0], method=method), lambda: minimize(f, [-1.0, 0.0], method=method)):
         result = fit()
         assert not result.is_valid and math.isinf(result.fval)
         assert np.isnan(result.errors).all()
@@ -106,8 +105,9 @@ def test_a_saddle_point_is_flagged_invalid():
     assert not result.is_valid
     assert "saddle point" in result.message
     # the shared judgement: the same point, assessed directly
-    judged = assess_minimum(Objective(saddle), np.zeros(2), names=["a", "b"], errordef=CHI2, method="newton",
-                            edm_tolerance=1e-5)
+    judged = assess_minimum(
+        Objective(saddle), np.zeros(2), names=["a", "b"], errordef=CHI2, method="newton", edm_tolerance=1e-5
+    )
     assert not judged.is_valid and not judged.has_accurate_covar
 
 
@@ -141,16 +141,35 @@ def double_well(p):
 
 
 def test_random_starts_within_bounds_find_both_minima(tmp_path):
-    outcome = random_restarts(given, None, 10, executor="serial", seed=4, objective_kwargs={"objective": double_well},
-                              bounds=[(-1.5, 1.5)], checkpoint_dir=tmp_path, errordef=CHI2)
+    outcome = random_restarts(
+        given,
+        None,
+        10,
+        executor="serial",
+        seed=4,
+        objective_kwargs={"objective": double_well},
+        bounds=[(-1.5, 1.5)],
+        checkpoint_dir=tmp_path,
+        errordef=CHI2,
+    )
     assert all(-1.5 <= f.x0[0] <= 1.5 for f in outcome.fits)
     assert len({round(float(f.x0[0]), 6) for f in outcome.fits}) == 10
     assert outcome.n_valid == 10
     assert outcome.best.values[0] == pytest.approx(-1.04, abs=0.02)
     assert 0 < outcome.n_at_best < 10  # some starts end in the other well
     # the checkpoints hold the full results
-    again = random_restarts(given, None, 10, executor="serial", seed=4, objective_kwargs={"objective": double_well},
-                            bounds=[(-1.5, 1.5)], checkpoint_dir=tmp_path, resume=True, errordef=CHI2)
+    again = random_restarts(
+        given,
+        None,
+        10,
+        executor="serial",
+        seed=4,
+        objective_kwargs={"objective": double_well},
+        bounds=[(-1.5, 1.5)],
+        checkpoint_dir=tmp_path,
+        resume=True,
+        errordef=CHI2,
+    )
     np.testing.assert_array_equal(again.best.covariance, outcome.best.covariance)
     np.testing.assert_array_equal(again.best.hessian, outcome.best.hessian)
     with pytest.raises(ValueError, match="sample_start"):

@@ -106,11 +106,13 @@ def test_workflow_configs_mirror_the_models_defaults():
 
 
 def test_omega_omega_settings_reject_what_the_workflow_config_rejects():
-    for bad, message in (({"ranges_fm": (0.1, 0.2)}, "one positive range per strength"),
-                         ({"times": (5, 6)}, "at least three slices"),
-                         ({"report_time": 25}, "strictly inside"),
-                         ({"sources": ("wall", -1.0)}, "positive Gaussian width"),
-                         ({"configurations": 1}, "configurations must be >= 2")):
+    for bad, message in (
+        ({"ranges_fm": (0.1, 0.2)}, "one positive range per strength"),
+        ({"times": (5, 6)}, "at least three slices"),
+        ({"report_time": 25}, "strictly inside"),
+        ({"sources": ("wall", -1.0)}, "positive Gaussian width"),
+        ({"configurations": 1}, "configurations must be >= 2"),
+    ):
         with pytest.raises(ValueError, match=message):
             OmegaOmegaSettings(**bad)
 
@@ -165,14 +167,16 @@ def test_layers_import_only_layers_to_their_left(layer):
 
 
 def test_the_import_check_sees_every_form_of_import():
-    source = "\n".join([
-        "import hadrinv.inference.fit",
-        "from hadrinv.workflows.execution import thread_limit",
-        "from hadrinv import cli",
-        "from ..inference import fit",
-        "def f():\n    from hadrinv.inference.unbinned import slice_events",
-        "from hadrinv.physics import pwa",
-        "from . import toys",
-    ])
+    source = "\n".join(
+        [
+            "import hadrinv.inference.fit",
+            "from hadrinv.workflows.execution import thread_limit",
+            "from hadrinv import cli",
+            "from ..inference import fit",
+            "def f():\n    from hadrinv.inference.unbinned import slice_events",
+            "from hadrinv.physics import pwa",
+            "from . import toys",
+        ]
+    )
     layers = [layer for _, layer in _imported_layers(source, "hadrinv.models.example")]
     assert sorted(layers) == sorted(["inference", "workflows", "cli", "inference", "inference", "physics", "models"])

@@ -64,7 +64,9 @@ def test_legendre_endpoint_values_and_parity():
     torch.testing.assert_close(ends[0], torch.ones(7, dtype=DT), rtol=0, atol=1e-14)
     torch.testing.assert_close(ends[1], ((-1.0) ** l).to(DT), rtol=0, atol=1e-14)
     z = torch.linspace(0.0, 1.0, 17, dtype=DT)
-    torch.testing.assert_close(legendre_polynomials(-z, 6), legendre_polynomials(z, 6) * (-1.0) ** l, rtol=0, atol=1e-14)
+    torch.testing.assert_close(
+        legendre_polynomials(-z, 6), legendre_polynomials(z, 6) * (-1.0) ** l, rtol=0, atol=1e-14
+    )
 
 
 def test_legendre_orthogonality_by_gauss_legendre():
@@ -192,7 +194,9 @@ def test_projection_round_trip_on_gauss_legendre_nodes(n_nodes):
     # A has degree l_max = 3 in z, P_l A has degree <= 6 <= 2 n - 1 for n >= 4 nodes: exact
     l_max = 3
     g = torch.Generator().manual_seed(7)
-    waves = torch.complex(torch.randn(5, l_max + 1, generator=g, dtype=DT), torch.randn(5, l_max + 1, generator=g, dtype=DT))
+    waves = torch.complex(
+        torch.randn(5, l_max + 1, generator=g, dtype=DT), torch.randn(5, l_max + 1, generator=g, dtype=DT)
+    )
     nodes, weights = gauss_legendre(n_nodes)
     amplitude = amplitude_from_waves(waves[:, None, :], nodes)  # (5, n_nodes)
     projected = project_partial_waves(amplitude, nodes, weights, l_max)
@@ -269,11 +273,26 @@ def test_second_angle_limits():
     theta_p = torch.linspace(0.0, math.pi, 5, dtype=DT)
     z, zp = torch.cos(theta)[:, None], torch.cos(theta_p)[None, :]
     # phi = 0: z'' = cos(theta - theta'); phi = pi: cos(theta + theta')
-    torch.testing.assert_close(second_angle(z, zp, torch.tensor(0.0, dtype=DT)), torch.cos(theta[:, None] - theta_p[None, :]), rtol=0, atol=1e-14)
-    torch.testing.assert_close(second_angle(z, zp, torch.tensor(math.pi, dtype=DT)), torch.cos(theta[:, None] + theta_p[None, :]), rtol=0, atol=1e-14)
+    torch.testing.assert_close(
+        second_angle(z, zp, torch.tensor(0.0, dtype=DT)),
+        torch.cos(theta[:, None] - theta_p[None, :]),
+        rtol=0,
+        atol=1e-14,
+    )
+    torch.testing.assert_close(
+        second_angle(z, zp, torch.tensor(math.pi, dtype=DT)),
+        torch.cos(theta[:, None] + theta_p[None, :]),
+        rtol=0,
+        atol=1e-14,
+    )
     # z = 1: z'' = z' for any phi; always within [-1, 1]
     phi = torch.linspace(0, 2 * math.pi, 11, dtype=DT)
-    torch.testing.assert_close(second_angle(torch.tensor(1.0, dtype=DT), zp.reshape(-1, 1), phi), zp.reshape(-1, 1).expand(5, 11), rtol=0, atol=1e-15)
+    torch.testing.assert_close(
+        second_angle(torch.tensor(1.0, dtype=DT), zp.reshape(-1, 1), phi),
+        zp.reshape(-1, 1).expand(5, 11),
+        rtol=0,
+        atol=1e-15,
+    )
     zz = torch.linspace(-1, 1, 41, dtype=DT)
     out = second_angle(zz[:, None, None], zz[None, :, None], phi[None, None, :])
     assert out.min() >= -1.0 and out.max() <= 1.0
@@ -326,7 +345,12 @@ def test_unitarity_kernel_exact_at_documented_minimal_nodes():
 def test_unitarity_integral_equals_direct_double_sum():
     g = torch.Generator().manual_seed(5)
     l_max = 3
-    waves = torch.complex(torch.randn(6, l_max + 1, generator=g, dtype=DT), torch.randn(6, l_max + 1, generator=g, dtype=DT)) * 0.3
+    waves = (
+        torch.complex(
+            torch.randn(6, l_max + 1, generator=g, dtype=DT), torch.randn(6, l_max + 1, generator=g, dtype=DT)
+        )
+        * 0.3
+    )
     for kwargs in ({}, {"n_z": 7, "n_phi": 9}, {"rule": "simpson", "n_z": 64, "n_phi": 10}):
         relation = UnitarityRelation(eval_angles(17), l_max=l_max, **kwargs)
 
@@ -345,7 +369,9 @@ def test_unitarity_integral_is_sum_of_squared_waves():
     waves = torch.complex(torch.randn(3, 3, generator=g, dtype=DT), torch.randn(3, 3, generator=g, dtype=DT))
     z = eval_angles(11)
     relation = UnitarityRelation(z, l_max=2)
-    expected = ((waves.abs() ** 2 * (2 * torch.arange(3, dtype=DT) + 1))[:, None, :] * legendre_polynomials(z, 2)).sum(-1)
+    expected = ((waves.abs() ** 2 * (2 * torch.arange(3, dtype=DT) + 1))[:, None, :] * legendre_polynomials(z, 2)).sum(
+        -1
+    )
     torch.testing.assert_close(relation.integral(waves), expected.to(torch.complex128), rtol=0, atol=1e-13)
 
 

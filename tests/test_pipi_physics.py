@@ -81,7 +81,9 @@ def test_p_wave_is_exactly_i_at_the_rho_mass():
     assert f.imag.item() == 1.0
     waves = breit_wigner_waves(s.reshape(1))
     assert waves[0, 1] == 1j
-    assert breit_wigner_phase_shift(s, RHO_770.mass_gev, RHO_770.width_gev).item() == pytest.approx(math.pi / 2, abs=1e-15)
+    assert breit_wigner_phase_shift(s, RHO_770.mass_gev, RHO_770.width_gev).item() == pytest.approx(
+        math.pi / 2, abs=1e-15
+    )
 
 
 def test_p_wave_modulus_peaks_at_rho_mass_with_half_width():
@@ -90,7 +92,12 @@ def test_p_wave_modulus_peaks_at_rho_mass_with_half_width():
     s = torch.tensor([m**2 - m * g, m**2, m**2 + m * g], dtype=DT)
     f = breit_wigner_wave(s, m, g)
     torch.testing.assert_close(f.abs() ** 2, torch.tensor([0.5, 1.0, 0.5], dtype=DT), rtol=1e-14, atol=0)
-    torch.testing.assert_close(breit_wigner_phase_shift(s, m, g), torch.tensor([math.pi / 4, math.pi / 2, 3 * math.pi / 4], dtype=DT), rtol=1e-14, atol=0)
+    torch.testing.assert_close(
+        breit_wigner_phase_shift(s, m, g),
+        torch.tensor([math.pi / 4, math.pi / 2, 3 * math.pi / 4], dtype=DT),
+        rtol=1e-14,
+        atol=0,
+    )
 
 
 def test_default_resonances_are_f0_500_and_rho_770():
@@ -122,7 +129,10 @@ def test_cross_section_gradient_wrt_mass_matches_finite_difference():
     s, z = talk_grid()
 
     def total(mass):
-        waves = torch.stack([breit_wigner_wave(s, F0_500.mass_gev, F0_500.width_gev), breit_wigner_wave(s, mass, RHO_770.width_gev)], dim=-1)
+        waves = torch.stack(
+            [breit_wigner_wave(s, F0_500.mass_gev, F0_500.width_gev), breit_wigner_wave(s, mass, RHO_770.width_gev)],
+            dim=-1,
+        )
         return differential_cross_section(amplitude_from_waves(waves, z), s).sum()
 
     mass = torch.tensor(RHO_770.mass_gev, dtype=DT, requires_grad=True)

@@ -19,7 +19,18 @@ from hadrinv.workflows.registry import RunContext, get_workflow
 
 QUIET = RunContext(progress=False, log=lambda message: None)
 # the acceptance data set of issue 2, scaled for CI: irregular grid, 2% errors, non-default resonances
-IRREGULAR = dict(n_s=40, n_z=24, grid="irregular", noise=0.02, noise_relative_to="point", f0_mass_gev=0.55, f0_width_gev=0.45, rho_mass_gev=0.80, rho_width_gev=0.18, seed=3)
+IRREGULAR = dict(
+    n_s=40,
+    n_z=24,
+    grid="irregular",
+    noise=0.02,
+    noise_relative_to="point",
+    f0_mass_gev=0.55,
+    f0_width_gev=0.45,
+    rho_mass_gev=0.80,
+    rho_width_gev=0.18,
+    seed=3,
+)
 
 
 def test_cli_lists_the_workflow(capsys):
@@ -80,7 +91,9 @@ def test_fit_recovers_phase_shifts_on_an_irregular_grid_with_hessian_bands(tmp_p
         assert (result.out / "fit" / name).is_file()
     header = (result.out / "fit" / "partial_waves.csv").read_text().splitlines()[0]
     assert header == "s,delta0_deg,delta0_err_deg,delta1_deg,delta1_err_deg"
-    assert json.loads((result.out / "metrics.json").read_text())["fit"]["delta0_rms_error_deg"] == pytest.approx(m["delta0_rms_error_deg"])
+    assert json.loads((result.out / "metrics.json").read_text())["fit"]["delta0_rms_error_deg"] == pytest.approx(
+        m["delta0_rms_error_deg"]
+    )
 
 
 def _small_gan(**changes) -> GANConfig:
@@ -100,7 +113,13 @@ def test_gan_ensemble_on_ray_recovers_phase_shifts_and_resumes(tmp_path):
     data_path = write_cross_sections(simulate_pipi(PipiToySpec(n_s=32, n_z=24)), tmp_path / "toy.csv")
     out = tmp_path / "out"
     workflow = get_workflow("pipi-amplitude")
-    overrides = {"data": str(data_path), "out": str(out), "method": "gan", "gan": _small_gan().model_dump(), "execution": {"members": 2, "workers": 2}}
+    overrides = {
+        "data": str(data_path),
+        "out": str(out),
+        "method": "gan",
+        "gan": _small_gan().model_dump(),
+        "execution": {"members": 2, "workers": 2},
+    }
     result = workflow.run(workflow.config(overrides=overrides), QUIET)
     m = result.metrics["gan"]
     assert m["members"] == 2 and 0.0 <= m["converged_fraction"] <= 1.0
@@ -114,7 +133,9 @@ def test_gan_ensemble_on_ray_recovers_phase_shifts_and_resumes(tmp_path):
     removed.unlink()
     (out / "metrics.json").unlink()
     overrides["execution"]["executor"] = "serial"
-    resumed = workflow.run(workflow.config(overrides=overrides), RunContext(resume=True, progress=False, log=lambda message: None))
+    resumed = workflow.run(
+        workflow.config(overrides=overrides), RunContext(resume=True, progress=False, log=lambda message: None)
+    )
     assert os.stat(kept).st_mtime_ns == stamp and removed.is_file()
     assert (out / "metrics.json").is_file()
     assert resumed.metrics["gan"]["members"] == 2
@@ -126,14 +147,17 @@ def test_resume_with_a_different_config_is_refused(tmp_path):
     base = {"data": str(data_path), "out": str(tmp_path / "out"), "method": "fit"}
     workflow.run(workflow.config(overrides=base), QUIET)
     with pytest.raises(ValueError, match="differs"):
-        workflow.run(workflow.config(overrides={**base, "seed": 9}), RunContext(resume=True, progress=False, log=lambda message: None))
+        workflow.run(
+            workflow.config(overrides={**base, "seed": 9}),
+            RunContext(resume=True, progress=False, log=lambda message: None),
+        )
 
 
 def test_cnn_generator_path_maps_a_true_amplitude_image_to_the_true_waves_and_cross_sections():
     """The talk's CNN generator outputs (Re A, Im A) on the grid: projecting the true image must give
     the Breit-Wigner waves (trapezoid rule on 64 angles) and exactly the true cross sections."""
-    from hadrinv.physics.pipi import breit_wigner_waves, differential_cross_section
     from hadrinv.physics.partial_waves import amplitude_from_waves
+    from hadrinv.physics.pipi import breit_wigner_waves, differential_cross_section
     from hadrinv.workflows.pipi_amplitude.gan_method import PipiGANModel
 
     data = simulate_pipi(PipiToySpec(n_s=6, n_z=64))
@@ -150,7 +174,9 @@ def test_cnn_generator_path_maps_a_true_amplitude_image_to_the_true_waves_and_cr
 
 def test_cnn_generator_trains_end_to_end_on_a_small_grid():
     problem = PipiProblem.from_data(simulate_pipi(PipiToySpec(n_s=8, n_z=8)), l_max=1)
-    cfg = GANConfig(generator="cnn", cnn_channels=4, cnn_kernel=3, epochs=2, steps_per_epoch=2, batch_size=4, samples_per_member=3)
+    cfg = GANConfig(
+        generator="cnn", cnn_channels=4, cnn_kernel=3, epochs=2, steps_per_epoch=2, batch_size=4, samples_per_member=3
+    )
     result = train_member(problem, cfg, seed=0)
     assert result["delta"].shape == (3, 8, 2) and torch.isfinite(result["delta"]).all()
     assert len(result["history"]) == 2
@@ -159,13 +185,18 @@ def test_cnn_generator_trains_end_to_end_on_a_small_grid():
 def test_cnn_generator_refuses_an_irregular_grid():
     problem = PipiProblem.from_data(simulate_pipi(PipiToySpec(n_s=6, n_z=8, grid="irregular")), l_max=1)
     with pytest.raises(ValueError, match="regular grid"):
-        train_member(problem, GANConfig(generator="cnn", cnn_channels=2, cnn_kernel=3, epochs=1, steps_per_epoch=1), seed=0)
+        train_member(
+            problem, GANConfig(generator="cnn", cnn_channels=2, cnn_kernel=3, epochs=1, steps_per_epoch=1), seed=0
+        )
 
 
 def test_cli_run_ends_with_a_summary_and_the_results_path(tmp_path, capsys):
     data_path = write_cross_sections(simulate_pipi(PipiToySpec(n_s=10, n_z=8)), tmp_path / "toy.csv")
     out = tmp_path / "out"
-    assert main(["run", "pipi-amplitude", "--data", str(data_path), "--out", str(out), "--method", "fit", "--no-progress"]) == 0
+    assert (
+        main(["run", "pipi-amplitude", "--data", str(data_path), "--out", str(out), "--method", "fit", "--no-progress"])
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "delta0_rms_error_deg" in printed and f"results: {out.resolve()}" in printed
     settings = (out / "config.yaml").read_text()
@@ -175,7 +206,9 @@ def test_cli_run_ends_with_a_summary_and_the_results_path(tmp_path, capsys):
 def test_an_interrupted_rerun_never_leaves_results_that_look_complete(tmp_path, monkeypatch):
     import importlib
 
-    run_module = importlib.import_module("hadrinv.workflows.pipi_amplitude.run")  # the package exports run(), the function
+    run_module = importlib.import_module(
+        "hadrinv.workflows.pipi_amplitude.run"
+    )  # the package exports run(), the function
 
     workflow = get_workflow("pipi-amplitude")
     data_path = write_cross_sections(simulate_pipi(PipiToySpec(n_s=10, n_z=8)), tmp_path / "toy.csv")

@@ -20,10 +20,31 @@ def _events(n, seed):
 
 def _two_resonances(float_=("mass", "width", "coupling"), phase=2.0):
     """Two strongly interfering scalars (SF = 0.77 at phase 2)."""
-    return PWAModel.model_validate({"name": "two", "resonances": [
-        {"name": "f0(1500)", "spin": 0, "lineshape": "bw", "mass": 1.507, "width": 0.112, "coupling": [1.0, 0.0], "float": list(float_)},
-        {"name": "f0(1710)", "spin": 0, "lineshape": "bw", "mass": 1.6762, "width": 0.1627, "coupling": [1.5, phase], "float": list(float_)},
-    ]})
+    return PWAModel.model_validate(
+        {
+            "name": "two",
+            "resonances": [
+                {
+                    "name": "f0(1500)",
+                    "spin": 0,
+                    "lineshape": "bw",
+                    "mass": 1.507,
+                    "width": 0.112,
+                    "coupling": [1.0, 0.0],
+                    "float": list(float_),
+                },
+                {
+                    "name": "f0(1710)",
+                    "spin": 0,
+                    "lineshape": "bw",
+                    "mass": 1.6762,
+                    "width": 0.1627,
+                    "coupling": [1.5, phase],
+                    "float": list(float_),
+                },
+            ],
+        }
+    )
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +61,14 @@ def r0_mc():
 def test_parameter_round_trip(name):
     model = read_model(f"examples/pwa/{name}.yaml")
     am = AmplitudeModel(model)
-    assert am.names[:6] == ["f0(980).mass", "f0(980).g_pipi", "f2(2340).mass", "f2(2340).width", "f2(2340).coupling_re", "f2(2340).coupling_im"]
+    assert am.names[:6] == [
+        "f0(980).mass",
+        "f0(980).g_pipi",
+        "f2(2340).mass",
+        "f2(2340).width",
+        "f2(2340).coupling_re",
+        "f2(2340).coupling_im",
+    ]
     assert "f0(980).coupling_re" not in am.names  # the reference coupling is fixed
     n_expected = 2 + 5 * 4 if name == "R0" else 2 + 5 * 4 + 4 * 2
     assert len(am) == len(am.initial()) == len(am.bounds()) == n_expected
@@ -65,9 +93,21 @@ def test_parameter_round_trip(name):
 
 
 def test_bounds_from_yaml_and_constraint_penalties():
-    model = PWAModel.model_validate({"resonances": [
-        {"name": "f2(1270)", "spin": 2, "mass": 1.2755, "width": 0.1867, "float": ["mass", "width"], "bounds": {"mass": [1.2, 1.35]}}],
-        "constraints": [{"parameter": "f2(1270).mass", "mean": 1.28, "alpha": 1.0e4}]})
+    model = PWAModel.model_validate(
+        {
+            "resonances": [
+                {
+                    "name": "f2(1270)",
+                    "spin": 2,
+                    "mass": 1.2755,
+                    "width": 0.1867,
+                    "float": ["mass", "width"],
+                    "bounds": {"mass": [1.2, 1.35]},
+                }
+            ],
+            "constraints": [{"parameter": "f2(1270).mass", "mean": 1.28, "alpha": 1.0e4}],
+        }
+    )
     am = AmplitudeModel(model)
     assert am.bounds() == [(1.2, 1.35), (1e-6, None)]
     penalties = constraint_penalties(model, am)
@@ -96,13 +136,18 @@ def test_floating_helicities_match_the_model_and_round_trip():
     events = _events(2000, 2)
     cache = am.cache(*events)
     assert cache["basis"].shape == (2000, 4, 6)  # one component per helicity amplitude
-    assert float(((am.intensity(am.initial(), cache) - model.intensity(*events)).abs() / model.intensity(*events)).max()) < 1e-12
+    assert (
+        float(((am.intensity(am.initial(), cache) - model.intensity(*events)).abs() / model.intensity(*events)).max())
+        < 1e-12
+    )
     p = am.initial()
     p[am.index("f2'(1525).helicity_A1_im")] = 0.7
     p[am.index("f2'(1525).helicity_A2_re")] = -0.3
     changed = am.to_model(p)
     assert changed.resonances[0].helicity_amplitudes()[1] == pytest.approx(complex(math.sqrt(3.0), 0.7))
-    assert float(((am.intensity(p, cache) - changed.intensity(*events)).abs() / changed.intensity(*events)).max()) < 1e-12
+    assert (
+        float(((am.intensity(p, cache) - changed.intensity(*events)).abs() / changed.intensity(*events)).max()) < 1e-12
+    )
 
 
 # -- fit fractions ---------------------------------------------------------------------------------
@@ -173,14 +218,19 @@ def test_binned_cache_reproduces_the_mc_average_fractions_and_gradient(r0_mc):
         g_approx = torch.autograd.grad(torch.log(approx), params)[0]
         assert torch.allclose(g_approx, g_exact, rtol=0, atol=2e-3 * float(g_exact.abs().max()))
         with torch.no_grad():
-            assert torch.allclose(am.fit_fractions(params, binned)[0], am.fit_fractions(params, mc)[0], rtol=0, atol=5e-5)
+            assert torch.allclose(
+                am.fit_fractions(params, binned)[0], am.fit_fractions(params, mc)[0], rtol=0, atol=5e-5
+            )
 
 
 def test_binned_cache_error_shrinks_with_the_bin_width(r0_mc):
     _, am, mc = r0_mc
     events = _events(200_000, 11)
     exact = float(am.intensity(am.initial(), mc).mean())
-    errors = [abs(float(am.intensity(am.initial(), am.binned_cache([events], w)).mean()) / exact - 1) for w in (2e-3, 5e-4, 1e-4)]
+    errors = [
+        abs(float(am.intensity(am.initial(), am.binned_cache([events], w)).mean()) / exact - 1)
+        for w in (2e-3, 5e-4, 1e-4)
+    ]
     assert errors[0] > 3 * errors[1] > 9 * errors[2], errors
     with pytest.raises(ValueError, match="bin_width"):
         am.binned_cache([events], 0.0)
@@ -203,9 +253,17 @@ def test_importance_sampled_mc_gives_the_same_normalisation_with_less_noise(r0_m
         value = torch.log(am.intensity(params, cache).mean())
         return torch.cat([value.detach()[None], torch.autograd.grad(value, params)[0]])
 
-    flat = torch.stack([normalisation(am.binned_cache([accepted_phase_space(30_000, toy_acceptance, generator=g)])) for _ in range(8)])
-    weighted = torch.stack([normalisation(am.binned_cache([accepted_weighted_phase_space(30_000, spectrum, toy_acceptance, generator=g)]))
-                            for _ in range(8)])
+    flat = torch.stack(
+        [normalisation(am.binned_cache([accepted_phase_space(30_000, toy_acceptance, generator=g)])) for _ in range(8)]
+    )
+    weighted = torch.stack(
+        [
+            normalisation(
+                am.binned_cache([accepted_weighted_phase_space(30_000, spectrum, toy_acceptance, generator=g)])
+            )
+            for _ in range(8)
+        ]
+    )
     error = ((flat.var(0) + weighted.var(0)) / 8).sqrt()
     assert bool(((flat.mean(0) - weighted.mean(0)).abs() < 4 * error).all())
     narrow = [0] + [1 + am.index(name) for name in ("f0(980).mass", "f0(980).g_pipi")]
@@ -244,7 +302,9 @@ def test_sf_penalty_moves_the_fitted_sf_to_the_target():
     sf_plain = float(am.fit_fractions(plain.values, mc)[2])
     target = 1.0
     assert abs(sf_plain - target) > 0.1  # the data want SF ~ 0.77
-    penalised_nll = UnbinnedNLL(am.intensity, data, mc, penalties={"sf": am.sf_penalty(mc, target, lam=100.0, n_events=n)})
+    penalised_nll = UnbinnedNLL(
+        am.intensity, data, mc, penalties={"sf": am.sf_penalty(mc, target, lam=100.0, n_events=n)}
+    )
     penalised = fit_unbinned(penalised_nll, am.initial(), names=am.names)
     sf = float(am.fit_fractions(penalised.values, mc)[2])
     assert plain.is_valid and penalised.is_valid, (plain.message, penalised.message)

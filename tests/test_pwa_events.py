@@ -22,7 +22,9 @@ torch.set_num_threads(1)
 N = 1000
 EVENTS = phase_space_events(N, generator=torch.Generator().manual_seed(0))
 PI0_EVENTS = phase_space_events(10, masses=(0.0, M_PI0, M_PI0), generator=torch.Generator().manual_seed(1))
-MASSIVE_PHOTON_EVENTS = phase_space_events(10, masses=(0.05, M_PI_CHARGED, M_PI_CHARGED), generator=torch.Generator().manual_seed(2))
+MASSIVE_PHOTON_EVENTS = phase_space_events(
+    10, masses=(0.05, M_PI_CHARGED, M_PI_CHARGED), generator=torch.Generator().manual_seed(2)
+)
 BINARY = [".parquet", ".root"]
 
 
@@ -123,7 +125,9 @@ def test_negative_weights_are_accepted(tmp_path):
     weight = torch.where(torch.arange(N) % 3 == 0, -1.0, 1.0).double()
     assert read_events(write_events(tmp_path / "e.csv", EVENTS, weight=weight)).total_weight() == float(weight.sum())
     # a sideband sample, all weights negative, to be added to the signal sample
-    assert read_events(write_events(tmp_path / "side.root", EVENTS, weight=-torch.ones(N).double())).total_weight() == -N
+    assert (
+        read_events(write_events(tmp_path / "side.root", EVENTS, weight=-torch.ones(N).double())).total_weight() == -N
+    )
 
 
 def test_tolerance_is_the_precision_of_each_component(tmp_path):
@@ -185,9 +189,15 @@ def _negative_energy(t):
 BAD_CSV = {
     "nan": (_nan, r"column pi1_px: value is nan \(must be finite\)"),
     "inf": (_inf, r"column gamma_E: value is inf \(must be finite\)"),
-    "energy not conserved": (_energy, r"energy-momentum not conserved: .* E is off by 0\.01 GeV, beyond tolerance_gev = 0\.0001"),
+    "energy not conserved": (
+        _energy,
+        r"energy-momentum not conserved: .* E is off by 0\.01 GeV, beyond tolerance_gev = 0\.0001",
+    ),
     "momentum not conserved": (_momentum, r"energy-momentum not conserved: .* pz is off by 0\.001 GeV"),
-    "wrong pion mass": (_pion_mass, r"pi1 mass = 0\.134977 GeV, expected pion_mass = 0\.13957039 GeV: .*pass pion_mass=M_PI0\)$"),
+    "wrong pion mass": (
+        _pion_mass,
+        r"pi1 mass = 0\.134977 GeV, expected pion_mass = 0\.13957039 GeV: .*pass pion_mass=M_PI0\)$",
+    ),
     "photon mass": (_photon_mass, r"photon mass\^2 = 0\.0025 GeV\^2 \(m = 0\.05 GeV\); \|m\^2\| must be <= "),
     "negative energy": (_negative_energy, r"pi2_E = -[0-9.]+ GeV is negative"),
 }
@@ -228,7 +238,10 @@ def test_csv_missing_column_names_the_header_line(tmp_path):
     path = write_csv_with_comment(tmp_path / "e.csv", table())
     lines = path.read_text().splitlines()
     drop = lines[1].split(",").index("pi2_pz")
-    path.write_text("\n".join([lines[0]] + [",".join(f for j, f in enumerate(line.split(",")) if j != drop) for line in lines[1:]]) + "\n")
+    path.write_text(
+        "\n".join([lines[0]] + [",".join(f for j, f in enumerate(line.split(",")) if j != drop) for line in lines[1:]])
+        + "\n"
+    )
     message = error_of(path)
     assert message.startswith(f"{path}:2: missing column(s) pi2_pz") and "expected gamma_E, gamma_px" in message
 
@@ -291,7 +304,10 @@ def test_binary_reports_the_first_bad_event_and_zero_events(tmp_path, suffix):
 def test_file_that_is_not_what_its_suffix_says(tmp_path, suffix):
     text = tmp_path / f"text{suffix}"
     text.write_text(",".join(COLUMNS) + "\n1,2,3\n")
-    assert error_of(text) == f"{text}: not a {'Parquet' if suffix == '.parquet' else 'ROOT'} file: it looks like a text file (CSV? then name it .csv)"
+    assert (
+        error_of(text)
+        == f"{text}: not a {'Parquet' if suffix == '.parquet' else 'ROOT'} file: it looks like a text file (CSV? then name it .csv)"
+    )
     other = write_events(tmp_path / f"e{'.root' if suffix == '.parquet' else '.parquet'}", EVENTS)
     swapped = tmp_path / f"swapped{suffix}"
     swapped.write_bytes(other.read_bytes())
@@ -338,7 +354,10 @@ def test_root_branch_that_is_not_one_number_per_event(tmp_path):
         f.mktree("events", {**{c: np.float64 for c in COLUMNS}, "weight": "var * float64"})
         f["events"].extend({**{c: t[:, j] for j, c in enumerate(COLUMNS)}, "weight": awkward.Array([[1.0]] * N)})
     message = error_of(path)
-    assert message.startswith(f"{path}: branch weight of tree 'events' holds") and "expected one number per event" in message
+    assert (
+        message.startswith(f"{path}: branch weight of tree 'events' holds")
+        and "expected one number per event" in message
+    )
 
 
 def test_root_tree_written_by_assignment_reads_back(tmp_path):
@@ -353,7 +372,9 @@ def test_root_tree_written_by_assignment_reads_back(tmp_path):
 def test_parquet_nulls_and_non_numeric_columns(tmp_path):
     t = table()
     columns = {c: pa.array(t[:, j]) for j, c in enumerate(COLUMNS)}
-    columns["pi1_px"] = pa.array([None if i == K else v for i, v in enumerate(t[:, col("pi1_px")].tolist())], type=pa.float64())
+    columns["pi1_px"] = pa.array(
+        [None if i == K else v for i, v in enumerate(t[:, col("pi1_px")].tolist())], type=pa.float64()
+    )
     path = write_columns(tmp_path / "null.parquet", columns)
     assert error_of(path).startswith(f"{path}: event {K}: column pi1_px is null (a missing value)")
     columns["pi1_px"] = pa.array([str(v) for v in t[:, col("pi1_px")]])

@@ -74,7 +74,11 @@ def integrate_over_phi_gamma_and_pion(values, weights, shape):
 def integrated_intensity(cos_gamma, spin, h, m=1.0, line_shape=None):
     angles, weights, shape = quadrature_grid(cos_gamma, m=m)
     amp = angular_amplitudes(angles, [spin], [h])
-    bw = torch.ones(amp.shape[0], 1, dtype=torch.complex128) if line_shape is None else line_shape(angles.m_pipi)[:, None]
+    bw = (
+        torch.ones(amp.shape[0], 1, dtype=torch.complex128)
+        if line_shape is None
+        else line_shape(angles.m_pipi)[:, None]
+    )
     return integrate_over_phi_gamma_and_pion(intensity(amp, bw, torch.ones(1)), weights, shape)
 
 
@@ -137,7 +141,9 @@ def test_spin2_e1_pion_distribution_is_5_minus_3_cos2_and_spin0_interference_int
     ones = torch.ones(amp.shape[0], 1, dtype=torch.complex128)
     ones2 = torch.ones(amp.shape[0], 2, dtype=torch.complex128)
     both = (intensity(amp, ones2, couplings).reshape(grids[0].shape) * w).sum()
-    separate = sum((intensity(amp[:, k : k + 1], ones, couplings[k : k + 1]).reshape(grids[0].shape) * w).sum() for k in range(2))
+    separate = sum(
+        (intensity(amp[:, k : k + 1], ones, couplings[k : k + 1]).reshape(grids[0].shape) * w).sum() for k in range(2)
+    )
     torch.testing.assert_close(both, separate, rtol=1e-12, atol=0)
 
 
@@ -191,7 +197,9 @@ def wigner_d_general(j, mp, m, beta):
         a, b, c, d = j + m - k, k, j - k - mp, k - m + mp
         if min(a, b, c, d) < 0:
             continue
-        num = (-1) ** (k - m + mp) * math.sqrt(factorial(j + mp) * factorial(j - mp) * factorial(j + m) * factorial(j - m))
+        num = (-1) ** (k - m + mp) * math.sqrt(
+            factorial(j + mp) * factorial(j - mp) * factorial(j + m) * factorial(j - m)
+        )
         den = factorial(a) * factorial(b) * factorial(c) * factorial(d)
         total = total + num / den * np.cos(beta / 2) ** (2 * j + m - mp - 2 * k) * np.sin(beta / 2) ** (mp - m + 2 * k)
     return total
@@ -207,7 +215,9 @@ def test_wigner_d_matches_general_formula(j):
     beta = torch.linspace(0, math.pi, 13, dtype=DT)
     for mp in range(-j, j + 1):
         for m in range(-j, j + 1):
-            np.testing.assert_allclose(wigner_small_d(j, mp, m, beta).numpy(), wigner_d_general(j, mp, m, beta.numpy()), atol=1e-14)
+            np.testing.assert_allclose(
+                wigner_small_d(j, mp, m, beta).numpy(), wigner_d_general(j, mp, m, beta.numpy()), atol=1e-14
+            )
 
 
 @pytest.mark.parametrize("j", [0, 1, 2])
@@ -215,7 +225,9 @@ def test_wigner_d_unitarity_identity_and_pi(j):
     theta = torch.tensor([0.0, 0.3, 1.1, 2.0, math.pi], dtype=DT)
     d = d_matrix(j, theta)  # (5, 2j+1, 2j+1), rows m1 = j..-j
     eye = torch.eye(2 * j + 1, dtype=DT).expand_as(d)
-    torch.testing.assert_close((d**2).sum(-2), torch.ones(5, 2 * j + 1, dtype=DT), rtol=0, atol=1e-14)  # sum_m |d_{m m'}|^2
+    torch.testing.assert_close(
+        (d**2).sum(-2), torch.ones(5, 2 * j + 1, dtype=DT), rtol=0, atol=1e-14
+    )  # sum_m |d_{m m'}|^2
     torch.testing.assert_close(d @ d.transpose(-1, -2), eye, rtol=0, atol=1e-14)  # real orthogonal
     torch.testing.assert_close(d[0], eye[0], rtol=0, atol=0)  # d(0) = 1
     # d^j_{m'm}(pi) = (-1)^(j - m) delta_{m', -m}
@@ -234,7 +246,9 @@ def test_wigner_d1_explicit_values():
     }  # fmt: skip
     for (a, b), value in explicit.items():
         torch.testing.assert_close(wigner_small_d(1, a, b, t), value, rtol=0, atol=1e-15)
-    assert wigner_small_d(1, 1, 0, torch.tensor(math.pi / 2, dtype=DT)).item() == pytest.approx(-1 / math.sqrt(2), abs=1e-15)
+    assert wigner_small_d(1, 1, 0, torch.tensor(math.pi / 2, dtype=DT)).item() == pytest.approx(
+        -1 / math.sqrt(2), abs=1e-15
+    )
 
 
 @pytest.mark.parametrize("j", [0, 1, 2])
@@ -255,7 +269,11 @@ def test_wigner_D1_is_the_rotation_matrix_in_the_spherical_basis():
         return np.array([[math.cos(b), 0, math.sin(b)], [0, 1, 0], [-math.sin(b), 0, math.cos(b)]])
 
     rot = rz(alpha) @ ry(beta) @ rz(gamma)  # active rotation
-    basis = {1: -np.array([1, 1j, 0]) / math.sqrt(2), 0: np.array([0, 0, 1.0]), -1: np.array([1, -1j, 0]) / math.sqrt(2)}
+    basis = {
+        1: -np.array([1, 1j, 0]) / math.sqrt(2),
+        0: np.array([0, 0, 1.0]),
+        -1: np.array([1, -1j, 0]) / math.sqrt(2),
+    }
     for mp in (1, 0, -1):
         for m in (1, 0, -1):
             expected = np.vdot(basis[mp], rot @ basis[m])
@@ -280,7 +298,9 @@ def test_phase_space_events_conserve_four_momentum_and_have_the_right_masses():
     # The checker does see a violation.
     bad = pi1.clone()
     bad[:, 2] += 1e-3
-    torch.testing.assert_close(energy_momentum_violation(gamma, bad, pi2), torch.full((20_000,), 1e-3, dtype=DT), rtol=0, atol=1e-12)
+    torch.testing.assert_close(
+        energy_momentum_violation(gamma, bad, pi2), torch.full((20_000,), 1e-3, dtype=DT), rtol=0, atol=1e-12
+    )
 
 
 def lorentz_event(m_pipi, theta_x, phi_x, pion_dir_helicity):
@@ -337,6 +357,7 @@ def test_pion_angles_match_an_independent_boost_and_the_lorentz_invariant_form()
     g, p1, p2 = gamma.numpy(), pi1.numpy(), pi2.numpy()
     x = p1 + p2
     mx = np.sqrt(x[:, 0] ** 2 - (x[:, 1:] ** 2).sum(1))
+
     # Invariant form: in the X frame the photon flies along -z', so cos theta_pi = -p_gamma* . p_pi* / (|.||.|).
     def dot(u, v):
         return u[:, 0] * v[:, 0] - (u[:, 1:] * v[:, 1:]).sum(1)
@@ -424,12 +445,16 @@ def test_m_pipi_follows_two_body_phase_space():
         return p * q / M_JPSI
 
     z, w = np.polynomial.legendre.leggauss(40)
-    per_bin = np.array([0.5 * (b - a) * (w * density(0.5 * (b - a) * z + 0.5 * (a + b))).sum() for a, b in itertools.pairwise(edges)])
+    per_bin = np.array(
+        [0.5 * (b - a) * (w * density(0.5 * (b - a) * z + 0.5 * (a + b))).sum() for a, b in itertools.pairwise(edges)]
+    )
     expected = n * per_bin / per_bin.sum()
     chi2 = (((counts - expected) ** 2) / expected).sum()
     assert stats.chi2.sf(chi2, len(counts) - 1) > 1e-3
     grid = np.linspace(lo + 1e-3, hi - 1e-3, 50)
-    np.testing.assert_allclose(two_body_phase_space_density(torch.tensor(grid, dtype=DT)).numpy(), density(grid), rtol=1e-12)
+    np.testing.assert_allclose(
+        two_body_phase_space_density(torch.tensor(grid, dtype=DT)).numpy(), density(grid), rtol=1e-12
+    )
 
 
 def test_weighted_phase_space_reproduces_flat_phase_space():
@@ -453,7 +478,9 @@ def test_weighted_phase_space_reproduces_flat_phase_space():
     variance = np.histogram(m, bins=bins, weights=w.numpy() ** 2)[0]
     z, q = np.polynomial.legendre.leggauss(40)
     density = lambda x: two_body_phase_space_density(torch.tensor(x, dtype=DT)).numpy()
-    per_bin = np.array([0.5 * (b - a) * (q * density(0.5 * (b - a) * z + 0.5 * (a + b))).sum() for a, b in itertools.pairwise(bins)])
+    per_bin = np.array(
+        [0.5 * (b - a) * (q * density(0.5 * (b - a) * z + 0.5 * (a + b))).sum() for a, b in itertools.pairwise(bins)]
+    )
     expected = n * per_bin / per_bin.sum()
     chi2 = (((counts - expected) ** 2) / variance).sum()
     assert stats.chi2.sf(chi2, len(counts) - 1) > 1e-3, chi2
@@ -523,7 +550,13 @@ def test_angular_amplitude_layout_and_gradients():
         ls = torch.stack([flatte(a.m_pipi, F0_MASS, F0_GPIPI), breit_wigner_running(a.m_pipi, m0, g0, 2)], -1)
         return intensity(ang, ls, torch.stack([torch.ones((), dtype=torch.complex128), torch.complex(re_c, im_c)]))
 
-    args = (torch.tensor(F2_MASS, dtype=DT), torch.tensor(F2_WIDTH, dtype=DT), torch.tensor(0.5, dtype=DT), torch.tensor(-0.3, dtype=DT), pi1[:5].clone())
+    args = (
+        torch.tensor(F2_MASS, dtype=DT),
+        torch.tensor(F2_WIDTH, dtype=DT),
+        torch.tensor(0.5, dtype=DT),
+        torch.tensor(-0.3, dtype=DT),
+        pi1[:5].clone(),
+    )
     assert torch.autograd.gradcheck(fn, tuple(x.requires_grad_() for x in args))
 
 
@@ -552,7 +585,9 @@ def test_constant_width_breit_wigner_peak_and_half_maximum():
 def test_running_width(L):
     m0, g0 = F2_MASS, F2_WIDTH
     assert running_width(torch.tensor(m0, dtype=DT), m0, g0, L).item() == pytest.approx(g0, rel=1e-14)
-    assert breit_wigner_running(torch.tensor(m0, dtype=DT), m0, g0, L).item() == pytest.approx(1j / (m0 * g0), rel=1e-14)
+    assert breit_wigner_running(torch.tensor(m0, dtype=DT), m0, g0, L).item() == pytest.approx(
+        1j / (m0 * g0), rel=1e-14
+    )
     # threshold behaviour: Gamma ~ q^(2L+1)
     eps = torch.tensor([1e-6, 4e-6], dtype=DT)
     m = 2 * M_PI_CHARGED + eps
@@ -568,7 +603,9 @@ def test_blatt_weisskopf_against_von_hippel_quigg():
     z = (q * r) ** 2
     torch.testing.assert_close(blatt_weisskopf(q, 0, r), torch.ones_like(q))
     torch.testing.assert_close(2 * z * blatt_weisskopf(q, 1, r) ** 2, 2 * z / (1 + z), rtol=1e-14, atol=1e-15)
-    torch.testing.assert_close(13 / 9 * z**2 * blatt_weisskopf(q, 2, r) ** 2, 13 * z**2 / ((z - 3) ** 2 + 9 * z), rtol=1e-14, atol=1e-15)
+    torch.testing.assert_close(
+        13 / 9 * z**2 * blatt_weisskopf(q, 2, r) ** 2, 13 * z**2 / ((z - 3) ** 2 + 9 * z), rtol=1e-14, atol=1e-15
+    )
 
 
 def test_breakup_momentum_real_above_imaginary_below_threshold():
@@ -605,21 +642,35 @@ def test_fast_real_path_equals_the_complex_intensity_and_its_gradient():
     """The fit path (real basis, line-shape parts with cached phase space) against the reference functions."""
     gamma, pi1, pi2 = pwa.phase_space_events(2000, generator=torch.Generator().manual_seed(11))
     angles = pwa.helicity_angles(gamma, pi1, pi2)
-    angular = pwa.angular_amplitudes(angles, [0, 2, 2], [torch.ones(1, dtype=torch.complex128), pwa.e1_helicity_amplitudes(),
-                                                         torch.tensor([0.3 + 0.1j, -0.7, 1.2j], dtype=torch.complex128)])
+    angular = pwa.angular_amplitudes(
+        angles,
+        [0, 2, 2],
+        [
+            torch.ones(1, dtype=torch.complex128),
+            pwa.e1_helicity_amplitudes(),
+            torch.tensor([0.3 + 0.1j, -0.7, 1.2j], dtype=torch.complex128),
+        ],
+    )
     m = angles.m_pipi
     rho_pp, rho_kk = pwa.rho_pipi(m), pwa.rho_kk(m)
     basis = pwa.real_amplitude_basis(angular)
-    p = torch.tensor([0.979, 0.107, 1.5223, 0.0858, 1.29, 0.196, 0.4, -0.2, 0.1, 0.3], dtype=torch.float64, requires_grad=True)
+    p = torch.tensor(
+        [0.979, 0.107, 1.5223, 0.0858, 1.29, 0.196, 0.4, -0.2, 0.1, 0.3], dtype=torch.float64, requires_grad=True
+    )
 
     def reference(p):
-        shapes = torch.stack([pwa.flatte(m, p[0], p[1]), pwa.breit_wigner(m, p[2], p[3]), pwa.breit_wigner(m, p[4], p[5])], -1)
+        shapes = torch.stack(
+            [pwa.flatte(m, p[0], p[1]), pwa.breit_wigner(m, p[2], p[3]), pwa.breit_wigner(m, p[4], p[5])], -1
+        )
         c = torch.stack([torch.ones((), dtype=torch.complex128), torch.complex(p[6], p[7]), torch.complex(p[8], p[9])])
         return torch.log(pwa.intensity(angular, shapes, c)).sum()
 
     def fast(p):
-        parts = [pwa.flatte_parts(m * m, p[0], p[1], rho_pp, rho_kk), pwa.breit_wigner_parts(m * m, p[2], p[3]),
-                 pwa.breit_wigner_parts(m * m, p[4], p[5])]
+        parts = [
+            pwa.flatte_parts(m * m, p[0], p[1], rho_pp, rho_kk),
+            pwa.breit_wigner_parts(m * m, p[2], p[3]),
+            pwa.breit_wigner_parts(m * m, p[4], p[5]),
+        ]
         br = torch.stack([q[0] for q in parts], -1)
         bi = torch.stack([q[1] for q in parts], -1)
         cr = torch.stack([torch.ones((), dtype=torch.float64), p[6], p[8]])

@@ -11,7 +11,13 @@ from hadrinv.data.pwa_events import write_events
 from hadrinv.physics import pwa
 from hadrinv.workflows.registry import RunContext, get_workflow
 
-SMALL = {"events": 3000, "mc_events": 15000, "fraction_mc_events": 15000, "restarts": 2, "execution": {"executor": "serial"}}
+SMALL = {
+    "events": 3000,
+    "mc_events": 15000,
+    "fraction_mc_events": 15000,
+    "restarts": 2,
+    "execution": {"executor": "serial"},
+}
 
 
 def _run(tmp_path, **overrides):
@@ -21,7 +27,10 @@ def _run(tmp_path, **overrides):
 
 
 def test_single_resonance_fit_recovers_mass_and_width(tmp_path):
-    fits = [{"name": "spin0, -ln L", "model": "spin0"}, {"name": "spin0, L~", "model": "spin0", "sf_target": 1.0, "lam": 0.01}]
+    fits = [
+        {"name": "spin0, -ln L", "model": "spin0"},
+        {"name": "spin0, L~", "model": "spin0", "sf_target": 1.0, "lam": 0.01},
+    ]
     result = _run(tmp_path, generator_model="spin0", fits=fits)
     first, constrained = result.metrics["fits"]
     r = first["resonances"][0]
@@ -43,7 +52,10 @@ resonances:
   - {name: "f2'(1525)", spin: 2, lineshape: bw, mass: 1.5223, width: 0.0858, coupling: [1.0, 0.0], float: [mass, width]}
   - {name: f0(1710), spin: 0, lineshape: bw, mass: 1.6762, width: 0.1627, coupling: [1.24, 1.0], float: [mass, width, coupling]}
 """)
-    fits = [{"name": "free", "model": str(model)}, {"name": "SF 1.3", "model": str(model), "sf_target": 1.3, "lam": 10.0}]
+    fits = [
+        {"name": "free", "model": str(model)},
+        {"name": "SF 1.3", "model": str(model), "sf_target": 1.3, "lam": 10.0},
+    ]
     free, constrained = _run(tmp_path, generator_model=str(model), fits=fits).metrics["fits"]
     assert free["valid"]
     for r, (mass, width) in zip(free["resonances"], [(1.5223, 0.0858), (1.6762, 0.1627)]):
@@ -74,9 +86,13 @@ resonances:
   - {name: f0(1710), spin: 0, lineshape: bw, mass: 1.6762, width: 0.1627, coupling: [1.0, 1.0], float: [coupling]}
   - {name: f0(1370), spin: 0, lineshape: bw, mass: 1.347, width: 0.200, coupling: [0.02, 0.0], float: [coupling]}
 """)
-    result = _run(tmp_path, generator_model=str(generator), fits=[{"name": "free", "model": str(generator)}],
-                  sf_scan={"model": str(generator), "targets": [0.8, 1.0, 1.3], "lam": 10.0, "restarts": 1},
-                  component_scan={"base": str(generator), "candidates": str(candidates), "restarts": 2})
+    result = _run(
+        tmp_path,
+        generator_model=str(generator),
+        fits=[{"name": "free", "model": str(generator)}],
+        sf_scan={"model": str(generator), "targets": [0.8, 1.0, 1.3], "lam": 10.0, "restarts": 1},
+        component_scan={"base": str(generator), "candidates": str(candidates), "restarts": 2},
+    )
     free = result.metrics["fits"][0]
     points = result.metrics["sf_scan"]
     assert [p["sf_target"] for p in points] == [0.8, 1.0, 1.3] and all(p["valid"] for p in points)
@@ -86,9 +102,16 @@ resonances:
     null = result.metrics["component_scan"]["candidates"]
     assert [c["candidate"] for c in null] == ["f0(1370)"] and null[0]["delta_ndf"] == 2
     assert -1e-3 < null[0]["delta_ln_l"] and null[0]["significance"] < 3
-    assert (result.out / "sf_scan.png").is_file() and (result.out / "component_scan.md").read_text().startswith("## Component scan")
-    found = _run(tmp_path, generator_model=str(generator), fits=[], out=str(tmp_path / "found"),
-                 component_scan={"base": str(base), "candidates": str(candidates), "restarts": 2}).metrics["component_scan"]["candidates"]
+    assert (result.out / "sf_scan.png").is_file() and (result.out / "component_scan.md").read_text().startswith(
+        "## Component scan"
+    )
+    found = _run(
+        tmp_path,
+        generator_model=str(generator),
+        fits=[],
+        out=str(tmp_path / "found"),
+        component_scan={"base": str(base), "candidates": str(candidates), "restarts": 2},
+    ).metrics["component_scan"]["candidates"]
     by_name = {c["candidate"]: c for c in found}
     assert by_name["f0(1710)"]["significance"] > 8 and by_name["f0(1710)"]["F"] > 0.2
 
@@ -115,9 +138,18 @@ resonances:
 def test_pull_table_counts_valid_toys_and_skips_fixed_fractions():
     from hadrinv.workflows.pwa_fit_fractions.pull_study import pull_table
 
-    toy = lambda i, valid, mass: {"toy": i, "valid": valid, "names": ["a.mass", "a.width"], "truth": [1.0, 0.1],
-                                  "values": [mass, 0.1], "errors": [0.01, 0.002], "resonances": ["a"],
-                                  "F_true": [1.0], "F": [1.0], "F_err": [0.0]}
+    toy = lambda i, valid, mass: {
+        "toy": i,
+        "valid": valid,
+        "names": ["a.mass", "a.width"],
+        "truth": [1.0, 0.1],
+        "values": [mass, 0.1],
+        "errors": [0.01, 0.002],
+        "resonances": ["a"],
+        "F_true": [1.0],
+        "F": [1.0],
+        "F_err": [0.0],
+    }
     summary, rows = pull_table([toy(0, True, 1.01), toy(1, True, 0.98), toy(2, False, 5.0)])
     by_name = {q["quantity"]: q for q in summary}
     assert set(by_name) == {"a.mass", "a.width"}  # F = 1 with no error has no pull
@@ -132,8 +164,15 @@ def test_pull_study_end_to_end_has_unit_pulls_and_resumes(tmp_path):
     model = tmp_path / "two.yaml"
     model.write_text(TWO_RESONANCES)
     workflow = get_workflow("pwa-pull-study")
-    settings = {"model": str(model), "toys": 16, "events": 2000, "mc_events": 40_000, "fraction_mc_events": 40_000,
-                "execution": {"executor": "serial"}, "out": str(tmp_path / "pulls")}
+    settings = {
+        "model": str(model),
+        "toys": 16,
+        "events": 2000,
+        "mc_events": 40_000,
+        "fraction_mc_events": 40_000,
+        "execution": {"executor": "serial"},
+        "out": str(tmp_path / "pulls"),
+    }
     result = workflow.run(workflow.config(None, None, settings), RunContext(progress=False, log=lambda *_: None))
     metrics = result.metrics
     assert metrics["valid_toys"] == 16
@@ -141,9 +180,13 @@ def test_pull_study_end_to_end_has_unit_pulls_and_resumes(tmp_path):
     assert {q["quantity"] for q in judged} >= {"f2'(1525).mass", "f0(1710).width", "f2'(1525).F", "f0(1710).F"}
     for q in judged:
         assert abs(q["mean"]) < 1.0 and 0.5 < q["width"] < 1.7, q
-    assert (result.out / "pulls.png").is_file() and (result.out / "pull_summary.md").read_text().startswith("## Pulls of")
+    assert (result.out / "pulls.png").is_file() and (result.out / "pull_summary.md").read_text().startswith(
+        "## Pulls of"
+    )
     stamps = {p: p.stat().st_mtime_ns for p in (result.out / "checkpoints").glob("toy_*.pt")}
     assert len(stamps) == 16
-    again = workflow.run(workflow.config(None, None, settings), RunContext(resume=True, progress=False, log=lambda *_: None))
+    again = workflow.run(
+        workflow.config(None, None, settings), RunContext(resume=True, progress=False, log=lambda *_: None)
+    )
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps  # no toy was refitted
     assert again.metrics["pulls"] == metrics["pulls"]

@@ -23,7 +23,9 @@ def test_the_readme_has_two_python_examples():
 
 @pytest.mark.parametrize("index", [0, 1])
 def test_readme_python_example_runs(tmp_path, index):
-    done = subprocess.run([sys.executable, "-c", _examples()[index]], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-c", _examples()[index]], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     if index == 0:
         error = float(re.search(r"mean \|theta\^2 - 1\| = ([0-9.]+)", done.stdout).group(1))

@@ -47,6 +47,7 @@ def _moon_radius(theta: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, to
 
 # ---------------------------------------------------------------------------------------------- two moons
 
+
 def test_two_moons_published_observations_fit_their_true_parameters():
     r, u = _moon_radius(TWO_MOONS_TRUE_PARAMETERS, TWO_MOONS_OBSERVATIONS)
     assert TWO_MOONS_OBSERVATIONS.shape == TWO_MOONS_TRUE_PARAMETERS.shape == (10, 2)
@@ -66,7 +67,8 @@ def test_two_moons_simulator_is_reproducible_and_its_likelihood_is_normalised():
     step = 0.001
     gx, gy = torch.meshgrid(
         torch.arange(0.2, 0.4, step, dtype=torch.float64) - 0.2 / math.sqrt(2),
-        torch.arange(-0.15, 0.15, step, dtype=torch.float64) - 0.8 / math.sqrt(2), indexing="ij",
+        torch.arange(-0.15, 0.15, step, dtype=torch.float64) - 0.8 / math.sqrt(2),
+        indexing="ij",
     )
     density = two_moons_log_likelihood(theta0, torch.stack([gx, gy], -1)).exp()
     assert abs(density.sum().item() * step**2 - 1.0) < 0.01
@@ -87,7 +89,9 @@ def test_two_moons_reference_posterior_matches_importance_weighted_prior(index):
     edges = torch.linspace(-1, 1, 9, dtype=torch.float64)[1:-1]
 
     def histogram(samples, w):
-        cell = torch.bucketize(samples[:, 0].contiguous(), edges) * 8 + torch.bucketize(samples[:, 1].contiguous(), edges)
+        cell = torch.bucketize(samples[:, 0].contiguous(), edges) * 8 + torch.bucketize(
+            samples[:, 1].contiguous(), edges
+        )
         return torch.zeros(64, dtype=torch.float64).index_add_(0, cell, w) / w.sum()
 
     h_ref = histogram(reference, torch.ones(len(reference), dtype=torch.float64))
@@ -110,6 +114,7 @@ def test_two_moons_batched_posterior_shape():
 
 
 # ------------------------------------------------------------------------------------------ sum of squares
+
 
 def _brute_force_sum_of_squares(y, d, sigma, n_prior, generator):
     theta = sum_of_squares_prior(n_prior, d, generator).double()
@@ -149,6 +154,7 @@ def test_sum_of_squares_posterior_of_f_matches_quadrature_in_ten_dimensions():
 
 # -------------------------------------------------------------------------------------------------- ring
 
+
 def test_ring_posterior_is_a_truncated_normal_in_radius_squared_with_uniform_angle():
     z, sigma, radius = 3.93, 0.05, 2.0
     samples = ring_posterior(z, 20000, radius, sigma, _gen(5)).double()
@@ -163,7 +169,9 @@ def test_ring_posterior_is_a_truncated_normal_in_radius_squared_with_uniform_ang
 def test_ring_posterior_matches_brute_force_rejection():
     z, sigma = 1.0, 0.05
     theta = ring_prior(300_000, 2.0, _gen(9)).double()
-    keep = torch.rand(len(theta), generator=_gen(10), dtype=torch.float64) < torch.exp(-0.5 * ((z - theta.pow(2).sum(-1)) / sigma) ** 2)
+    keep = torch.rand(len(theta), generator=_gen(10), dtype=torch.float64) < torch.exp(
+        -0.5 * ((z - theta.pow(2).sum(-1)) / sigma) ** 2
+    )
     brute = theta[keep]
     fast = ring_posterior(torch.tensor([[z], [2.0]]), 10000, generator=_gen(11))
     assert fast.shape == (2, 10000, 2)
@@ -173,6 +181,7 @@ def test_ring_posterior_matches_brute_force_rejection():
 
 
 # ----------------------------------------------------------------------------------------- c2st and mmd
+
 
 def test_c2st_is_chance_for_equal_distributions_and_high_for_shifted_ones():
     g = _gen(12)
@@ -196,6 +205,7 @@ def test_mmd_is_zero_for_equal_distributions_and_positive_otherwise():
 
 
 # --------------------------------------------------------------------------------------------- coverage
+
 
 def _conjugate_gaussian_cases(m, generator, noise=0.5, d=2):
     """theta ~ N(0, I), x = theta + N(0, noise^2 I): posterior N(x / (1 + noise^2), noise^2 / (1 + noise^2) I)."""
@@ -231,7 +241,9 @@ class _GaussianPosterior:
         x = torch.as_tensor(x, dtype=torch.float32)
         single = x.dim() == 1
         batch = x.unsqueeze(0) if single else x
-        samples = batch.unsqueeze(1) * self.shrink + self.std * torch.randn(batch.shape[0], n, batch.shape[1], generator=self.generator)
+        samples = batch.unsqueeze(1) * self.shrink + self.std * torch.randn(
+            batch.shape[0], n, batch.shape[1], generator=self.generator
+        )
         return samples[0] if single else samples
 
     def log_prob(self, theta, x):
@@ -240,7 +252,9 @@ class _GaussianPosterior:
 
 def test_hpd_coverage_is_nominal_for_an_exact_density_and_high_for_an_underconfident_one():
     theta, x, _, _ = _conjugate_gaussian_cases(500, _gen(15))
-    exact = hpd_coverage(_GaussianPosterior(0.5, seed=1), theta, x, levels=(0.68, 0.95), n_samples=500, cases_per_batch=128)
+    exact = hpd_coverage(
+        _GaussianPosterior(0.5, seed=1), theta, x, levels=(0.68, 0.95), n_samples=500, cases_per_batch=128
+    )
     for level, value in exact.items():
         assert abs(value - level) < 3 * exact.standard_error(level) + 0.01, (level, value)
     assert exact.ranks.shape == (500,)
@@ -280,8 +294,11 @@ def test_ellipsoid_coverage_is_nominal_for_an_exact_posterior_and_catches_wrong_
     assert joint[0.68] < 0.68 - 0.2 and joint[0.95] < 0.95 - 0.2, joint
     assert ellipsoid_coverage(mean.unsqueeze(1) + 0.5 * z @ torch.linalg.cholesky(post_cov).T, theta)[0.68] < 0.68 - 0.2
     # skewed: theta ~ Exp(1) per parameter, exact posterior samples are fresh draws from the same law
-    skewed = ellipsoid_coverage(torch.empty(m, n, 3, dtype=torch.float64).exponential_(generator=g),
-                                torch.empty(m, 3, dtype=torch.float64).exponential_(generator=g), levels)
+    skewed = ellipsoid_coverage(
+        torch.empty(m, n, 3, dtype=torch.float64).exponential_(generator=g),
+        torch.empty(m, 3, dtype=torch.float64).exponential_(generator=g),
+        levels,
+    )
     for level, value in skewed.items():
         assert abs(value - level) < 3 * skewed.standard_error(level) + 0.01, (level, value)
 

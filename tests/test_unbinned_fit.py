@@ -77,7 +77,11 @@ def poly_fits():
     data = accept_reject(poly_density(*TRUE_AB), 5000, g, 1.0 + sum(TRUE_AB))
     mc = 2.0 * torch.rand(200_000, generator=g, dtype=F64) - 1.0  # accepted phase-space MC: uniform
     nll = UnbinnedNLL(poly, data, mc)
-    return nll, fit_unbinned(nll, [0.0, 0.0], names=["a", "b"]), fit_unbinned(nll, [0.0, 0.0], method="minuit", names=["a", "b"])
+    return (
+        nll,
+        fit_unbinned(nll, [0.0, 0.0], names=["a", "b"]),
+        fit_unbinned(nll, [0.0, 0.0], method="minuit", names=["a", "b"]),
+    )
 
 
 def test_polynomial_fit_recovers_parameters_within_three_sigma(poly_fits):
@@ -186,7 +190,11 @@ def wave_intensity(params, cache):
 
 
 def _wave_cache(x):
-    return {"x": x, "basis": Basis(torch.cos(2.0 * x), torch.sin(2.0 * x)), "table": torch.tensor([0.7, 1e-3, 5.0], dtype=F64)}
+    return {
+        "x": x,
+        "basis": Basis(torch.cos(2.0 * x), torch.sin(2.0 * x)),
+        "table": torch.tensor([0.7, 1e-3, 5.0], dtype=F64),
+    }
 
 
 @pytest.mark.parametrize("extended", [False, True])
@@ -196,7 +204,13 @@ def test_chunked_and_unchunked_evaluations_agree(extended):
     w = 0.5 + torch.rand(5003, generator=g, dtype=F64)
     w[::7] = -0.4  # mixed signs
     v = 0.8 + 0.4 * torch.rand(12_001, generator=g, dtype=F64)
-    kwargs = {"data_weights": w, "mc_weights": v, "extended": extended, "volume": 3000.0, "penalties": {"c": gaussian_constraint(1, 0.2, 0.5)}}
+    kwargs = {
+        "data_weights": w,
+        "mc_weights": v,
+        "extended": extended,
+        "volume": 3000.0,
+        "penalties": {"c": gaussian_constraint(1, 0.2, 0.5)},
+    }
     whole = UnbinnedNLL(wave_intensity, _wave_cache(x_data), _wave_cache(x_mc), **kwargs)
     chunked = UnbinnedNLL(wave_intensity, _wave_cache(x_data), _wave_cache(x_mc), chunk_size=777, **kwargs)
     assert len(chunked._data_chunks) == 7 and len(chunked._mc_chunks) == 16
@@ -290,7 +304,9 @@ def test_negative_weight_fit_is_unbiased_and_sandwich_errors_cover():
     width = sandwich_pulls.std(0, ddof=1)
     assert np.all((width > 0.7) & (width < 1.3)), width
     # the inverse Hessian does not: the background cancels in H but its fluctuations do not
-    assert np.all(sandwich_errors.mean(0) / hessian_errors.mean(0) > 1.3), sandwich_errors.mean(0) / hessian_errors.mean(0)
+    assert np.all(sandwich_errors.mean(0) / hessian_errors.mean(0) > 1.3), sandwich_errors.mean(
+        0
+    ) / hessian_errors.mean(0)
     assert np.all(hessian_pulls.std(0, ddof=1) > 1.3), hessian_pulls.std(0, ddof=1)
 
 
@@ -328,7 +344,10 @@ def make_ellipse_nll(data, mc):
 
 def _uniform_start(low, high):
     def sample(generator):
-        return torch.tensor(low, dtype=F64) + (torch.tensor(high, dtype=F64) - torch.tensor(low, dtype=F64)) * torch.rand(len(low), generator=generator, dtype=F64)
+        return torch.tensor(low, dtype=F64) + (
+            torch.tensor(high, dtype=F64) - torch.tensor(low, dtype=F64)
+        ) * torch.rand(len(low), generator=generator, dtype=F64)
+
     return sample
 
 
@@ -336,8 +355,15 @@ def test_random_restarts_find_both_symmetric_solutions():
     g = _gen(8)
     r, phi = 0.8, 1.0
     data = accept_reject(lambda x: 1 + 2 * r * math.cos(phi) * x + r**2 * x**2, 3000, g, 1 + 2 * r + r**2)
-    outcome = random_restarts(make_two_wave_nll, _uniform_start([0.2, -3.0], [1.5, 3.0]), 10, executor="serial", seed=1,
-                              nll_kwargs={"data": data, "mc": midpoint_grid(10_000)}, names=["r", "phi"])
+    outcome = random_restarts(
+        make_two_wave_nll,
+        _uniform_start([0.2, -3.0], [1.5, 3.0]),
+        10,
+        executor="serial",
+        seed=1,
+        nll_kwargs={"data": data, "mc": midpoint_grid(10_000)},
+        names=["r", "phi"],
+    )
     fits, best, k = outcome
     assert [f.fval for f in fits] == sorted(f.fval for f in fits)
     assert best is fits[0] and best.is_valid
@@ -356,8 +382,16 @@ def test_random_restarts_count_the_fits_reaching_the_global_minimum(tmp_path):
     g = _gen(9)
     data = accept_reject(poly_density(0.0, 0.06), 3000, g, 1.06)
     mc = midpoint_grid(10_000)
-    outcome = random_restarts(make_ellipse_nll, _uniform_start([-math.pi], [math.pi]), 12, executor="serial", seed=2,
-                              nll_kwargs={"data": data, "mc": mc}, checkpoint_dir=tmp_path, names=["phi"])
+    outcome = random_restarts(
+        make_ellipse_nll,
+        _uniform_start([-math.pi], [math.pi]),
+        12,
+        executor="serial",
+        seed=2,
+        nll_kwargs={"data": data, "mc": mc},
+        checkpoint_dir=tmp_path,
+        names=["phi"],
+    )
     fits, best, k = outcome
     # the global minimum from a scan
     scan = torch.linspace(-math.pi, math.pi, 4001, dtype=F64)
@@ -375,8 +409,17 @@ def test_random_restarts_count_the_fits_reaching_the_global_minimum(tmp_path):
     # resume: results come from the checkpoints, the factory is not called again
     def must_not_run(**_):
         raise AssertionError("task rerun despite its checkpoint")
-    again = random_restarts(must_not_run, _uniform_start([-math.pi], [math.pi]), 12, executor="serial", seed=2,
-                            checkpoint_dir=tmp_path, resume=True, names=["phi"])
+
+    again = random_restarts(
+        must_not_run,
+        _uniform_start([-math.pi], [math.pi]),
+        12,
+        executor="serial",
+        seed=2,
+        checkpoint_dir=tmp_path,
+        resume=True,
+        names=["phi"],
+    )
     assert again.n_at_best == k and again.best.fval == best.fval
     np.testing.assert_array_equal(again.best.covariance, best.covariance)
 
@@ -413,7 +456,7 @@ def test_a_start_in_the_non_finite_region_gives_an_invalid_fit_not_an_error(meth
     # restarts from a range that is partly non-finite: the failures are reported and sorted last
     outcome = random_restarts(nll, _uniform_start([-3.0], [3.0]), 8, executor="serial", seed=3, method=method)
     assert 0 < outcome.n_valid < 8 and outcome.n_at_best == outcome.n_valid
-    assert all(not f.is_valid for f in outcome.fits[outcome.n_valid:])
+    assert all(not f.is_valid for f in outcome.fits[outcome.n_valid :])
 
 
 def test_value_and_gradient_in_one_pass_equals_the_separate_calls():
@@ -424,7 +467,9 @@ def test_value_and_gradient_in_one_pass_equals_the_separate_calls():
     intensity = lambda p, cache: 1.0 + p[0] * cache + p[1] * cache**2
     penalties = {"c": gaussian_constraint(1, 0.2, 0.1)}
     for extended in (False, True):
-        nll = UnbinnedNLL(intensity, x, mc, data_weights=weights, penalties=penalties, extended=extended, chunk_size=700)
+        nll = UnbinnedNLL(
+            intensity, x, mc, data_weights=weights, penalties=penalties, extended=extended, chunk_size=700
+        )
         p = torch.tensor([0.3, 0.1], dtype=torch.float64)
         value, grad = nll.value_and_gradient(p)
         assert float(value) == pytest.approx(float(nll(p)), rel=1e-13)

@@ -20,10 +20,10 @@ from hadrinv.data.io import atomic_torch_save, atomic_write_csv, atomic_write_js
 from hadrinv.data.pipi_toy import PipiToySpec, simulate_pipi
 from hadrinv.data.pwa_model import generate_events, no_acceptance, read_model
 from hadrinv.data.validation import DataError
+from hadrinv.models.pipi import PipiProblem
 from hadrinv.physics.femtoscopy import HAL_N_OMEGA, GaussianYukawaPotential, correlation_function
 from hadrinv.physics.pipi import S_THRESHOLD_GEV2
 from hadrinv.workflows.pipi_amplitude.fit_method import MIN_P_VALUE, chi2_p_value, fit_is_valid, fit_phase_shifts
-from hadrinv.models.pipi import PipiProblem
 from hadrinv.workflows.registry import RunContext, get_workflow
 
 QUIET = RunContext(progress=False, log=lambda message: None)
@@ -35,8 +35,9 @@ def _write_rows(path, rows, header="s,cos_theta,dsigma_domega,error"):
 
 
 def _run_fit(data_path, out, capsys):
-    code = main(["run", "pipi-amplitude", "--data", str(data_path), "--out", str(out), "--method", "fit",
-                 "--no-progress"])
+    code = main(
+        ["run", "pipi-amplitude", "--data", str(data_path), "--out", str(out), "--method", "fit", "--no-progress"]
+    )
     return code, capsys.readouterr().err.strip()
 
 
@@ -126,12 +127,15 @@ def _toy_rows():
     return [list(row) for row in zip(data.s, data.cos_theta, data.dsigma_domega, data.error)]
 
 
-@pytest.mark.parametrize("column, value, expected", [
-    (2, 1e300, "dsigma_domega: 1e+300 is beyond"),
-    (2, -1e300, "dsigma_domega: -1e+300 is beyond"),
-    (3, 1e300, "error: 1e+300 is beyond"),
-    (3, 1e-300, "error: 1e-300 is below"),
-])
+@pytest.mark.parametrize(
+    "column, value, expected",
+    [
+        (2, 1e300, "dsigma_domega: 1e+300 is beyond"),
+        (2, -1e300, "dsigma_domega: -1e+300 is beyond"),
+        (3, 1e300, "error: 1e+300 is beyond"),
+        (3, 1e-300, "error: 1e-300 is below"),
+    ],
+)
 def test_huge_or_tiny_values_in_a_cross_section_file_stop_at_once_with_the_row(
     tmp_path, capsys, column, value, expected
 ):
@@ -230,8 +234,14 @@ def test_simulate_femto_refuses_a_non_positive_relative_error(tmp_path, capsys, 
 def test_generate_events_reports_increasing_counts_ending_at_the_request():
     calls = []
     n = 3000
-    events = generate_events(read_model("R0"), n, acceptance=no_acceptance, generator=torch.Generator().manual_seed(2),
-                             batch=2000, progress=lambda done, total: calls.append((done, total)))
+    events = generate_events(
+        read_model("R0"),
+        n,
+        acceptance=no_acceptance,
+        generator=torch.Generator().manual_seed(2),
+        batch=2000,
+        progress=lambda done, total: calls.append((done, total)),
+    )
     assert len(events[0]) == n
     assert len(calls) > 1, "one batch cannot show progress: make the batch smaller than the request"
     done = [d for d, _ in calls]
@@ -250,10 +260,21 @@ def test_simulate_pwa_logs_progress_lines_when_stderr_is_not_a_terminal(tmp_path
 # ---- simulate pipi: nonsense options stop with one line ------------------------------------------------
 
 
-@pytest.mark.parametrize("option, value", [
-    ("--n-s", "0"), ("--n-z", "0"), ("--n-s", "-3"), ("--f0-width", "-0.1"), ("--rho-width", "0"), ("--rho-mass", "-1"),
-    ("--noise", "0"), ("--noise", "nan"), ("--s-max", "0.01"), ("--seed", "-1"),
-])
+@pytest.mark.parametrize(
+    "option, value",
+    [
+        ("--n-s", "0"),
+        ("--n-z", "0"),
+        ("--n-s", "-3"),
+        ("--f0-width", "-0.1"),
+        ("--rho-width", "0"),
+        ("--rho-mass", "-1"),
+        ("--noise", "0"),
+        ("--noise", "nan"),
+        ("--s-max", "0.01"),
+        ("--seed", "-1"),
+    ],
+)
 def test_simulate_pipi_refuses_nonsense_with_one_line(tmp_path, capsys, option, value):
     out = tmp_path / "pipi.csv"
     assert main(["simulate", "pipi", "--out", str(out), option, value]) == 2

@@ -1,3 +1,5 @@
-from hadrinv.cli import main
 import sys
+
+from hadrinv.cli import main
+
 sys.exit(main())

@@ -39,8 +39,10 @@ def main(argv: list[str] | None = None) -> int:
         out = getattr(args, "out", None)
         hint = f" --out {out}" if out else ""
         where = f"hadrinv run {args.workflow} --resume{hint}" if args.command == "run" else "the same command"
-        print(f"\ninterrupted: the output is incomplete (no metrics.json); `{where}` continues without redoing finished work",
-              file=sys.stderr)
+        print(
+            f"\ninterrupted: the output is incomplete (no metrics.json); `{where}` continues without redoing finished work",
+            file=sys.stderr,
+        )
         return EXIT_INTERRUPTED
 
 
@@ -56,40 +58,67 @@ def _problem(error: dict) -> str:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="hadrinv", description="Inverse problems of hadron physics with physics-constrained ML.")
+    parser = argparse.ArgumentParser(
+        prog="hadrinv", description="Inverse problems of hadron physics with physics-constrained ML."
+    )
     sub = parser.add_subparsers(dest="command")
 
     p_list = sub.add_parser("list", help="list the workflows", description="List the workflows, one line each.")
     p_list.set_defaults(handler=_cmd_list)
 
-    p_run = sub.add_parser("run", help="run a workflow", description="Run a workflow; settings: defaults < --preset < --config < options.")
+    p_run = sub.add_parser(
+        "run", help="run a workflow", description="Run a workflow; settings: defaults < --preset < --config < options."
+    )
     p_run.add_argument("workflow", help="workflow name (see `hadrinv list`)")
     p_run.add_argument("--config", help="YAML file of settings (keys as in OUT/config.yaml)")
     p_run.add_argument("--preset", help="quick (minutes, CI) or paper (the talk's full set-up)")
     p_run.add_argument("--data", help="input data file (default: built-in simulated data)")
     p_run.add_argument("--out", help="output folder (default: runs/WORKFLOW)")
     p_run.add_argument("--seed", type=int, help="random seed (same seed, same numbers on CPU)")
-    p_run.add_argument("--method", help="extraction method, e.g. fit, gan or both (pipi-amplitude); minuit or newton (pwa-*)")
+    p_run.add_argument(
+        "--method", help="extraction method, e.g. fit, gan or both (pipi-amplitude); minuit or newton (pwa-*)"
+    )
     p_run.add_argument("--case", help="test case, e.g. separable or omega-omega (halqcd-potential)")
     execution = p_run.add_argument_group("execution (the same for every workflow; config section `execution`)")
     execution.add_argument("--device", choices=["cpu", "cuda"], help="torch device")
-    execution.add_argument("--ensemble", "--members", dest="members", type=int, metavar="N",
-                           help="ensemble members (GANs, kernel networks, or members of each posterior estimator)")
-    execution.add_argument("--ray-address", help="run parallel tasks on an existing Ray cluster, e.g. auto (default: a local Ray)")
+    execution.add_argument(
+        "--ensemble",
+        "--members",
+        dest="members",
+        type=int,
+        metavar="N",
+        help="ensemble members (GANs, kernel networks, or members of each posterior estimator)",
+    )
+    execution.add_argument(
+        "--ray-address", help="run parallel tasks on an existing Ray cluster, e.g. auto (default: a local Ray)"
+    )
     execution.add_argument("--workers", type=int, help="parallel tasks on a local Ray (default: CPU count)")
     execution.add_argument("--serial", action="store_true", help="run the tasks in this process instead of Ray")
-    p_run.add_argument("--resume", action="store_true", help="continue an interrupted run in --out without redoing finished work "
-                       "(settings: OUT/config.yaml unless --config or --preset is given)")
-    p_run.add_argument("--force", action="store_true", help="write into an existing --out that holds something else than an "
-                       "unfinished run of this workflow (its checkpoints and metrics.json are replaced)")
+    p_run.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted run in --out without redoing finished work "
+        "(settings: OUT/config.yaml unless --config or --preset is given)",
+    )
+    p_run.add_argument(
+        "--force",
+        action="store_true",
+        help="write into an existing --out that holds something else than an "
+        "unfinished run of this workflow (its checkpoints and metrics.json are replaced)",
+    )
     p_run.add_argument("--no-progress", action="store_true", help="log lines instead of progress bars")
     p_run.set_defaults(handler=_cmd_run)
 
-    p_sim = sub.add_parser("simulate", help="simulate a data set", description="Simulate pseudo-data of a physics model.")
+    p_sim = sub.add_parser(
+        "simulate", help="simulate a data set", description="Simulate pseudo-data of a physics model."
+    )
     sims = p_sim.add_subparsers(dest="model")
-    p_pipi = sims.add_parser("pipi", help="pi pi dsigma/dOmega from Breit-Wigner S and P waves (talk 000)",
-                             description="Write the talk-000 toy: dsigma/dOmega (GeV^-2) on an (s, cos theta) grid, with errors; "
-                                         "the generating parameters go to FILE.truth.json.")
+    p_pipi = sims.add_parser(
+        "pipi",
+        help="pi pi dsigma/dOmega from Breit-Wigner S and P waves (talk 000)",
+        description="Write the talk-000 toy: dsigma/dOmega (GeV^-2) on an (s, cos theta) grid, with errors; "
+        "the generating parameters go to FILE.truth.json.",
+    )
     from hadrinv.data.pipi_toy import PipiToySpec
 
     d = PipiToySpec()
@@ -98,63 +127,135 @@ def _parser() -> argparse.ArgumentParser:
     p_pipi.add_argument("--n-z", type=int, default=d.n_z, help=f"angles per energy (default {d.n_z}; irregular: mean)")
     p_pipi.add_argument("--grid", choices=["regular", "irregular"], default=d.grid)
     p_pipi.add_argument("--s-max", type=float, default=d.s_max_gev2, help="largest s in GeV^2 (default 1)")
-    p_pipi.add_argument("--f0-mass", type=float, default=d.f0_mass_gev, help=f"f0(500) mass in GeV (default {d.f0_mass_gev})")
-    p_pipi.add_argument("--f0-width", type=float, default=d.f0_width_gev, help=f"f0(500) width in GeV (default {d.f0_width_gev})")
-    p_pipi.add_argument("--rho-mass", type=float, default=d.rho_mass_gev, help=f"rho(770) mass in GeV (default {d.rho_mass_gev})")
-    p_pipi.add_argument("--rho-width", type=float, default=d.rho_width_gev, help=f"rho(770) width in GeV (default {d.rho_width_gev})")
-    p_pipi.add_argument("--noise", type=float, default=d.noise, help="Gaussian noise std as a fraction (default 0.01; the talk also used 0.05)")
-    p_pipi.add_argument("--noise-relative-to", choices=["max", "point"], default=d.noise_relative_to,
-                        help="max: fraction of the largest cross section (the talk's normalised data); point: of each point's cross section")
+    p_pipi.add_argument(
+        "--f0-mass", type=float, default=d.f0_mass_gev, help=f"f0(500) mass in GeV (default {d.f0_mass_gev})"
+    )
+    p_pipi.add_argument(
+        "--f0-width", type=float, default=d.f0_width_gev, help=f"f0(500) width in GeV (default {d.f0_width_gev})"
+    )
+    p_pipi.add_argument(
+        "--rho-mass", type=float, default=d.rho_mass_gev, help=f"rho(770) mass in GeV (default {d.rho_mass_gev})"
+    )
+    p_pipi.add_argument(
+        "--rho-width", type=float, default=d.rho_width_gev, help=f"rho(770) width in GeV (default {d.rho_width_gev})"
+    )
+    p_pipi.add_argument(
+        "--noise",
+        type=float,
+        default=d.noise,
+        help="Gaussian noise std as a fraction (default 0.01; the talk also used 0.05)",
+    )
+    p_pipi.add_argument(
+        "--noise-relative-to",
+        choices=["max", "point"],
+        default=d.noise_relative_to,
+        help="max: fraction of the largest cross section (the talk's normalised data); point: of each point's cross section",
+    )
     p_pipi.add_argument("--seed", type=int, default=d.seed)
     p_pipi.set_defaults(handler=_cmd_simulate_pipi)
 
     from hadrinv.physics.femtoscopy import HAL_N_OMEGA, HAL_N_OMEGA_PION_MASS_MEV, P_OMEGA_REDUCED_MASS_MEV
 
-    p_femto = sims.add_parser("femto", help="femtoscopic C(k) and delta(k) of a Gaussian-Yukawa potential (talk 001)",
-                              description="Solve the s-wave Schroedinger equation for V(r) = b1 exp(-b2 r^2) + b3 (1 - exp(-b4 r^2)) "
-                                          "(exp(-m_pi r)/r)^n_pi and write the Koonin-Pratt correlation function of a Gaussian source "
-                                          "(non-identical pair, no Coulomb): columns k_mev, C, error, delta_deg. "
-                                          "Defaults: HAL QCD N-Omega (t/a = 11), p-Omega reduced mass.")
+    p_femto = sims.add_parser(
+        "femto",
+        help="femtoscopic C(k) and delta(k) of a Gaussian-Yukawa potential (talk 001)",
+        description="Solve the s-wave Schroedinger equation for V(r) = b1 exp(-b2 r^2) + b3 (1 - exp(-b4 r^2)) "
+        "(exp(-m_pi r)/r)^n_pi and write the Koonin-Pratt correlation function of a Gaussian source "
+        "(non-identical pair, no Coulomb): columns k_mev, C, error, delta_deg. "
+        "Defaults: HAL QCD N-Omega (t/a = 11), p-Omega reduced mass.",
+    )
     p_femto.add_argument("--r0", type=float, default=1.3, help="source size r0 in fm (default 1.3)")
     for name, unit in (("b1", "MeV"), ("b2", "fm^-2"), ("b3", "MeV fm^n_pi"), ("b4", "fm^-2")):
-        p_femto.add_argument(f"--{name}", type=float, default=HAL_N_OMEGA[name], help=f"{name} in {unit} (default {HAL_N_OMEGA[name]})")
-    p_femto.add_argument("--m-pi", type=float, default=HAL_N_OMEGA_PION_MASS_MEV, help=f"pion mass in MeV (default {HAL_N_OMEGA_PION_MASS_MEV})")
+        p_femto.add_argument(
+            f"--{name}", type=float, default=HAL_N_OMEGA[name], help=f"{name} in {unit} (default {HAL_N_OMEGA[name]})"
+        )
+    p_femto.add_argument(
+        "--m-pi",
+        type=float,
+        default=HAL_N_OMEGA_PION_MASS_MEV,
+        help=f"pion mass in MeV (default {HAL_N_OMEGA_PION_MASS_MEV})",
+    )
     p_femto.add_argument("--n-pi", type=float, default=2.0, help="power of the Yukawa factor (default 2)")
-    p_femto.add_argument("--reduced-mass", type=float, default=P_OMEGA_REDUCED_MASS_MEV, help=f"reduced mass in MeV (default p-Omega, {P_OMEGA_REDUCED_MASS_MEV})")
-    p_femto.add_argument("--k", default=",".join(str(5 * i) for i in range(1, 61)), help="momenta in MeV, comma-separated (default 5,10,...,300)")
-    p_femto.add_argument("--relative-error", type=float, default=0.01,
-                         help="the error column, as a fraction of C (default 0.01): C is exact, without noise; "
-                              "the column is the 1-sigma error a measurement would carry, so the file feeds "
-                              "`run femto-inverse --data`")
+    p_femto.add_argument(
+        "--reduced-mass",
+        type=float,
+        default=P_OMEGA_REDUCED_MASS_MEV,
+        help=f"reduced mass in MeV (default p-Omega, {P_OMEGA_REDUCED_MASS_MEV})",
+    )
+    p_femto.add_argument(
+        "--k",
+        default=",".join(str(5 * i) for i in range(1, 61)),
+        help="momenta in MeV, comma-separated (default 5,10,...,300)",
+    )
+    p_femto.add_argument(
+        "--relative-error",
+        type=float,
+        default=0.01,
+        help="the error column, as a fraction of C (default 0.01): C is exact, without noise; "
+        "the column is the 1-sigma error a measurement would carry, so the file feeds "
+        "`run femto-inverse --data`",
+    )
     p_femto.add_argument("--out", required=True, help="output CSV file")
     p_femto.set_defaults(handler=_cmd_simulate_femto)
     from hadrinv.models.halqcd import OmegaOmegaSettings
 
     o = OmegaOmegaSettings()
-    p_corr = sims.add_parser("correlator", help="lattice-like R(t, r) of a Gaussian-sum potential (time-dependent HAL QCD, talk 001)",
-                             description="Write synthetic R(t, r) = sum_n A_n phi_n(r) exp(-dW_n t) of two equal-mass hadrons in a spherical "
-                                         "box, one correlator per source, with lattice-like noise per configuration (docs/halqcd.md). "
-                                         "Defaults: the HAL QCD Omega-Omega potential, m = 1711.5 MeV, a = 0.0846 fm. HDF5 for .h5, else CSV.")
+    p_corr = sims.add_parser(
+        "correlator",
+        help="lattice-like R(t, r) of a Gaussian-sum potential (time-dependent HAL QCD, talk 001)",
+        description="Write synthetic R(t, r) = sum_n A_n phi_n(r) exp(-dW_n t) of two equal-mass hadrons in a spherical "
+        "box, one correlator per source, with lattice-like noise per configuration (docs/halqcd.md). "
+        "Defaults: the HAL QCD Omega-Omega potential, m = 1711.5 MeV, a = 0.0846 fm. HDF5 for .h5, else CSV.",
+    )
     p_corr.add_argument("--out", required=True, help="output file (.h5 or .csv)")
-    p_corr.add_argument("--strengths", default=",".join(str(v) for v in o.strengths_mev), help="c_j in MeV, comma-separated")
+    p_corr.add_argument(
+        "--strengths", default=",".join(str(v) for v in o.strengths_mev), help="c_j in MeV, comma-separated"
+    )
     p_corr.add_argument("--ranges", default=",".join(str(v) for v in o.ranges_fm), help="d_j in fm, comma-separated")
-    p_corr.add_argument("--hadron-mass", type=float, default=o.hadron_mass_mev, help=f"hadron mass in MeV (default {o.hadron_mass_mev})")
-    p_corr.add_argument("--lattice-spacing", type=float, default=o.lattice_spacing_fm, help=f"a in fm (default {o.lattice_spacing_fm:.5f})")
-    p_corr.add_argument("--box-sites", type=int, default=o.box_sites, help=f"box radius in lattice units (default {o.box_sites})")
-    p_corr.add_argument("--times", default=f"{o.times[0]},{o.times[1]}", help="first,last time slice t/a (default %(default)s)")
-    p_corr.add_argument("--sources", default=",".join(str(v) for v in o.sources), help="'wall' or Gaussian widths in fm (default %(default)s)")
-    p_corr.add_argument("--configurations", type=int, default=o.configurations, help=f"noise samples (default {o.configurations})")
-    p_corr.add_argument("--relative-error", type=float, default=o.relative_error, help=f"noise at the first slice (default {o.relative_error}; 0: exact)")
+    p_corr.add_argument(
+        "--hadron-mass", type=float, default=o.hadron_mass_mev, help=f"hadron mass in MeV (default {o.hadron_mass_mev})"
+    )
+    p_corr.add_argument(
+        "--lattice-spacing",
+        type=float,
+        default=o.lattice_spacing_fm,
+        help=f"a in fm (default {o.lattice_spacing_fm:.5f})",
+    )
+    p_corr.add_argument(
+        "--box-sites", type=int, default=o.box_sites, help=f"box radius in lattice units (default {o.box_sites})"
+    )
+    p_corr.add_argument(
+        "--times", default=f"{o.times[0]},{o.times[1]}", help="first,last time slice t/a (default %(default)s)"
+    )
+    p_corr.add_argument(
+        "--sources",
+        default=",".join(str(v) for v in o.sources),
+        help="'wall' or Gaussian widths in fm (default %(default)s)",
+    )
+    p_corr.add_argument(
+        "--configurations", type=int, default=o.configurations, help=f"noise samples (default {o.configurations})"
+    )
+    p_corr.add_argument(
+        "--relative-error",
+        type=float,
+        default=o.relative_error,
+        help=f"noise at the first slice (default {o.relative_error}; 0: exact)",
+    )
     p_corr.add_argument("--seed", type=int, default=0)
     p_corr.set_defaults(handler=_cmd_simulate_correlator)
-    p_pwa = sims.add_parser("pwa", help="J/psi -> gamma pi pi events of a partial-wave model (talk 002)",
-                            description="Generate events of a YAML partial-wave model (examples/pwa/): flat phase space, a detector "
-                                        "acceptance, accept-reject on the intensity. One row per event: four-momenta (GeV) in the J/psi "
-                                        "rest frame, z along the e+ beam (gamma_E..gamma_pz, pi1_E..pi1_pz, pi2_E..pi2_pz; pi1 = pi+). "
-                                        "Parquet for .parquet, ROOT for .root, else CSV.")
+    p_pwa = sims.add_parser(
+        "pwa",
+        help="J/psi -> gamma pi pi events of a partial-wave model (talk 002)",
+        description="Generate events of a YAML partial-wave model (examples/pwa/): flat phase space, a detector "
+        "acceptance, accept-reject on the intensity. One row per event: four-momenta (GeV) in the J/psi "
+        "rest frame, z along the e+ beam (gamma_E..gamma_pz, pi1_E..pi1_pz, pi2_E..pi2_pz; pi1 = pi+). "
+        "Parquet for .parquet, ROOT for .root, else CSV.",
+    )
     p_pwa.add_argument("--model", required=True, help="model YAML file, e.g. examples/pwa/R0.yaml")
     p_pwa.add_argument("--events", type=int, required=True, help="number of accepted events")
-    p_pwa.add_argument("--acceptance", choices=["toy", "none"], default="toy", help="the documented toy acceptance (default) or none")
+    p_pwa.add_argument(
+        "--acceptance", choices=["toy", "none"], default="toy", help="the documented toy acceptance (default) or none"
+    )
     p_pwa.add_argument("--seed", type=int, default=0)
     p_pwa.add_argument("--out", required=True, help="output file (.parquet, .root or .csv)")
     p_pwa.set_defaults(handler=_cmd_simulate_pwa)
@@ -184,10 +285,21 @@ def _cmd_run(args) -> int:
     if args.members is not None and workflow.ensemble is None:
         with_ensemble = ", ".join(w.name for w in _workflows() if w.ensemble)
         raise ValueError(f"{workflow.name} has no ensemble: --ensemble/--members applies to {with_ensemble}")
-    execution = {"members": args.members, "device": args.device, "ray_address": args.ray_address, "workers": args.workers,
-                 "executor": "serial" if args.serial else None}
-    overrides = {"data": args.data, "out": args.out, "seed": args.seed, "method": args.method, "case": args.case,
-                 "execution": {k: v for k, v in execution.items() if v is not None} or None}
+    execution = {
+        "members": args.members,
+        "device": args.device,
+        "ray_address": args.ray_address,
+        "workers": args.workers,
+        "executor": "serial" if args.serial else None,
+    }
+    overrides = {
+        "data": args.data,
+        "out": args.out,
+        "seed": args.seed,
+        "method": args.method,
+        "case": args.case,
+        "execution": {k: v for k, v in execution.items() if v is not None} or None,
+    }
     if args.out and Path(args.out).is_file():
         raise ValueError(f"--out {args.out}: is a file; give a folder for the run's outputs")
     config_file = args.config
@@ -198,8 +310,12 @@ def _cmd_run(args) -> int:
             config_file = saved
     config = workflow.config(args.preset, config_file, overrides)
     console = Console(stderr=True)
-    result = workflow.run(config, RunContext(resume=args.resume, force=args.force, progress=not args.no_progress and console.is_terminal,
-                                             log=console.log))
+    result = workflow.run(
+        config,
+        RunContext(
+            resume=args.resume, force=args.force, progress=not args.no_progress and console.is_terminal, log=console.log
+        ),
+    )
     table = Table(title=f"{workflow.name}: summary")
     for i, column in enumerate(result.summary_columns()):
         table.add_column(column, justify="left" if i == 0 else "right")
@@ -220,14 +336,32 @@ def _cmd_simulate_pipi(args) -> int:
     from hadrinv.data.cross_sections import write_cross_sections
     from hadrinv.data.pipi_toy import PipiSpecError, PipiToySpec, simulate_pipi
 
-    options = {"n_s": "--n-s", "n_z": "--n-z", "grid": "--grid", "s_max_gev2": "--s-max", "f0_mass_gev": "--f0-mass",
-               "f0_width_gev": "--f0-width", "rho_mass_gev": "--rho-mass", "rho_width_gev": "--rho-width",
-               "noise": "--noise", "noise_relative_to": "--noise-relative-to", "seed": "--seed"}
+    options = {
+        "n_s": "--n-s",
+        "n_z": "--n-z",
+        "grid": "--grid",
+        "s_max_gev2": "--s-max",
+        "f0_mass_gev": "--f0-mass",
+        "f0_width_gev": "--f0-width",
+        "rho_mass_gev": "--rho-mass",
+        "rho_width_gev": "--rho-width",
+        "noise": "--noise",
+        "noise_relative_to": "--noise-relative-to",
+        "seed": "--seed",
+    }
     try:
         spec = PipiToySpec(
-            n_s=args.n_s, n_z=args.n_z, grid=args.grid, s_max_gev2=args.s_max, f0_mass_gev=args.f0_mass,
-            f0_width_gev=args.f0_width, rho_mass_gev=args.rho_mass, rho_width_gev=args.rho_width, noise=args.noise,
-            noise_relative_to=args.noise_relative_to, seed=args.seed,
+            n_s=args.n_s,
+            n_z=args.n_z,
+            grid=args.grid,
+            s_max_gev2=args.s_max,
+            f0_mass_gev=args.f0_mass,
+            f0_width_gev=args.f0_width,
+            rho_mass_gev=args.rho_mass,
+            rho_width_gev=args.rho_width,
+            noise=args.noise,
+            noise_relative_to=args.noise_relative_to,
+            seed=args.seed,
         )
     except PipiSpecError as exc:  # name the option the user typed, not the field behind it
         raise ValueError(f"{options.get(exc.field, exc.field)}: {exc.problem}") from None
@@ -252,21 +386,33 @@ def _cmd_simulate_femto(args) -> int:
     if args.r0 <= 0 or args.reduced_mass <= 0 or args.m_pi <= 0 or args.b2 < 0 or args.b4 < 0:
         raise ValueError("--r0, --reduced-mass and --m-pi must be positive, --b2 and --b4 non-negative")
     if not args.relative_error > 0:
-        raise ValueError(f"--relative-error must be positive (the 1-sigma error as a fraction of C), "
-                         f"not {args.relative_error:g}")
+        raise ValueError(
+            f"--relative-error must be positive (the 1-sigma error as a fraction of C), not {args.relative_error:g}"
+        )
     potential = GaussianYukawaPotential(args.b1, args.b2, args.b3, args.b4, m_pi_mev=args.m_pi, n_pi=args.n_pi)
     with torch.no_grad():
         C, delta = correlation_function(potential, torch.tensor(k, dtype=torch.float64), args.r0, args.reduced_mass)
-    truth = {"r0_fm": args.r0, "b1_mev": args.b1, "b2_fm-2": args.b2, "b3_mev_fm^n_pi": args.b3, "b4_fm-2": args.b4,
-             "m_pi_mev": args.m_pi, "n_pi": args.n_pi, "reduced_mass_mev": args.reduced_mass,
-             "relative_error": args.relative_error}
+    truth = {
+        "r0_fm": args.r0,
+        "b1_mev": args.b1,
+        "b2_fm-2": args.b2,
+        "b3_mev_fm^n_pi": args.b3,
+        "b4_fm-2": args.b4,
+        "m_pi_mev": args.m_pi,
+        "n_pi": args.n_pi,
+        "reduced_mass_mev": args.reduced_mass,
+        "relative_error": args.relative_error,
+    }
     C = C[0].numpy()
     if not (C > 0).all():  # a zero error would make the file unreadable as measured data
         raise ValueError(f"C(k) = {C.min():g} <= 0 at some k: no relative error can be given there")
-    path = write_correlation_csv(args.out, k, C, error=args.relative_error * C, delta_deg=torch.rad2deg(delta[0]).numpy(),
-                                 truth=truth)
-    print(f"wrote C(k) (exact), its error ({args.relative_error:g} C) and delta(k) at {len(k)} momenta to {path} "
-          f"(parameters: {path.name}.truth.json)")
+    path = write_correlation_csv(
+        args.out, k, C, error=args.relative_error * C, delta_deg=torch.rad2deg(delta[0]).numpy(), truth=truth
+    )
+    print(
+        f"wrote C(k) (exact), its error ({args.relative_error:g} C) and delta(k) at {len(k)} momenta to {path} "
+        f"(parameters: {path.name}.truth.json)"
+    )
     return 0
 
 
@@ -277,7 +423,12 @@ def _cmd_simulate_pwa(args) -> int:
     import torch
     from rich.console import Console
     from rich.progress import (
-        BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn,
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
     )
 
     from hadrinv.data.pwa_events import write_events
@@ -289,8 +440,14 @@ def _cmd_simulate_pwa(args) -> int:
     # large samples take minutes: a bar on a terminal, else a line per tenth (logs and pipes stay short)
     console = Console(stderr=True)
     if console.is_terminal:
-        bar = Progress(TextColumn("generating events"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                       TimeRemainingColumn(), console=console)
+        bar = Progress(
+            TextColumn("generating events"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=console,
+        )
         task = bar.add_task("events", total=args.events)
 
         def report(done: int, total: int) -> None:
@@ -304,12 +461,19 @@ def _cmd_simulate_pwa(args) -> int:
                 print(f"generated {done} / {total} events", file=sys.stderr, flush=True)
 
     with bar:
-        events = generate_events(model, args.events, acceptance=ACCEPTANCES[args.acceptance],
-                                 generator=torch.Generator().manual_seed(args.seed), progress=report)
+        events = generate_events(
+            model,
+            args.events,
+            acceptance=ACCEPTANCES[args.acceptance],
+            generator=torch.Generator().manual_seed(args.seed),
+            progress=report,
+        )
     path = write_events(args.out, events)
     # the generating model beside the events; a packaged model given by name (R0) is a file only under model_path
     shutil.copyfile(model_path(args.model), path.with_name(path.name + ".model.yaml"))
-    print(f"wrote {args.events} events of {model.name} ({args.acceptance} acceptance) to {path} (model: {path.name}.model.yaml)")
+    print(
+        f"wrote {args.events} events of {model.name} ({args.acceptance} acceptance) to {path} (model: {path.name}.model.yaml)"
+    )
     return 0
 
 
@@ -324,15 +488,27 @@ def _cmd_simulate_correlator(args) -> int:
             raise ValueError(f"{option}: {text!r} is not a comma-separated list of numbers") from None
 
     times = [int(v) for v in numbers(args.times, "--times")]
-    sources = [v.strip() if v.strip() == "wall" else numbers(v, "--sources")[0] for v in args.sources.split(",") if v.strip()]
-    spec = OmegaOmegaSettings(strengths_mev=tuple(numbers(args.strengths, "--strengths")), ranges_fm=tuple(numbers(args.ranges, "--ranges")),
-                              hadron_mass_mev=args.hadron_mass, lattice_spacing_fm=args.lattice_spacing, box_sites=args.box_sites,
-                              times=tuple(times) if len(times) == 2 else (0, 0), sources=sources, configurations=args.configurations,
-                              relative_error=args.relative_error, report_time=(times[0] + times[-1]) // 2 if times else 0)
+    sources = [
+        v.strip() if v.strip() == "wall" else numbers(v, "--sources")[0] for v in args.sources.split(",") if v.strip()
+    ]
+    spec = OmegaOmegaSettings(
+        strengths_mev=tuple(numbers(args.strengths, "--strengths")),
+        ranges_fm=tuple(numbers(args.ranges, "--ranges")),
+        hadron_mass_mev=args.hadron_mass,
+        lattice_spacing_fm=args.lattice_spacing,
+        box_sites=args.box_sites,
+        times=tuple(times) if len(times) == 2 else (0, 0),
+        sources=sources,
+        configurations=args.configurations,
+        relative_error=args.relative_error,
+        report_time=(times[0] + times[-1]) // 2 if times else 0,
+    )
     data = spec.correlators(args.seed)
     path = write_correlator(args.out, data, truth=spec.truth())
     C, S, T, n = data.samples.shape
-    print(f"wrote R(t, r) for {C} configuration(s) x {S} source(s) x {T} slices x {n} radii to {path} (truth: {path.name}.truth.json)")
+    print(
+        f"wrote R(t, r) for {C} configuration(s) x {S} source(s) x {T} slices x {n} radii to {path} (truth: {path.name}.truth.json)"
+    )
     return 0
 
 

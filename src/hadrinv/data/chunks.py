@@ -31,8 +31,11 @@ def slice_events(cache: Any, start: int, stop: int, n_events: int) -> Any:
     if isinstance(cache, (list, tuple)):
         return type(cache)(slice_events(v, start, stop, n_events) for v in cache)
     if dataclasses.is_dataclass(cache) and not isinstance(cache, type):
-        changes = {f.name: slice_events(getattr(cache, f.name), start, stop, n_events)
-                   for f in dataclasses.fields(cache) if f.init}
+        changes = {
+            f.name: slice_events(getattr(cache, f.name), start, stop, n_events)
+            for f in dataclasses.fields(cache)
+            if f.init
+        }
         return dataclasses.replace(cache, **changes)
     return cache
 

@@ -52,17 +52,27 @@ def read_cross_sections(path: str | Path, s_threshold_gev2: float) -> CrossSecti
     A sidecar FILE.truth.json (written by `hadrinv simulate`) is attached as `truth` when present.
     """
     path = Path(path)
-    values = read_numeric_csv(path, REQUIRED_COLUMNS, OPTIONAL_COLUMNS, lambda row, v: _check_point(path, row, v, s_threshold_gev2))
+    values = read_numeric_csv(
+        path, REQUIRED_COLUMNS, OPTIONAL_COLUMNS, lambda row, v: _check_point(path, row, v, s_threshold_gev2)
+    )
     return CrossSectionData(
-        s=values["s"], cos_theta=values["cos_theta"], dsigma_domega=values["dsigma_domega"],
-        error=values.get("error"), source=str(path), truth=read_truth(path),
+        s=values["s"],
+        cos_theta=values["cos_theta"],
+        dsigma_domega=values["dsigma_domega"],
+        error=values.get("error"),
+        source=str(path),
+        truth=read_truth(path),
     )
 
 
 def _check_point(path: Path, row: int, v: dict, s_threshold_gev2: float) -> None:
     s = v["s"]
     if s <= s_threshold_gev2:
-        raise DataError(path, f"s = {s:g} GeV^2 is at or below the threshold (2 m_pi)^2 = {s_threshold_gev2:.5f} GeV^2 (is s in GeV^2?)", row)
+        raise DataError(
+            path,
+            f"s = {s:g} GeV^2 is at or below the threshold (2 m_pi)^2 = {s_threshold_gev2:.5f} GeV^2 (is s in GeV^2?)",
+            row,
+        )
     z = v["cos_theta"]
     if not -1.0 <= z <= 1.0:
         raise DataError(path, f"cos_theta = {z:g} is outside [-1, 1]", row)

@@ -34,7 +34,9 @@ W2_MIN_GEV2 = 4.0  # W^2 = Q2 (1-x)/x + M_p^2 > 4 GeV^2: above the resonance reg
 # ----------------------------------------------------------------------------------------------
 
 
-def regular_grid(n_x: int = 10, n_q2: int = 8, x_range=(0.01, 0.8), q2_range_gev2=(1.5, 100.0)) -> tuple[np.ndarray, np.ndarray]:
+def regular_grid(
+    n_x: int = 10, n_q2: int = 8, x_range=(0.01, 0.8), q2_range_gev2=(1.5, 100.0)
+) -> tuple[np.ndarray, np.ndarray]:
     """The talk's regular bins: x log-spaced in [0.01, 0.8], Q2 log-spaced in [1.5, 100] GeV^2.
 
     Returns flattened (x, q2), each (n_x * n_q2,) float64, x-major (all Q2 of the first x first).
@@ -156,13 +158,21 @@ def simulate_dis_data(
     observed, truth = simulate(free, space, x, q2, relative_noise, generator, return_truth=True)
     observed, truth = observed[0].numpy(), truth[0].numpy()
     truth_info = {
-        "model": "dis-toy", "parameters": dict(zip(space.free_names, free[0].tolist())),
+        "model": "dis-toy",
+        "parameters": dict(zip(space.free_names, free[0].tolist())),
         "fixed": {n: v for n, v in zip(PARAMETER_NAMES, space.central) if n not in space.free_names},
-        "relative_noise": relative_noise, "seed": seed,
+        "relative_noise": relative_noise,
+        "seed": seed,
     }
     return DISData(
-        x=np.asarray(x, dtype=np.float64), q2=np.asarray(q2, dtype=np.float64), sigma_p=observed[:, 0], sigma_n=observed[:, 1],
-        sigma_p_err=relative_noise * truth[:, 0], sigma_n_err=relative_noise * truth[:, 1], source="simulate dis", truth=truth_info,
+        x=np.asarray(x, dtype=np.float64),
+        q2=np.asarray(q2, dtype=np.float64),
+        sigma_p=observed[:, 0],
+        sigma_n=observed[:, 1],
+        sigma_p_err=relative_noise * truth[:, 0],
+        sigma_n_err=relative_noise * truth[:, 1],
+        source="simulate dis",
+        truth=truth_info,
     )
 
 
@@ -206,7 +216,9 @@ def pad_point_clouds(clouds, n_points: int | None = None) -> torch.Tensor:
             raise ValueError(f"n_points = {n_points} is smaller than the largest cloud ({n_max} points)")
         n_max = n_points
     dtype = clouds[0].dtype if clouds[0].is_floating_point() else torch.get_default_dtype()
-    out = torch.full((sum(c.shape[0] for c in clouds), n_max, n_features), float("nan"), dtype=dtype, device=clouds[0].device)
+    out = torch.full(
+        (sum(c.shape[0] for c in clouds), n_max, n_features), float("nan"), dtype=dtype, device=clouds[0].device
+    )
     row = 0
     for c in clouds:
         out[row : row + c.shape[0], : c.shape[1]] = c
@@ -263,9 +275,14 @@ def read_dis_data(path: str | Path) -> DISData:
     path = Path(path)
     values = read_numeric_csv(path, REQUIRED_COLUMNS, OPTIONAL_COLUMNS, lambda row, v: _check_point(path, row, v))
     return DISData(
-        x=values["x"], q2=values["Q2"], sigma_p=values["sigma_p"], sigma_n=values["sigma_n"],
-        sigma_p_err=values.get("sigma_p_err"), sigma_n_err=values.get("sigma_n_err"),
-        source=str(path), truth=read_truth(path),
+        x=values["x"],
+        q2=values["Q2"],
+        sigma_p=values["sigma_p"],
+        sigma_n=values["sigma_n"],
+        sigma_p_err=values.get("sigma_p_err"),
+        sigma_n_err=values.get("sigma_n_err"),
+        source=str(path),
+        truth=read_truth(path),
     )
 
 
@@ -274,7 +291,11 @@ def _check_point(path: Path, row: int, v: dict) -> None:
         raise DataError(path, f"x = {v['x']:g} is outside (0, 1)", row)
     q2 = v["Q2"]
     if q2 <= LAMBDA2_GEV2:
-        raise DataError(path, f"Q2 = {q2:g} GeV^2 is at or below Lambda^2 = {LAMBDA2_GEV2:g} GeV^2, where the model is undefined (is Q2 in GeV^2?)", row)
+        raise DataError(
+            path,
+            f"Q2 = {q2:g} GeV^2 is at or below Lambda^2 = {LAMBDA2_GEV2:g} GeV^2, where the model is undefined (is Q2 in GeV^2?)",
+            row,
+        )
     if q2 < Q0_2_GEV2:
         raise DataError(path, f"Q2 = {q2:g} GeV^2 is below Q0^2 = {Q0_2_GEV2:g} GeV^2, where the model starts", row)
     for name in ("sigma_p", "sigma_n"):

@@ -66,7 +66,9 @@ def read_correlation_csv(path: str | Path, require_error: bool = True) -> Correl
         if v["k_mev"] <= 0:
             raise DataError(path, f"k_mev = {v['k_mev']:g} must be positive (relative momentum in MeV)", row)
         if v["C"] < 0:
-            raise DataError(path, f"C = {v['C']:g} is negative (a correlation function is a ratio of pair yields, >= 0)", row)
+            raise DataError(
+                path, f"C = {v['C']:g} is negative (a correlation function is a ratio of pair yields, >= 0)", row
+            )
         if "error" in v and v["error"] <= 0:
             raise DataError(path, f"error = {v['error']:g} must be positive (1-sigma error on C)", row)
         # femto-inverse fits C(k) by least squares: such values overflow its squared pulls
@@ -85,8 +87,13 @@ def read_correlation_csv(path: str | Path, require_error: bool = True) -> Correl
             problem = f"k_mev decreases from {k[i]:g} (line {rows[i]}) to {k[i + 1]:g}; k must be strictly increasing"
         raise DataError(path, problem, rows[i + 1])
     if k.max() < SUSPICIOUS_K_MAX:
-        raise DataError(path, f"all k_mev < {SUSPICIOUS_K_MAX:g} (max {k.max():g}): k looks like GeV or fm^-1; the column is k in MeV")
-    return CorrelationData(k_mev=k, C=values["C"], error=values.get("error"), delta_deg=values.get("delta_deg"), source=str(path))
+        raise DataError(
+            path,
+            f"all k_mev < {SUSPICIOUS_K_MAX:g} (max {k.max():g}): k looks like GeV or fm^-1; the column is k in MeV",
+        )
+    return CorrelationData(
+        k_mev=k, C=values["C"], error=values.get("error"), delta_deg=values.get("delta_deg"), source=str(path)
+    )
 
 
 def write_correlation_csv(path: str | Path, k_mev, C, error=None, delta_deg=None, truth: dict | None = None) -> Path:

@@ -85,5 +85,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu"):
     except (FileNotFoundError, IsADirectoryError):
         raise
     except Exception as exc:  # torch raises RuntimeError, UnpicklingError, EOFError... with advice we must not give
-        kind = "not a checkpoint of tensors and plain values" if "weights_only" in str(exc) else "unreadable (truncated or damaged)"
+        kind = (
+            "not a checkpoint of tensors and plain values"
+            if "weights_only" in str(exc)
+            else "unreadable (truncated or damaged)"
+        )
         raise CheckpointError(f"{path}: {kind}; delete it to recompute that part, or run without --resume") from None

@@ -10,7 +10,14 @@ import torch
 
 from hadrinv.data.cross_sections import CrossSectionData
 from hadrinv.physics.partial_waves import amplitude_from_waves
-from hadrinv.physics.pipi import F0_500, RHO_770, S_THRESHOLD_GEV2, Resonance, breit_wigner_waves, differential_cross_section
+from hadrinv.physics.pipi import (
+    F0_500,
+    RHO_770,
+    S_THRESHOLD_GEV2,
+    Resonance,
+    breit_wigner_waves,
+    differential_cross_section,
+)
 
 
 class PipiSpecError(ValueError):
@@ -54,6 +61,7 @@ class PipiToySpec:
         Checked here, not where the grid is built, so that nonsense (no energies, a zero width) stops with
         one line before any work, instead of an empty array or a division by zero failing deep inside.
         """
+
         def positive_int(field: str, what: str, least: int = 1) -> None:
             value = getattr(self, field)
             if isinstance(value, bool) or not isinstance(value, int) or value < least:
@@ -65,11 +73,14 @@ class PipiToySpec:
         # the irregular grid draws between n_z // 2 (at least 3) and 3 n_z // 2 angles: that range is empty below 2
         positive_int("n_z", "the number of angles per energy", 2 if self.grid == "irregular" else 1)
         if not (math.isfinite(self.s_min_gev2) and self.s_min_gev2 >= S_THRESHOLD_GEV2):
-            raise PipiSpecError("s_min_gev2", f"{self.s_min_gev2:g} GeV^2 is below the threshold (2 m_pi)^2 = "
-                                              f"{S_THRESHOLD_GEV2:.5f} GeV^2")
+            raise PipiSpecError(
+                "s_min_gev2",
+                f"{self.s_min_gev2:g} GeV^2 is below the threshold (2 m_pi)^2 = {S_THRESHOLD_GEV2:.5f} GeV^2",
+            )
         if not (math.isfinite(self.s_max_gev2) and self.s_max_gev2 > self.s_min_gev2):
-            raise PipiSpecError("s_max_gev2", f"{self.s_max_gev2:g} GeV^2 must be above the lowest s, "
-                                              f"{self.s_min_gev2:.5f} GeV^2")
+            raise PipiSpecError(
+                "s_max_gev2", f"{self.s_max_gev2:g} GeV^2 must be above the lowest s, {self.s_min_gev2:.5f} GeV^2"
+            )
         for field in ("f0_mass_gev", "f0_width_gev", "rho_mass_gev", "rho_width_gev"):
             value = getattr(self, field)
             if not (math.isfinite(value) and value > 0):
@@ -116,11 +127,15 @@ def simulate_pipi(spec: PipiToySpec = PipiToySpec()) -> CrossSectionData:
     error = spec.noise * reference
     observed = truth + error * rng.standard_normal(len(truth))
     truth_info = {"model": "pipi-breit-wigner", **asdict(spec)}
-    return CrossSectionData(s=s, cos_theta=z, dsigma_domega=observed, error=error, source="simulate pipi", truth=truth_info)
+    return CrossSectionData(
+        s=s, cos_theta=z, dsigma_domega=observed, error=error, source="simulate pipi", truth=truth_info
+    )
 
 
 def truth_resonances(truth: dict) -> tuple[Resonance, Resonance] | None:
     """The generating resonances of a simulated data set, or None if the data are not from simulate_pipi."""
     if truth.get("model") != "pipi-breit-wigner":
         return None
-    return Resonance(truth["f0_mass_gev"], truth["f0_width_gev"]), Resonance(truth["rho_mass_gev"], truth["rho_width_gev"])
+    return Resonance(truth["f0_mass_gev"], truth["f0_width_gev"]), Resonance(
+        truth["rho_mass_gev"], truth["rho_width_gev"]
+    )

@@ -91,7 +91,9 @@ def mass2_allowance(p: torch.Tensor, tolerance_gev: float) -> torch.Tensor:
 # ---------------------------------------------------------------------------------------------------
 
 
-def read_events(path: str | Path, tree: str | None = None, pion_mass: float = M_PI_CHARGED, tolerance_gev: float = 1e-4) -> EventSample:
+def read_events(
+    path: str | Path, tree: str | None = None, pion_mass: float = M_PI_CHARGED, tolerance_gev: float = 1e-4
+) -> EventSample:
     """Read and validate an event file (see the module docstring); raises a one-line DataError.
 
     The format follows the suffix: .csv, .parquet/.pq, .root. `tree` names the TTree of a ROOT file (default: the
@@ -225,7 +227,11 @@ def _read_root(path: Path, tree: str | None) -> tuple[dict[str, np.ndarray], int
             trees = sorted({name for name, cls in classes.items() if cls in _TREE_CLASSES or "RNTuple" in cls})
             if tree is None:
                 if len(trees) != 1:
-                    found = f"{len(trees)} trees ({', '.join(trees)})" if trees else "no TTree (objects: " + (", ".join(sorted(classes)) or "none") + ")"
+                    found = (
+                        f"{len(trees)} trees ({', '.join(trees)})"
+                        if trees
+                        else "no TTree (objects: " + (", ".join(sorted(classes)) or "none") + ")"
+                    )
                     raise DataError(path, f"{found}; pass tree=NAME to choose one")
                 tree = trees[0]
             elif tree not in trees:
@@ -238,7 +244,9 @@ def _read_root(path: Path, tree: str | None) -> tuple[dict[str, np.ndarray], int
                 interpretation = getattr(t[name], "interpretation", None)  # TTree branches (RNTuple fields: see below)
                 dtype = getattr(interpretation, "to_dtype", None)
                 if interpretation is not None and (dtype is None or dtype.shape != () or dtype.kind not in "fiu"):
-                    raise DataError(path, f"branch {name} of tree {tree!r} holds {t[name].typename}; expected one number per event")
+                    raise DataError(
+                        path, f"branch {name} of tree {tree!r} holds {t[name].typename}; expected one number per event"
+                    )
             arrays = t.arrays(wanted, library="np")
             n = int(t.num_entries)
         except DataError:
@@ -249,7 +257,10 @@ def _read_root(path: Path, tree: str | None) -> tuple[dict[str, np.ndarray], int
     for name in wanted:
         a = np.asarray(arrays[name])
         if a.ndim != 1 or a.dtype.kind not in "fiu":
-            raise DataError(path, f"branch {name} of tree {tree!r} holds {a.dtype} values of shape {a.shape[1:]}; expected one number per event")
+            raise DataError(
+                path,
+                f"branch {name} of tree {tree!r} holds {a.dtype} values of shape {a.shape[1:]}; expected one number per event",
+            )
         values[name] = a.astype(np.float64)
     return values, n
 
@@ -257,7 +268,9 @@ def _read_root(path: Path, tree: str | None) -> tuple[dict[str, np.ndarray], int
 def _check_names(path: Path, present: list[str], kind: str, where: str = "") -> None:
     missing = [c for c in COLUMNS if c not in present]
     if missing:
-        raise DataError(path, f"missing {kind}(es) {', '.join(missing)}{where}; expected {', '.join(COLUMNS)}[, {WEIGHT}]")
+        raise DataError(
+            path, f"missing {kind}(es) {', '.join(missing)}{where}; expected {', '.join(COLUMNS)}[, {WEIGHT}]"
+        )
     duplicated = sorted({c for c in present if present.count(c) > 1 and c in COLUMNS + (WEIGHT,)})
     if duplicated:
         raise DataError(path, f"{kind}(es) {', '.join(duplicated)} appear more than once{where}")
@@ -270,7 +283,9 @@ def _check_names(path: Path, present: list[str], kind: str, where: str = "") -> 
 Locate = Callable[[int], tuple[int | None, str]]  # event index -> (CSV line or None, message prefix)
 
 
-def _validated(path: Path, values: dict[str, np.ndarray], pion_mass: float, tolerance_gev: float, locate: Locate, kind: str) -> EventSample:
+def _validated(
+    path: Path, values: dict[str, np.ndarray], pion_mass: float, tolerance_gev: float, locate: Locate, kind: str
+) -> EventSample:
     _check_events(path, values, pion_mass, tolerance_gev, locate, kind)
     table = torch.from_numpy(np.stack([values[c] for c in COLUMNS], axis=1).astype(np.float64))
     gamma, pi1, pi2 = (table[:, 4 * k : 4 * k + 4].contiguous() for k in range(3))
@@ -282,12 +297,16 @@ def _validated(path: Path, values: dict[str, np.ndarray], pion_mass: float, tole
         if not math.isfinite(total):
             raise DataError(path, f"the total weight is {total} (the weights overflow); it must be finite and non-zero")
         if total == 0.0 or (math.isfinite(abs_sum) and abs(total) <= len(w) * np.finfo(np.float64).eps * abs_sum):
-            raise DataError(path, f"the total weight is zero (sum of {len(w)} weights = {total:g}); it must be non-zero")
+            raise DataError(
+                path, f"the total weight is zero (sum of {len(w)} weights = {total:g}); it must be non-zero"
+            )
         weight = torch.from_numpy(w.copy())
     return EventSample(gamma, pi1, pi2, weight, str(path))
 
 
-def _check_events(path: Path, values: dict[str, np.ndarray], pion_mass: float, tol: float, locate: Locate, kind: str) -> None:
+def _check_events(
+    path: Path, values: dict[str, np.ndarray], pion_mass: float, tol: float, locate: Locate, kind: str
+) -> None:
     """Raise DataError for the first event (in file order) that fails any check; no-op when all pass."""
     names = [c for c in COLUMNS + (WEIGHT,) if c in values]
     raw = np.stack([np.asarray(values[c], dtype=np.float64) for c in names], axis=1)
@@ -323,12 +342,16 @@ def _check_events(path: Path, values: dict[str, np.ndarray], pion_mass: float, t
         if abs(total[0] / 1000.0 - M_JPSI) < 0.01:
             hint = "the energies add up to M_JPSI in MeV: the four-momenta must be in GeV"
         shown = ", ".join(f"{x:.9g}" for x in total)
-        return (f"energy-momentum not conserved: gamma + pi1 + pi2 = ({shown}) GeV, expected ({M_JPSI:g}, 0, 0, 0); "
-                f"{COMPONENTS[k]} is off by {off[k]:.3g} GeV, beyond tolerance_gev = {tol:g} ({hint})")
+        return (
+            f"energy-momentum not conserved: gamma + pi1 + pi2 = ({shown}) GeV, expected ({M_JPSI:g}, 0, 0, 0); "
+            f"{COMPONENTS[k]} is off by {off[k]:.3g} GeV, beyond tolerance_gev = {tol:g} ({hint})"
+        )
 
     def describe_photon(i: int) -> str:
-        return (f"photon mass^2 = {float(m2['gamma'][i]):.4g} GeV^2 (m = {math.sqrt(abs(float(m2['gamma'][i]))):.4g} GeV); |m^2| must be "
-                f"<= {float(allowed['gamma'][i]):.3g} GeV^2, what errors of tolerance_gev = {tol:g} in each component allow")
+        return (
+            f"photon mass^2 = {float(m2['gamma'][i]):.4g} GeV^2 (m = {math.sqrt(abs(float(m2['gamma'][i]))):.4g} GeV); |m^2| must be "
+            f"<= {float(allowed['gamma'][i]):.3g} GeV^2, what errors of tolerance_gev = {tol:g} in each component allow"
+        )
 
     def describe_pion(name: str) -> Callable[[int], str]:
         def describe(i: int) -> str:
@@ -338,8 +361,11 @@ def _check_events(path: Path, values: dict[str, np.ndarray], pion_mass: float, t
                 if other != pion_mass and abs(mass2 - other**2) <= bound:
                     hint = f" (this is {label}: pass pion_mass={label.split(',')[0]})"
             mass = f"{math.sqrt(mass2):.6g} GeV" if mass2 >= 0 else f"imaginary (m^2 = {mass2:.4g} GeV^2)"
-            return (f"{name} mass = {mass}, expected pion_mass = {pion_mass:.8g} GeV: m^2 is off by {mass2 - pion_mass**2:.3g} GeV^2, "
-                    f"beyond the {bound:.3g} GeV^2 that errors of tolerance_gev = {tol:g} in each component allow{hint}")
+            return (
+                f"{name} mass = {mass}, expected pion_mass = {pion_mass:.8g} GeV: m^2 is off by {mass2 - pion_mass**2:.3g} GeV^2, "
+                f"beyond the {bound:.3g} GeV^2 that errors of tolerance_gev = {tol:g} in each component allow{hint}"
+            )
+
         return describe
 
     # in the order a problem of one event is reported: the most basic first
@@ -389,7 +415,11 @@ def _columns_of(sample_or_tensors, weight) -> dict[str, np.ndarray]:
     for name, q in zip(PARTICLES, momenta):
         if q.ndim != 2 or q.shape != (n, 4):
             raise ValueError(f"{name} has shape {q.shape}; expected ({n if n >= 0 else 'N'}, 4) like gamma")
-    columns = {f"{name}_{c}": np.ascontiguousarray(q[:, k]) for name, q in zip(PARTICLES, momenta) for k, c in enumerate(COMPONENTS)}
+    columns = {
+        f"{name}_{c}": np.ascontiguousarray(q[:, k])
+        for name, q in zip(PARTICLES, momenta)
+        for k, c in enumerate(COMPONENTS)
+    }
     if weight is not None:
         w = _as_numpy(weight)
         if w.shape != (n,):

@@ -25,8 +25,9 @@ Bad files stop with one line `FILE: problem` (DataError; exit code 2 from the CL
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Literal
 
 import torch
 import yaml
@@ -66,7 +67,9 @@ class Resonance(_Strict):
             raise ValueError(f"{self.name}: a {self.lineshape} line shape needs width (GeV)")
         expected = 1 if self.spin == 0 else 3
         if self.helicity is not None and len(self.helicity) != expected:
-            raise ValueError(f"{self.name}: spin {self.spin} has {expected} helicity amplitude(s), got {len(self.helicity)}")
+            raise ValueError(
+                f"{self.name}: spin {self.spin} has {expected} helicity amplitude(s), got {len(self.helicity)}"
+            )
         for name in self.float_:
             if name not in FLOATABLE:
                 raise ValueError(f"{self.name}: cannot float {name!r}; choose from {', '.join(FLOATABLE)}")
@@ -123,7 +126,9 @@ class PWAModel(_Strict):
         for c in self.constraints:
             resonance, _, field = c.parameter.rpartition(".")
             if resonance not in names or field not in ("mass", "width", "g_pipi"):
-                raise ValueError(f"constraint on {c.parameter!r}: expected RESONANCE.mass, .width or .g_pipi of a listed resonance")
+                raise ValueError(
+                    f"constraint on {c.parameter!r}: expected RESONANCE.mass, .width or .g_pipi of a listed resonance"
+                )
         return self
 
     @property
@@ -132,7 +137,9 @@ class PWAModel(_Strict):
 
     def angular_amplitudes(self, angles: pwa.HelicityAngles) -> torch.Tensor:
         """(N, K, 2, 2): what stays fixed while masses, widths and couplings float."""
-        return pwa.angular_amplitudes(angles, [r.spin for r in self.resonances], [r.helicity_amplitudes() for r in self.resonances])
+        return pwa.angular_amplitudes(
+            angles, [r.spin for r in self.resonances], [r.helicity_amplitudes() for r in self.resonances]
+        )
 
     def intensity(self, gamma: torch.Tensor, pi1: torch.Tensor, pi2: torch.Tensor) -> torch.Tensor:
         """The model's intensity of each event at the file's parameter values."""
@@ -177,6 +184,7 @@ def toy_acceptance(gamma: torch.Tensor, pi1: torch.Tensor, pi2: torch.Tensor) ->
     (the drift chamber / calorimeter coverage), pions with momentum > 0.1 GeV and photons with energy
     > 0.025 GeV (tracking and shower thresholds), times a smooth 0.9 - 0.2 cos^2(theta) per pion (material
     and tracking losses rising toward the end caps)."""
+
     def cos_theta(p):
         return p[:, 3] / p[:, 1:].norm(dim=-1).clamp_min(1e-12)
 
@@ -193,8 +201,13 @@ def no_acceptance(gamma: torch.Tensor, pi1: torch.Tensor, pi2: torch.Tensor) -> 
 ACCEPTANCES = {"toy": toy_acceptance, "none": no_acceptance}
 
 
-def accepted_phase_space(n: int, acceptance=toy_acceptance, pion_mass: float = pwa.M_PI_CHARGED, generator: torch.Generator | None = None,
-                         batch: int = 200_000) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def accepted_phase_space(
+    n: int,
+    acceptance=toy_acceptance,
+    pion_mass: float = pwa.M_PI_CHARGED,
+    generator: torch.Generator | None = None,
+    batch: int = 200_000,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """n flat phase-space events that passed the acceptance (accept-reject on the efficiency, <= 1): the MC
     sample whose average of the intensity normalises the likelihood."""
     kept, accepted = [], 0
@@ -206,8 +219,9 @@ def accepted_phase_space(n: int, acceptance=toy_acceptance, pion_mass: float = p
     return tuple(torch.cat([k[i] for k in kept])[:n] for i in range(3))
 
 
-def m_spectrum(m_pipi: torch.Tensor, weights: torch.Tensor | None = None, bins: int = 400,
-               pion_mass: float = pwa.M_PI_CHARGED) -> tuple[torch.Tensor, torch.Tensor]:
+def m_spectrum(
+    m_pipi: torch.Tensor, weights: torch.Tensor | None = None, bins: int = 400, pion_mass: float = pwa.M_PI_CHARGED
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Histogram of m_pipi (GeV) between 2 m_pi and M_J/psi: (edges (bins + 1,), probabilities (bins,)),
     the shape an importance-sampled MC should follow (`accepted_weighted_phase_space`); bins with a
     negative total weight count as empty."""
@@ -220,26 +234,38 @@ def m_spectrum(m_pipi: torch.Tensor, weights: torch.Tensor | None = None, bins: 
     return edges, totals / totals.sum()
 
 
-def accepted_weighted_phase_space(n: int, spectrum: tuple[torch.Tensor, torch.Tensor] | None, acceptance=toy_acceptance,
-                                  pion_mass: float = pwa.M_PI_CHARGED, generator: torch.Generator | None = None,
-                                  flat_fraction: float = 0.2, batch: int = 200_000) -> tuple[torch.Tensor, ...]:
+def accepted_weighted_phase_space(
+    n: int,
+    spectrum: tuple[torch.Tensor, torch.Tensor] | None,
+    acceptance=toy_acceptance,
+    pion_mass: float = pwa.M_PI_CHARGED,
+    generator: torch.Generator | None = None,
+    flat_fraction: float = 0.2,
+    batch: int = 200_000,
+) -> tuple[torch.Tensor, ...]:
     """n importance-sampled phase-space events (`pwa.weighted_phase_space_events`, m_pipi following
     ``spectrum`` = (edges, probabilities)) that passed the acceptance, with their weights:
     (gamma, pi1, pi2, weight)."""
     edges, probabilities = spectrum if spectrum is not None else (None, None)
     kept, accepted = [], 0
     while accepted < n:
-        *events, w = pwa.weighted_phase_space_events(batch, edges, probabilities, flat_fraction, (0.0, pion_mass, pion_mass),
-                                                     generator=generator)
+        *events, w = pwa.weighted_phase_space_events(
+            batch, edges, probabilities, flat_fraction, (0.0, pion_mass, pion_mass), generator=generator
+        )
         keep = torch.rand(batch, generator=generator, dtype=torch.float64) < acceptance(*events)
         kept.append(tuple(e[keep] for e in (*events, w)))
         accepted += int(keep.sum())
     return tuple(torch.cat([k[i] for k in kept])[:n] for i in range(4))
 
 
-def generate_events(model: PWAModel, n: int, acceptance=toy_acceptance, generator: torch.Generator | None = None,
-                    batch: int = 200_000, progress: Callable[[int, int], None] | None = None
-                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def generate_events(
+    model: PWAModel,
+    n: int,
+    acceptance=toy_acceptance,
+    generator: torch.Generator | None = None,
+    batch: int = 200_000,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """n events distributed as intensity x acceptance: flat phase space, then accept-reject in batches.
 
     The envelope is the largest weight seen so far times 1.5; if a later batch exceeds it, every event
@@ -282,12 +308,16 @@ def mc_samplers(sampling: str, spectrum: tuple[torch.Tensor, torch.Tensor] | Non
     4th element)."""
     masses = (0.0, pion_mass, pion_mass)
     if sampling == "flat":
-        return (lambda n, gen: accepted_phase_space(n, efficiency, pion_mass, generator=gen),
-                lambda n, gen: pwa.phase_space_events(n, masses, generator=gen))
+        return (
+            lambda n, gen: accepted_phase_space(n, efficiency, pion_mass, generator=gen),
+            lambda n, gen: pwa.phase_space_events(n, masses, generator=gen),
+        )
     if sampling == "importance":
         edges, probabilities = spectrum
-        return (lambda n, gen: accepted_weighted_phase_space(n, spectrum, efficiency, pion_mass, generator=gen),
-                lambda n, gen: pwa.weighted_phase_space_events(n, edges, probabilities, masses=masses, generator=gen))
+        return (
+            lambda n, gen: accepted_weighted_phase_space(n, spectrum, efficiency, pion_mass, generator=gen),
+            lambda n, gen: pwa.weighted_phase_space_events(n, edges, probabilities, masses=masses, generator=gen),
+        )
     raise ValueError(f"unknown MC sampling {sampling!r}; use 'importance' or 'flat'")
 
 

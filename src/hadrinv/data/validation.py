@@ -6,8 +6,8 @@ import csv
 import io
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -25,7 +25,10 @@ class DataError(ValueError):
 
 
 def read_numeric_csv(
-    path: str | Path, required: tuple[str, ...], optional: tuple[str, ...] = (), check_row: Callable[[int, dict], None] | None = None
+    path: str | Path,
+    required: tuple[str, ...],
+    optional: tuple[str, ...] = (),
+    check_row: Callable[[int, dict], None] | None = None,
 ) -> dict[str, np.ndarray]:
     """The columns of a numeric CSV file, validated: every reader of users' tables goes through here.
 
@@ -46,7 +49,11 @@ def read_numeric_csv(
     if "\x00" in text:
         raise DataError(path, "not a CSV text file (contains binary data)")
     # split on newlines only: str.splitlines() also splits at form feeds and would shift the row numbers
-    lines = [(n, line.rstrip("\r")) for n, line in enumerate(text.split("\n"), start=1) if line.strip() and not line.lstrip().startswith("#")]
+    lines = [
+        (n, line.rstrip("\r"))
+        for n, line in enumerate(text.split("\n"), start=1)
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
     if not lines:
         raise DataError(path, "empty file (only comments)")
     header_row, header_line = lines[0]
@@ -54,7 +61,11 @@ def read_numeric_csv(
     missing = [c for c in required if c not in header]
     if missing:
         expected = ", ".join(required) + (f"[, {', '.join(optional)}]" if optional else "")
-        raise DataError(path, f"missing column(s) {', '.join(missing)} in header {header_line.strip()!r}; expected {expected}", header_row)
+        raise DataError(
+            path,
+            f"missing column(s) {', '.join(missing)} in header {header_line.strip()!r}; expected {expected}",
+            header_row,
+        )
     duplicated = sorted({h for h in header if header.count(h) > 1 and h in required + optional})
     if duplicated:
         raise DataError(path, f"column(s) {', '.join(duplicated)} appear more than once in the header", header_row)

@@ -16,4 +16,15 @@ from hadrinv.inference.mixture import EstimatorMixture
 from hadrinv.inference.regression import Regressor
 from hadrinv.inference.vaim import VAIM
 
-__all__ = ["AmortizedEstimator", "TrainingHistory", "VAIM", "MDN", "INN", "ConditionalFlow", "ConditionalDiffusion", "FlowMatching", "Regressor", "EstimatorMixture"]
+__all__ = [
+    "AmortizedEstimator",
+    "TrainingHistory",
+    "VAIM",
+    "MDN",
+    "INN",
+    "ConditionalFlow",
+    "ConditionalDiffusion",
+    "FlowMatching",
+    "Regressor",
+    "EstimatorMixture",
+]

@@ -18,8 +18,8 @@ adding the same number of simulations from a broad prior (``random_acquisition``
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 
@@ -35,13 +35,19 @@ class ActiveLearningResult:
 
 
 def posterior_predictive_misfit(
-    estimator: AmortizedEstimator, simulate: Callable[[torch.Tensor], torch.Tensor], x_candidates: torch.Tensor, probe: int, scale: float | torch.Tensor = 1.0
+    estimator: AmortizedEstimator,
+    simulate: Callable[[torch.Tensor], torch.Tensor],
+    x_candidates: torch.Tensor,
+    probe: int,
+    scale: float | torch.Tensor = 1.0,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(score per candidate, probed theta (n_c * probe, d), their simulations)."""
     theta = estimator.sample(x_candidates, probe)  # (n_c, probe, d)
     flat = theta.reshape(-1, theta.shape[-1])
     x_sim = simulate(flat)
-    misfit = ((x_sim.reshape(*theta.shape[:2], -1) - x_candidates.reshape(len(x_candidates), 1, -1)) / scale).pow(2).sum(-1)
+    misfit = (
+        ((x_sim.reshape(*theta.shape[:2], -1) - x_candidates.reshape(len(x_candidates), 1, -1)) / scale).pow(2).sum(-1)
+    )
     return misfit.mean(1), flat, x_sim
 
 
@@ -78,7 +84,9 @@ def active_learning(
         worst = torch.argsort(score, descending=True)[:per_round]
         centre = estimator.sample(x_candidates[worst], samples_per_candidate)  # (k, m, d)
         spread = centre.std(1, keepdim=True).clamp(min=1e-6)
-        proposed = (centre + widen * spread * torch.randn(centre.shape, generator=generator)).reshape(-1, centre.shape[-1])
+        proposed = (centre + widen * spread * torch.randn(centre.shape, generator=generator)).reshape(
+            -1, centre.shape[-1]
+        )
         if clip is not None:
             proposed = clip(proposed)
         new_theta = torch.cat([probed_theta, proposed])

@@ -30,7 +30,7 @@ from torch import nn
 from hadrinv.data.io import atomic_torch_save, load_checkpoint
 from hadrinv.inference.embeddings import make_embedding
 
-ESTIMATORS: dict[str, type["AmortizedEstimator"]] = {}
+ESTIMATORS: dict[str, type[AmortizedEstimator]] = {}
 _LOGIT_EPS = 1e-6
 
 
@@ -51,8 +51,13 @@ class TrainingHistory:
 
     def as_dict(self) -> dict:
         return {
-            "epochs": len(self.train_loss), "best_epoch": self.best_epoch, "best_validation_loss": self.best_validation_loss,
-            "stopped_early": self.stopped_early, "seconds": self.seconds, "n_train": self.n_train, "n_validation": self.n_validation,
+            "epochs": len(self.train_loss),
+            "best_epoch": self.best_epoch,
+            "best_validation_loss": self.best_validation_loss,
+            "stopped_early": self.stopped_early,
+            "seconds": self.seconds,
+            "n_train": self.n_train,
+            "n_validation": self.n_validation,
         }
 
 
@@ -80,7 +85,11 @@ class AmortizedEstimator(nn.Module):
         if theta_dim < 1 or x_dim < 1:
             raise ValueError(f"theta_dim and x_dim must be positive, got {theta_dim} and {x_dim}")
         self.theta_dim, self.x_dim = int(theta_dim), int(x_dim)
-        self.hparams: dict = {"theta_dim": self.theta_dim, "x_dim": self.x_dim, "embedding_options": embedding_options or {}}
+        self.hparams: dict = {
+            "theta_dim": self.theta_dim,
+            "x_dim": self.x_dim,
+            "embedding_options": embedding_options or {},
+        }
         if isinstance(embedding, nn.Module):
             self.embedding = embedding
             self.hparams["embedding"] = None
@@ -168,7 +177,9 @@ class AmortizedEstimator(nn.Module):
     def _check_x(self, x: torch.Tensor, name: str = "x") -> torch.Tensor:
         x = torch.as_tensor(x, dtype=torch.float32)
         if x.shape[-1] != self.x_dim or x.dim() not in (self.event_ndim, self.event_ndim + 1):
-            raise ValueError(f"{name} has shape {tuple(x.shape)}; expected (..., {self.x_dim}) with {self.event_ndim} event dimension(s) and an optional batch dimension")
+            raise ValueError(
+                f"{name} has shape {tuple(x.shape)}; expected (..., {self.x_dim}) with {self.event_ndim} event dimension(s) and an optional batch dimension"
+            )
         bad = torch.isinf(x) if self.event_ndim == 2 else ~torch.isfinite(x)  # NaN rows pad point clouds
         if bool(bad.any()):
             raise ValueError(f"{name} holds non-finite values (first at index {tuple(bad.nonzero()[0].tolist())})")
@@ -183,7 +194,9 @@ class AmortizedEstimator(nn.Module):
         if self.theta_low is not None:
             outside = ((theta < self.theta_low.cpu()) | (theta > self.theta_high.cpu())).any(-1)
             if bool(outside.any()):
-                raise ValueError(f"theta row {int(outside.nonzero()[0])} lies outside the bounds given to the estimator")
+                raise ValueError(
+                    f"theta row {int(outside.nonzero()[0])} lies outside the bounds given to the estimator"
+                )
         return theta
 
     def _set_standardization(self, theta: torch.Tensor, x: torch.Tensor) -> None:
@@ -230,7 +243,9 @@ class AmortizedEstimator(nn.Module):
             raise ValueError(f"lr_schedule must be 'plateau' or 'cosine', got {lr_schedule!r}")
         theta, x = self._check_theta(theta), self._check_x(x)
         if x.dim() != self.event_ndim + 1 or x.shape[0] != theta.shape[0]:
-            raise ValueError(f"theta and x must hold the same number of pairs, got {theta.shape[0]} and {tuple(x.shape)}")
+            raise ValueError(
+                f"theta and x must hold the same number of pairs, got {theta.shape[0]} and {tuple(x.shape)}"
+            )
         n = theta.shape[0]
         n_val = max(1, int(round(validation_fraction * n))) if validation_fraction > 0 else 0
         if n - n_val < 2:
@@ -241,11 +256,20 @@ class AmortizedEstimator(nn.Module):
         device = self.theta_mean.device
         if restandardize or (restandardize is None and not bool(self.fitted)):
             self._set_standardization(theta[train_idx], x[train_idx])
-        optimizer = torch.optim.AdamW([p for p in self.parameters() if p.requires_grad], lr=learning_rate, weight_decay=weight_decay)
-        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=lr_decay, patience=max(1, patience // 3)) \
-            if lr_schedule == "plateau" and lr_decay < 1 else None
+        optimizer = torch.optim.AdamW(
+            [p for p in self.parameters() if p.requires_grad], lr=learning_rate, weight_decay=weight_decay
+        )
+        scheduler = (
+            torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=lr_decay, patience=max(1, patience // 3))
+            if lr_schedule == "plateau" and lr_decay < 1
+            else None
+        )
         batches_per_epoch = sum(1 for start in range(0, len(train_idx), batch_size) if len(train_idx) - start >= 2)
-        cosine = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max_epochs * batches_per_epoch) if lr_schedule == "cosine" else None
+        cosine = (
+            torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max_epochs * batches_per_epoch)
+            if lr_schedule == "cosine"
+            else None
+        )
         history = TrainingHistory(n_train=len(train_idx), n_validation=n_val)
         best_state, best_loss, bad_epochs = None, math.inf, 0
         started = time.perf_counter()
@@ -256,7 +280,7 @@ class AmortizedEstimator(nn.Module):
             perm = train_idx[torch.randperm(len(train_idx), generator=generator)]
             total, count = 0.0, 0
             for start in range(0, len(perm), batch_size):
-                idx = perm[start:start + batch_size]
+                idx = perm[start : start + batch_size]
                 if len(idx) < 2:
                     continue
                 loss = self._batch_loss(theta[idx].to(device), x[idx].to(device))
@@ -271,7 +295,9 @@ class AmortizedEstimator(nn.Module):
                 total += loss.item() * len(idx)
                 count += len(idx)
             history.train_loss.append(total / max(count, 1))
-            monitored = self._validation_loss(theta[val_idx], x[val_idx], batch_size, seed) if n_val else history.train_loss[-1]
+            monitored = (
+                self._validation_loss(theta[val_idx], x[val_idx], batch_size, seed) if n_val else history.train_loss[-1]
+            )
             history.validation_loss.append(monitored)
             history.learning_rate.append(optimizer.param_groups[0]["lr"])
             if scheduler is not None:
@@ -285,7 +311,9 @@ class AmortizedEstimator(nn.Module):
                 bar.set_postfix(train=f"{history.train_loss[-1]:.4g}", val=f"{monitored:.4g}", best=history.best_epoch)
                 bar.update(1)
             if not math.isfinite(history.train_loss[-1]):
-                raise FloatingPointError(f"{type(self).__name__}: training loss became {history.train_loss[-1]} at epoch {epoch}")
+                raise FloatingPointError(
+                    f"{type(self).__name__}: training loss became {history.train_loss[-1]} at epoch {epoch}"
+                )
             if bad_epochs >= patience:
                 history.stopped_early = True
                 break
@@ -308,7 +336,7 @@ class AmortizedEstimator(nn.Module):
             torch.manual_seed(seed + 1)
             total = 0.0
             for start in range(0, len(theta), 4 * batch_size):
-                t, xb = theta[start:start + 4 * batch_size].to(device), x[start:start + 4 * batch_size].to(device)
+                t, xb = theta[start : start + 4 * batch_size].to(device), x[start : start + 4 * batch_size].to(device)
                 total += self._batch_loss(t, xb).item() * len(t)
         return total / len(theta)
 
@@ -332,7 +360,7 @@ class AmortizedEstimator(nn.Module):
         chunk = max(1, min(chunk, rows // max(int(n), 1)))
         out = []
         for start in range(0, batch.shape[0], chunk):
-            context = self.context(self.standardize_x(batch[start:start + chunk].to(device)))
+            context = self.context(self.standardize_x(batch[start : start + chunk].to(device)))
             out.append(self.unstandardize_theta(self._sample_standardized(context, int(n))).cpu())
         samples = torch.cat(out)
         return samples[0] if single else samples
@@ -371,17 +399,26 @@ class AmortizedEstimator(nn.Module):
         """Tensors and plain containers only: what ``save`` writes (and what a Ray task can return)."""
         self._require_fitted()
         state = {k: v.detach().cpu() for k, v in self.state_dict().items()}
-        return {"estimator": type(self).__name__, "hparams": self.hparams, "state": state, "custom_embedding": self.custom_embedding}
+        return {
+            "estimator": type(self).__name__,
+            "hparams": self.hparams,
+            "state": state,
+            "custom_embedding": self.custom_embedding,
+        }
 
     def save(self, path: str | Path) -> Path:
         return atomic_torch_save(self.to_payload(), path)
 
     @classmethod
-    def load(cls, path: str | Path, embedding: nn.Module | None = None, map_location: str | torch.device = "cpu") -> "AmortizedEstimator":
+    def load(
+        cls, path: str | Path, embedding: nn.Module | None = None, map_location: str | torch.device = "cpu"
+    ) -> AmortizedEstimator:
         return cls.from_payload(load_checkpoint(path, map_location=map_location), embedding, source=str(path))
 
     @classmethod
-    def from_payload(cls, payload: dict, embedding: nn.Module | None = None, source: str = "payload") -> "AmortizedEstimator":
+    def from_payload(
+        cls, payload: dict, embedding: nn.Module | None = None, source: str = "payload"
+    ) -> AmortizedEstimator:
         path = source
         name = payload.get("estimator") if isinstance(payload, dict) else None
         if name == "EstimatorMixture" and cls is AmortizedEstimator:  # a deep ensemble (inference.mixture)
@@ -396,7 +433,9 @@ class AmortizedEstimator(nn.Module):
         hparams = dict(payload["hparams"])
         if payload.get("custom_embedding"):
             if embedding is None:
-                raise ValueError(f"{path}: was trained with a custom embedding module; pass embedding=<the same architecture>")
+                raise ValueError(
+                    f"{path}: was trained with a custom embedding module; pass embedding=<the same architecture>"
+                )
             hparams["embedding"] = embedding
         theta_dim, x_dim = hparams.pop("theta_dim"), hparams.pop("x_dim")
         estimator = target(theta_dim, x_dim, **hparams)
@@ -411,4 +450,3 @@ def _progress_bar(total: int, description: str, enabled: bool):
     from tqdm.auto import tqdm
 
     return tqdm(total=total, desc=description, unit="epoch", leave=False)
-

@@ -62,8 +62,13 @@ def c2st(samples_p, samples_q, seed: int = 0, folds: int = 5) -> float:
     p, q = (p - mean) / std, (q - mean) / std
     dim = p.shape[1]
     classifier = MLPClassifier(
-        activation="relu", hidden_layer_sizes=(10 * dim, 10 * dim), max_iter=1000, solver="adam",
-        early_stopping=True, n_iter_no_change=50, random_state=seed,
+        activation="relu",
+        hidden_layer_sizes=(10 * dim, 10 * dim),
+        max_iter=1000,
+        solver="adam",
+        early_stopping=True,
+        n_iter_no_change=50,
+        random_state=seed,
     )
     data = np.concatenate([p, q])
     target = np.concatenate([np.zeros(len(p)), np.ones(len(q))])
@@ -79,9 +84,9 @@ def _kernel_sum(a: torch.Tensor, b: torch.Tensor, gamma: float, exclude_diagonal
     (a is b) the i = j terms are left out."""
     total = 0.0
     for i in range(0, len(a), block):
-        ai = a[i:i + block]
+        ai = a[i : i + block]
         for j in range(0, len(b), block):
-            total += torch.exp(-gamma * torch.cdist(ai, b[j:j + block]).pow(2)).sum().item()
+            total += torch.exp(-gamma * torch.cdist(ai, b[j : j + block]).pow(2)).sum().item()
     if exclude_diagonal:
         total -= len(a)  # exp(0) on the diagonal
     return total
@@ -124,8 +129,15 @@ class CoverageResult(dict):
     * ``as_table()``: [(nominal, empirical, standard error), ...].
     """
 
-    def __init__(self, coverage: dict[float, float], n_cases: int, per_parameter: dict[float, list[float]] | None = None,
-                 ranks: torch.Tensor | None = None, n_trials: int | None = None, inside: dict[float, torch.Tensor] | None = None):
+    def __init__(
+        self,
+        coverage: dict[float, float],
+        n_cases: int,
+        per_parameter: dict[float, list[float]] | None = None,
+        ranks: torch.Tensor | None = None,
+        n_trials: int | None = None,
+        inside: dict[float, torch.Tensor] | None = None,
+    ):
         super().__init__(coverage)
         self.inside = inside
         self.n_cases = n_cases
@@ -140,7 +152,11 @@ class CoverageResult(dict):
         return [(level, value, self.standard_error(level)) for level, value in self.items()]
 
     def __repr__(self) -> str:
-        return "CoverageResult(" + ", ".join(f"{level:g}: {value:.3f}" for level, value in self.items()) + f"; {self.n_cases} cases)"
+        return (
+            "CoverageResult("
+            + ", ".join(f"{level:g}: {value:.3f}" for level, value in self.items())
+            + f"; {self.n_cases} cases)"
+        )
 
 
 def _check_levels(levels: Iterable[float]) -> list[float]:
@@ -159,11 +175,15 @@ def _as_cases(samples, truth) -> tuple[torch.Tensor, torch.Tensor]:
     if truth.dim() == 1:
         truth = truth.unsqueeze(-1)
     if samples.dim() != 3 or truth.shape != (samples.shape[0], samples.shape[2]):
-        raise ValueError(f"samples {tuple(samples.shape)} and truth {tuple(truth.shape)}: expected (m, n, d) and (m, d)")
+        raise ValueError(
+            f"samples {tuple(samples.shape)} and truth {tuple(truth.shape)}: expected (m, n, d) and (m, d)"
+        )
     return samples, truth
 
 
-def marginal_coverage(samples: torch.Tensor, truth: torch.Tensor, levels: Sequence[float] = (0.68, 0.95)) -> CoverageResult:
+def marginal_coverage(
+    samples: torch.Tensor, truth: torch.Tensor, levels: Sequence[float] = (0.68, 0.95)
+) -> CoverageResult:
     """Coverage of central credible intervals of each marginal.
 
     samples (m, n, d): n posterior samples for each of m cases; truth (m, d): the parameters that
@@ -176,7 +196,7 @@ def marginal_coverage(samples: torch.Tensor, truth: torch.Tensor, levels: Sequen
     levels = _check_levels(levels)
     samples, truth = _as_cases(samples, truth)
     t = truth.unsqueeze(1)
-    ranks = ((samples < t).double().mean(1) + 0.5 * (samples == t).double().mean(1))  # (m, d)
+    ranks = (samples < t).double().mean(1) + 0.5 * (samples == t).double().mean(1)  # (m, d)
     coverage, per_parameter, inside = {}, {}, {}
     for level in levels:
         inside[level] = (ranks >= (1 - level) / 2) & (ranks <= (1 + level) / 2)
@@ -214,13 +234,15 @@ def hpd_coverage(
     cases_per_batch = cases_per_batch or max(1, 100_000 // n)
     fractions = []
     for start in range(0, m, cases_per_batch):
-        xb, tb = x[start:start + cases_per_batch], theta[start:start + cases_per_batch]
+        xb, tb = x[start : start + cases_per_batch], theta[start : start + cases_per_batch]
         b = xb.shape[0]
         samples = torch.as_tensor(estimator.sample(xb, n)).reshape(b, n, -1)  # (b, n, d)
         if hasattr(estimator, "log_prob_per_observation"):  # embeds each observation once
             lp_samples = torch.as_tensor(estimator.log_prob_per_observation(samples, xb)).reshape(b, n)
         else:
-            lp_samples = torch.as_tensor(estimator.log_prob(samples.reshape(b * n, -1), xb.repeat_interleave(n, dim=0))).reshape(b, n)
+            lp_samples = torch.as_tensor(
+                estimator.log_prob(samples.reshape(b * n, -1), xb.repeat_interleave(n, dim=0))
+            ).reshape(b, n)
         lp_truth = torch.as_tensor(estimator.log_prob(tb, xb)).reshape(b)
         fractions.append((lp_samples.cpu() > lp_truth.cpu().unsqueeze(1)).double().mean(1))
     ranks = torch.cat(fractions)
@@ -228,7 +250,9 @@ def hpd_coverage(
     return CoverageResult(coverage, m, ranks=ranks)
 
 
-def ellipsoid_coverage(samples: torch.Tensor, truth: torch.Tensor, levels: Sequence[float] = (0.68, 0.95)) -> CoverageResult:
+def ellipsoid_coverage(
+    samples: torch.Tensor, truth: torch.Tensor, levels: Sequence[float] = (0.68, 0.95)
+) -> CoverageResult:
     """Joint expected coverage from posterior samples alone, for methods without a density.
 
     Each case's credible region of level alpha is the ellipsoid, centred on the posterior mean and
@@ -246,7 +270,7 @@ def ellipsoid_coverage(samples: torch.Tensor, truth: torch.Tensor, levels: Seque
     m, n, d = samples.shape
     if n < 2 * (d + 1):
         raise ValueError(f"need at least {2 * (d + 1)} samples per case for a {d}-parameter covariance, got {n}")
-    shape_from, ranked = samples[:, : n // 2], samples[:, n // 2:]
+    shape_from, ranked = samples[:, : n // 2], samples[:, n // 2 :]
     mean = shape_from.mean(1, keepdim=True)
     centred = shape_from - mean
     cov = centred.transpose(1, 2) @ centred / (shape_from.shape[1] - 1)

@@ -90,16 +90,28 @@ class ConditionalDiffusion(AmortizedEstimator):
         self.ema_decay = None if ema_decay is None else float(ema_decay)
         self.whiten = bool(whiten)
         self._stage = "denoiser"  # what training_loss trains when whitening: "gaussian" (first stage) or "denoiser"
-        self._remember(steps=self.steps, beta_min=float(beta_min), beta_max=float(beta_max), hidden=hidden, blocks=blocks, time_features=time_features,
-                       ema_decay=self.ema_decay, whiten=self.whiten)
+        self._remember(
+            steps=self.steps,
+            beta_min=float(beta_min),
+            beta_max=float(beta_max),
+            hidden=hidden,
+            blocks=blocks,
+            time_features=time_features,
+            ema_decay=self.ema_decay,
+            whiten=self.whiten,
+        )
         self.sampling_steps = sampling_steps
         self.clip_denoised = clip_denoised
         betas, alpha_bar = linear_beta_schedule(self.steps, beta_min, beta_max)
         # derived from the hyper-parameters, so kept out of the checkpoint
         self.register_buffer("betas", betas.float(), persistent=False)
         self.register_buffer("alpha_bar", alpha_bar.float(), persistent=False)
-        self.register_buffer("alpha_bar_prev", torch.cat([torch.ones(1, dtype=torch.float64), alpha_bar[:-1]]).float(), persistent=False)
-        self.net = FiLMResidualMLP(theta_dim, self.context_dim, hidden=hidden, blocks=blocks, time_features=time_features)
+        self.register_buffer(
+            "alpha_bar_prev", torch.cat([torch.ones(1, dtype=torch.float64), alpha_bar[:-1]]).float(), persistent=False
+        )
+        self.net = FiLMResidualMLP(
+            theta_dim, self.context_dim, hidden=hidden, blocks=blocks, time_features=time_features
+        )
         # context -> (mean, Cholesky factor) of the whitening Gaussian
         self.gaussian = gaussian_head(self.context_dim, hidden, theta_dim) if self.whiten else None
         # the moving average of the trained networks, saved in the checkpoint with its number of updates
@@ -150,7 +162,9 @@ class ConditionalDiffusion(AmortizedEstimator):
         # a checkpoint written before weight averaging existed: its weights are the average
         if self.ema is not None and not any(k.startswith("ema.") for k in state_dict):
             state_dict = dict(state_dict)
-            state_dict.update({f"ema.{k}": v for k, v in state_dict.items() if k.startswith(("embedding.", "net.", "gaussian."))})
+            state_dict.update(
+                {f"ema.{k}": v for k, v in state_dict.items() if k.startswith(("embedding.", "net.", "gaussian."))}
+            )
             state_dict.setdefault("ema_updates", torch.tensor(0, dtype=torch.long))
         return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
@@ -163,7 +177,9 @@ class ConditionalDiffusion(AmortizedEstimator):
     def sampling_steps(self, value: int | None) -> None:
         if value is not None:
             if int(value) != value or not 1 <= int(value) <= self.steps:
-                raise ValueError(f"sampling_steps must be None (ancestral DDPM) or an integer in [1, {self.steps}], got {value}")
+                raise ValueError(
+                    f"sampling_steps must be None (ancestral DDPM) or an integer in [1, {self.steps}], got {value}"
+                )
             value = int(value)
         self._sampling_steps = value
         self.hparams["sampling_steps"] = value
@@ -222,7 +238,9 @@ class ConditionalDiffusion(AmortizedEstimator):
         u_t = a.sqrt() * u + (1 - a).sqrt() * noise
         return (self.predict_noise(u_t, t, context) - noise).pow(2).mean(-1)
 
-    def _denoised(self, u_t: torch.Tensor, eps: torch.Tensor, alpha_bar: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _denoised(
+        self, u_t: torch.Tensor, eps: torch.Tensor, alpha_bar: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Estimate of u_0 from u_t and the predicted noise, clipped if asked, and the noise consistent with it."""
         u0 = (u_t - (1 - alpha_bar).sqrt() * eps) / alpha_bar.sqrt()
         if self.clip_denoised is not None:

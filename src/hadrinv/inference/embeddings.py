@@ -33,7 +33,8 @@ class ResidualMLP(nn.Module):
         super().__init__()
         self.inp = nn.Linear(in_features, hidden)
         self.blocks = nn.ModuleList(
-            nn.Sequential(nn.LayerNorm(hidden), nn.Linear(hidden, hidden), nn.SiLU(), nn.Linear(hidden, hidden)) for _ in range(blocks)
+            nn.Sequential(nn.LayerNorm(hidden), nn.Linear(hidden, hidden), nn.SiLU(), nn.Linear(hidden, hidden))
+            for _ in range(blocks)
         )
         self.out = nn.Linear(hidden, out_features)
 
@@ -89,8 +90,15 @@ class SetEmbedding(nn.Module):
 
     event_ndim = 2
 
-    def __init__(self, x_dim: int, features: int = 64, hidden: int = 128, point_layers: int = 3, count_feature: bool = False,
-                 count_output: bool = False):
+    def __init__(
+        self,
+        x_dim: int,
+        features: int = 64,
+        hidden: int = 128,
+        point_layers: int = 3,
+        count_feature: bool = False,
+        count_output: bool = False,
+    ):
         super().__init__()
         self.features = features + int(count_output)
         self.count_feature = count_feature
@@ -108,7 +116,9 @@ class SetEmbedding(nn.Module):
         batch, width = x.shape[0], h.shape[-1]
         count = valid.sum(1).clamp(min=1).to(h.dtype).unsqueeze(-1)
         mean = h.new_zeros(batch, width).index_add(0, cloud, h) / count
-        largest = h.new_full((batch, width), torch.finfo(h.dtype).min).scatter_reduce(0, cloud.unsqueeze(-1).expand_as(h), h, reduce="amax")
+        largest = h.new_full((batch, width), torch.finfo(h.dtype).min).scatter_reduce(
+            0, cloud.unsqueeze(-1).expand_as(h), h, reduce="amax"
+        )
         pooled = [mean, largest, count.log()] if self.count_feature else [mean, largest]
         summary = self.head(torch.cat(pooled, -1))
         return torch.cat([summary, count.log()], -1) if self.count_output else summary

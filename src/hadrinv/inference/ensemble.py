@@ -9,8 +9,9 @@ Ray runs locally by default; pass the address of an existing cluster to run ther
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from hadrinv.data.io import atomic_torch_save, load_checkpoint
 
@@ -63,7 +64,12 @@ def _run_on_ray(function, shared, per_task, todo, finish, workers, ray_address, 
         if ray_address:
             ray.init(address=ray_address, log_to_driver=False)
         else:
-            ray.init(num_cpus=workers or os.cpu_count(), include_dashboard=False, log_to_driver=False, configure_logging=False)
+            ray.init(
+                num_cpus=workers or os.cpu_count(),
+                include_dashboard=False,
+                log_to_driver=False,
+                configure_logging=False,
+            )
     try:
         remote = ray.remote(num_cpus=1, num_gpus=gpus_per_task)(function)
         shared_ref = {k: ray.put(v) for k, v in shared.items()}

@@ -17,13 +17,17 @@ from torch import nn
 from hadrinv.inference.embeddings import mlp
 
 
-def sinusoidal_embedding(t: torch.Tensor, features: int, scale: float = 1000.0, max_period: float = 10000.0) -> torch.Tensor:
+def sinusoidal_embedding(
+    t: torch.Tensor, features: int, scale: float = 1000.0, max_period: float = 10000.0
+) -> torch.Tensor:
     """(batch,) times in [0, 1] -> (batch, features) sines and cosines on geometric frequencies.
 
     Times are stretched by ``scale`` so that the highest frequency still tells one of the 1000 DDPM
     steps from its neighbour while the lowest varies slowly over the whole interval."""
     half = features // 2
-    frequencies = torch.exp(-math.log(max_period) * torch.arange(half, device=t.device, dtype=torch.float32) / max(half, 1))
+    frequencies = torch.exp(
+        -math.log(max_period) * torch.arange(half, device=t.device, dtype=torch.float32) / max(half, 1)
+    )
     angles = (scale * t.float()).unsqueeze(-1) * frequencies
     embedding = torch.cat([torch.sin(angles), torch.cos(angles)], dim=-1)
     if features % 2:
@@ -57,7 +61,9 @@ class FiLMResidualMLP(nn.Module):
     def __init__(self, theta_dim: int, context_dim: int, hidden: int = 256, blocks: int = 6, time_features: int = 64):
         super().__init__()
         if hidden < 1 or blocks < 0 or time_features < 2:
-            raise ValueError(f"need hidden >= 1, blocks >= 0 and time_features >= 2, got {hidden}, {blocks}, {time_features}")
+            raise ValueError(
+                f"need hidden >= 1, blocks >= 0 and time_features >= 2, got {hidden}, {blocks}, {time_features}"
+            )
         self.theta_dim, self.context_dim, self.time_features = theta_dim, context_dim, time_features
         self.conditioning = mlp([time_features + context_dim, hidden, hidden], final_activation=True)
         self.input = nn.Linear(theta_dim, hidden)

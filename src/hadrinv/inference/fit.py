@@ -30,8 +30,15 @@ from hadrinv.inference.minimize import (
     hessian,
 )
 
-__all__ = ["CHI2", "NEGATIVE_LOG_LIKELIHOOD", "FitResult", "covariance_from_hessian", "hessian", "least_squares",
-           "minimize"]
+__all__ = [
+    "CHI2",
+    "NEGATIVE_LOG_LIKELIHOOD",
+    "FitResult",
+    "covariance_from_hessian",
+    "hessian",
+    "least_squares",
+    "minimize",
+]
 
 
 def minimize(
@@ -51,8 +58,16 @@ def minimize(
     method 'newton' takes scipy's trust-region Newton method with the exact Hessian instead; bounds: one
     (low, high) per parameter, None for an open side. See `hadrinv.inference.minimize.find_minimum`.
     """
-    result = find_minimum(objective, x0, bounds=bounds, method=method, names=names or None, errordef=errordef,
-                          tolerance=tolerance, strategy=strategy)
+    result = find_minimum(
+        objective,
+        x0,
+        bounds=bounds,
+        method=method,
+        names=names or None,
+        errordef=errordef,
+        tolerance=tolerance,
+        strategy=strategy,
+    )
     result.ndf = ndf
     return result
 
@@ -85,7 +100,9 @@ def least_squares(
         max_nfev=max_evaluations,
         # tolerances on the total chi^2: with many independent blocks (energies) the default 1e-8 can stop
         # while a block that contributes little to the total is still moving
-        ftol=1e-12, xtol=1e-12, gtol=1e-10,
+        ftol=1e-12,
+        xtol=1e-12,
+        gtol=1e-10,
     )
     chi2 = lambda p: (pulls(p) ** 2).sum()
     gradient = lambda p: 2.0 * jacobian(p).detach().T @ pulls(p).detach()
@@ -95,9 +112,17 @@ def least_squares(
         return 2.0 * J.T @ J
 
     objective = Objective(chi2, gradient=gradient, hessian=None if exact_hessian else gauss_newton)
-    result = assess_minimum(objective, solution.x, fval=float((solution.fun**2).sum()), names=list(names),
-                            errordef=CHI2, method="least_squares", start=x0, converged=bool(solution.success),
-                            minimiser_message="" if solution.success else str(solution.message))
+    result = assess_minimum(
+        objective,
+        solution.x,
+        fval=float((solution.fun**2).sum()),
+        names=list(names),
+        errordef=CHI2,
+        method="least_squares",
+        start=x0,
+        converged=bool(solution.success),
+        minimiser_message="" if solution.success else str(solution.message),
+    )
     result.ndf = len(solution.fun) - len(x0)
     result.n_calls = int(solution.nfev)
     return result

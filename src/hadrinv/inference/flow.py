@@ -42,26 +42,50 @@ _INSIDE = 1.0 - 1e-6  # keep the faces strictly inside the base's support
 class ConditionalFlow(AmortizedEstimator):
     has_log_prob = True
 
-    def __init__(self, theta_dim: int, x_dim: int, *, transforms: int = 5, hidden: int = 64, hidden_layers: int = 2, bins: int = 8,
-                 box_support: bool = False, whiten: bool = False, **common):
+    def __init__(
+        self,
+        theta_dim: int,
+        x_dim: int,
+        *,
+        transforms: int = 5,
+        hidden: int = 64,
+        hidden_layers: int = 2,
+        bins: int = 8,
+        box_support: bool = False,
+        whiten: bool = False,
+        **common,
+    ):
         super().__init__(theta_dim, x_dim, **common)
         if box_support and self.theta_low is None:
             raise ValueError("box_support needs the prior's bounds (bounds=(low, high))")
         if box_support and whiten:
             raise ValueError("whiten maps the parameters off the box that box_support keeps them on: choose one")
-        self._remember(transforms=transforms, hidden=hidden, hidden_layers=hidden_layers, bins=bins, box_support=box_support, whiten=whiten)
+        self._remember(
+            transforms=transforms,
+            hidden=hidden,
+            hidden_layers=hidden_layers,
+            bins=bins,
+            box_support=box_support,
+            whiten=whiten,
+        )
         self.box_support = bool(box_support)
         self.whiten = bool(whiten)
         # context -> (mean, Cholesky factor), starting at z = u / softplus(0)
         self.gaussian = gaussian_head(self.context_dim, hidden, theta_dim, start_at_zero=True) if self.whiten else None
         self.flow = zuko.flows.NSF(
-            theta_dim, context=self.context_dim, transforms=transforms, hidden_features=[hidden] * hidden_layers, bins=bins,
+            theta_dim,
+            context=self.context_dim,
+            transforms=transforms,
+            hidden_features=[hidden] * hidden_layers,
+            bins=bins,
             # with one parameter an autoregressive transform has nothing to condition on but the context
             passes=None if theta_dim > 1 else 1,
         )
         if self.box_support:
             edge = torch.full((theta_dim,), _SPLINE_BOUND)
-            self.flow.base = zuko.flows.UnconditionalDistribution(zuko.distributions.BoxUniform, -edge, edge, buffer=True)
+            self.flow.base = zuko.flows.UnconditionalDistribution(
+                zuko.distributions.BoxUniform, -edge, edge, buffer=True
+            )
 
     # ---- the box map replaces the base class's logit + standardisation ----
     def standardize_theta(self, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -107,5 +131,3 @@ class ConditionalFlow(AmortizedEstimator):
         mean, tril = self.whitening(context)
         z = whiten(u, mean, tril)
         return self.flow(context).log_prob(z) - torch.log(torch.diagonal(tril, dim1=-2, dim2=-1)).sum(-1)
-
-

@@ -51,7 +51,9 @@ class FlowMatching(AmortizedEstimator):
         self.sigma_min = float(sigma_min)
         self._remember(sigma_min=self.sigma_min, hidden=hidden, blocks=blocks, time_features=time_features)
         self.ode_steps = ode_steps
-        self.net = FiLMResidualMLP(theta_dim, self.context_dim, hidden=hidden, blocks=blocks, time_features=time_features)
+        self.net = FiLMResidualMLP(
+            theta_dim, self.context_dim, hidden=hidden, blocks=blocks, time_features=time_features
+        )
 
     # settable after loading; stored in hparams so that a later save keeps the choice
     @property
@@ -87,7 +89,9 @@ class FlowMatching(AmortizedEstimator):
             u = u + h * self.velocity(u_mid, t + 0.5 * h, rows)
         return u.reshape(batch, n, self.theta_dim)
 
-    def _velocity_and_divergence(self, u: torch.Tensor, t: float, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _velocity_and_divergence(
+        self, u: torch.Tensor, t: float, context: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         with torch.enable_grad():
             u = u.detach().requires_grad_(True)
             v = self.velocity(u, t, context)
@@ -100,7 +104,9 @@ class FlowMatching(AmortizedEstimator):
 
     def _log_prob_standardized(self, u, context):
         if torch.is_inference_mode_enabled():
-            raise RuntimeError("FlowMatching.log_prob needs autograd for the divergence; call it outside torch.inference_mode() (torch.no_grad() is fine)")
+            raise RuntimeError(
+                "FlowMatching.log_prob needs autograd for the divergence; call it outside torch.inference_mode() (torch.no_grad() is fine)"
+            )
         h = 1.0 / self.ode_steps
         integral = torch.zeros(u.shape[0], device=u.device, dtype=u.dtype)
         u = u.detach()

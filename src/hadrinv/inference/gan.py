@@ -15,8 +15,8 @@ noise and differ only where the model does.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 from torch import nn
@@ -39,8 +39,10 @@ class PlateauRule:
     def __call__(self, history: list[dict]) -> bool:
         if len(history) < self.patience + 1:
             return False
-        recent = [h[self.metric] for h in history[-(self.patience + 1):]]
-        return all(v < self.below for v in recent[1:]) and all(abs(b - a) < self.max_change for a, b in zip(recent, recent[1:]))
+        recent = [h[self.metric] for h in history[-(self.patience + 1) :]]
+        return all(v < self.below for v in recent[1:]) and all(
+            abs(b - a) < self.max_change for a, b in zip(recent, recent[1:])
+        )
 
 
 @dataclass
@@ -105,7 +107,9 @@ class PhysicsConstrainedGAN:
             with torch.no_grad():
                 fake_measured = self.measure(self.observe(self.generator(self.latent(n))))
             self.opt_d.zero_grad(set_to_none=True)
-            loss_d = binary_cross_entropy_with_logits(self.discriminator(real), ones) + binary_cross_entropy_with_logits(self.discriminator(fake_measured), zeros)
+            loss_d = binary_cross_entropy_with_logits(
+                self.discriminator(real), ones
+            ) + binary_cross_entropy_with_logits(self.discriminator(fake_measured), zeros)
             loss_d.backward()
             self.opt_d.step()
 
@@ -116,7 +120,9 @@ class PhysicsConstrainedGAN:
             "mse": ((fake_obs - real) ** 2).mean(),
             "adversarial": binary_cross_entropy_with_logits(self.discriminator(self.measure(fake_obs)), ones),
         }
-        weighted = self.mse_weight * terms["mse"] + (self.adversarial_weight * terms["adversarial"] if adversarial else 0.0)
+        weighted = self.mse_weight * terms["mse"] + (
+            self.adversarial_weight * terms["adversarial"] if adversarial else 0.0
+        )
         for name, (weight, penalty) in self.penalties.items():
             terms[name] = penalty(produced)
             weighted = weighted + weight * terms[name]
@@ -132,7 +138,7 @@ class PhysicsConstrainedGAN:
         epochs: int,
         steps_per_epoch: int,
         batch_size: int,
-        monitor: Callable[["PhysicsConstrainedGAN"], dict] | None = None,
+        monitor: Callable[[PhysicsConstrainedGAN], dict] | None = None,
         stop: Callable[[list[dict]], bool] | None = None,
         on_epoch: Callable[[int, dict], None] | None = None,
         adversarial_from: Callable[[list[dict]], bool] | None = None,
@@ -151,7 +157,11 @@ class PhysicsConstrainedGAN:
             for _ in range(steps_per_epoch):
                 for k, v in self.step(sample_real(batch_size), adversarial).items():
                     sums[k] = sums.get(k, 0.0) + v
-            record = {"epoch": epoch + 1, "adversarial_on": adversarial, **{k: v / steps_per_epoch for k, v in sums.items()}}
+            record = {
+                "epoch": epoch + 1,
+                "adversarial_on": adversarial,
+                **{k: v / steps_per_epoch for k, v in sums.items()},
+            }
             if monitor is not None:
                 self.generator.eval()
                 self.sampler.eval()

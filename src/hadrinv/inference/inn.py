@@ -22,7 +22,9 @@ import zuko
 from hadrinv.inference.amortized import AmortizedEstimator
 
 
-def mmd_inverse_multiquadric(a: torch.Tensor, b: torch.Tensor, scales: tuple[float, ...] = (0.05, 0.2, 0.9)) -> torch.Tensor:
+def mmd_inverse_multiquadric(
+    a: torch.Tensor, b: torch.Tensor, scales: tuple[float, ...] = (0.05, 0.2, 0.9)
+) -> torch.Tensor:
     """Biased MMD^2 with a sum of inverse multiquadric kernels h^2 / (h^2 + |a - b|^2): heavy tails keep
     gradients alive for samples far from the target (why the INN paper chose it over a Gaussian)."""
 
@@ -52,8 +54,16 @@ class INN(AmortizedEstimator):
         if common.get("embedding") is not None:
             raise ValueError("the INN maps parameters to the observation itself and takes no embedding network")
         super().__init__(theta_dim, x_dim, **common)
-        self._remember(transforms=transforms, hidden=hidden, hidden_layers=hidden_layers, x_weight=x_weight, latent_weight=latent_weight,
-                       backward_weight=backward_weight, padding_weight=padding_weight, kernel_scales=tuple(kernel_scales))
+        self._remember(
+            transforms=transforms,
+            hidden=hidden,
+            hidden_layers=hidden_layers,
+            x_weight=x_weight,
+            latent_weight=latent_weight,
+            backward_weight=backward_weight,
+            padding_weight=padding_weight,
+            kernel_scales=tuple(kernel_scales),
+        )
         self.dim = theta_dim + x_dim
         self.weights = (x_weight, latent_weight, backward_weight, padding_weight)
         self.kernel_scales = tuple(kernel_scales)
@@ -68,16 +78,20 @@ class INN(AmortizedEstimator):
         batch = u.shape[0]
         padded = torch.cat([u, 0.01 * torch.randn(batch, self.x_dim, device=u.device)], -1)
         out = f(padded)
-        x_pred, z_pred = out[:, :self.x_dim], out[:, self.x_dim:]
+        x_pred, z_pred = out[:, : self.x_dim], out[:, self.x_dim :]
         loss_x = (x_pred - x).pow(2).sum(-1).mean()
         z_prior = torch.randn_like(z_pred)
         # gradient flows only through z in the joint match: x is already fitted by loss_x
-        loss_z = mmd_inverse_multiquadric(torch.cat([x_pred.detach(), z_pred], -1), torch.cat([x, z_prior], -1), self.kernel_scales)
+        loss_z = mmd_inverse_multiquadric(
+            torch.cat([x_pred.detach(), z_pred], -1), torch.cat([x, z_prior], -1), self.kernel_scales
+        )
         back = f.inv(torch.cat([x + 0.01 * torch.randn_like(x), z_prior], -1))
         # the backward match is on the joint (theta, x), not on theta alone as in the INN paper: with a
         # noisy simulator that is what makes f^-1(x, z) follow p(theta | x) (the paper's toys were noise-free)
-        loss_back = mmd_inverse_multiquadric(torch.cat([back[:, :self.theta_dim], x], -1), torch.cat([u, x], -1), self.kernel_scales)
-        loss_pad = back[:, self.theta_dim:].pow(2).sum(-1).mean()
+        loss_back = mmd_inverse_multiquadric(
+            torch.cat([back[:, : self.theta_dim], x], -1), torch.cat([u, x], -1), self.kernel_scales
+        )
+        loss_pad = back[:, self.theta_dim :].pow(2).sum(-1).mean()
         total = w_x * loss_x + w_z * loss_z + w_back * loss_back + w_pad * loss_pad
         return total.expand(batch)
 
@@ -86,4 +100,4 @@ class INN(AmortizedEstimator):
         batch = context.shape[0]
         x = context.unsqueeze(1).expand(-1, n, -1).reshape(batch * n, -1)
         z = torch.randn(batch * n, self.theta_dim, device=context.device)
-        return f.inv(torch.cat([x, z], -1))[:, :self.theta_dim].reshape(batch, n, self.theta_dim)
+        return f.inv(torch.cat([x, z], -1))[:, : self.theta_dim].reshape(batch, n, self.theta_dim)

@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Literal
+from typing import Literal
 
 import torch
 from torch import nn
@@ -59,7 +60,9 @@ class SymmetricKernel(nn.Module):
             raise ValueError(f"regulator must be 'both' or 'either', got {regulator!r}")
         self.scale, self.length, self.regulator = float(scale), float(length), regulator
         self.regulator_radius = regulator_radius
-        self.regulator_width = regulator_width if regulator_width is not None else (regulator_radius / 50 if regulator_radius else None)
+        self.regulator_width = (
+            regulator_width if regulator_width is not None else (regulator_radius / 50 if regulator_radius else None)
+        )
         layers: list[nn.Module] = [nn.Linear(1, hidden), nn.SiLU()]
         for _ in range(depth - 1):
             layers += [nn.Linear(hidden, hidden), nn.SiLU()]
@@ -101,15 +104,24 @@ class SymmetricKernel(nn.Module):
         return self.scale * values * reg
 
     def options(self) -> dict:
-        return {"features": self.f[-1].out_features, "hidden": self.f[0].out_features, "depth": sum(isinstance(m, nn.Linear) for m in self.f) - 1,
-                "scale": self.scale, "length": self.length, "regulator_radius": self.regulator_radius,
-                "regulator_width": self.regulator_width, "regulator": self.regulator}
+        return {
+            "features": self.f[-1].out_features,
+            "hidden": self.f[0].out_features,
+            "depth": sum(isinstance(m, nn.Linear) for m in self.f) - 1,
+            "scale": self.scale,
+            "length": self.length,
+            "regulator_radius": self.regulator_radius,
+            "regulator_width": self.regulator_width,
+            "regulator": self.regulator,
+        }
 
 
 @dataclass
 class KernelFitResult:
     relative_residual: float  # sum w (g - K f)^2 / sum w g^2 on the data, after the fit
-    history: list[float] = field(default_factory=list)  # relative residual every `log_every` Adam steps, then after L-BFGS
+    history: list[float] = field(
+        default_factory=list
+    )  # relative residual every `log_every` Adam steps, then after L-BFGS
     seconds: float = 0.0
 
 
@@ -135,7 +147,9 @@ def fit_integral_kernel(
     (the talk), then L-BFGS, which takes the residual orders of magnitude lower on this linear problem.
     """
     if inputs.shape[-1] != len(nodes) or outputs.shape[0] != inputs.shape[0] or outputs.shape[-1] > len(nodes):
-        raise ValueError(f"shapes: nodes {tuple(nodes.shape)}, inputs {tuple(inputs.shape)}, outputs {tuple(outputs.shape)}")
+        raise ValueError(
+            f"shapes: nodes {tuple(nodes.shape)}, inputs {tuple(inputs.shape)}, outputs {tuple(outputs.shape)}"
+        )
     if not (torch.isfinite(inputs).all() and torch.isfinite(outputs).all()):
         raise ValueError("inputs and outputs must be finite")
     m = outputs.shape[-1]
@@ -164,8 +178,15 @@ def fit_integral_kernel(
             if callback:
                 callback(step, history[-1])
     if lbfgs_steps:
-        lbfgs = torch.optim.LBFGS(params, lr=1.0, max_iter=lbfgs_steps, history_size=50, line_search_fn="strong_wolfe",
-                                  tolerance_grad=1e-12, tolerance_change=1e-15)
+        lbfgs = torch.optim.LBFGS(
+            params,
+            lr=1.0,
+            max_iter=lbfgs_steps,
+            history_size=50,
+            line_search_fn="strong_wolfe",
+            tolerance_grad=1e-12,
+            tolerance_change=1e-15,
+        )
 
         def closure():
             lbfgs.zero_grad()

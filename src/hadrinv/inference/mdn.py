@@ -18,7 +18,9 @@ from hadrinv.inference.gaussian import scale_tril
 class MDN(AmortizedEstimator):
     has_log_prob = True
 
-    def __init__(self, theta_dim: int, x_dim: int, *, components: int = 10, hidden: int = 128, hidden_layers: int = 3, **common):
+    def __init__(
+        self, theta_dim: int, x_dim: int, *, components: int = 10, hidden: int = 128, hidden_layers: int = 3, **common
+    ):
         super().__init__(theta_dim, x_dim, **common)
         self._remember(components=components, hidden=hidden, hidden_layers=hidden_layers)
         d, k = theta_dim, components
@@ -30,7 +32,7 @@ class MDN(AmortizedEstimator):
     def mixture(self, context: torch.Tensor) -> MixtureSameFamily:
         d, k = self.theta_dim, self.components
         out = self.head(self.trunk(context)).reshape(*context.shape[:-1], k, 1 + d + self.n_tril)
-        logits, means, raw = out[..., 0], out[..., 1:1 + d], out[..., 1 + d:]
+        logits, means, raw = out[..., 0], out[..., 1 : 1 + d], out[..., 1 + d :]
         return MixtureSameFamily(Categorical(logits=logits), MultivariateNormal(means, scale_tril=scale_tril(raw, d)))
 
     def training_loss(self, u, context, x):

@@ -32,8 +32,20 @@ from scipy import optimize
 from hadrinv.inference.ensemble import run_tasks
 
 __all__ = [
-    "CHI2", "NEGATIVE_LOG_LIKELIHOOD", "FitResult", "MinimizeResult", "Objective", "RestartResult", "assess_minimum",
-    "bounds_arrays", "covariance_from_hessian", "find_minimum", "given", "hessian", "random_restarts", "restart_task",
+    "CHI2",
+    "NEGATIVE_LOG_LIKELIHOOD",
+    "FitResult",
+    "MinimizeResult",
+    "Objective",
+    "RestartResult",
+    "assess_minimum",
+    "bounds_arrays",
+    "covariance_from_hessian",
+    "find_minimum",
+    "given",
+    "hessian",
+    "random_restarts",
+    "restart_task",
     "uniform_in_bounds",
 ]
 
@@ -222,9 +234,19 @@ _FAILURES = (_NonFinite, ValueError, ArithmeticError, np.linalg.LinAlgError, tor
 
 
 def find_minimum(
-    objective, x0, *, bounds: Bounds | None = None, method: str = "newton", names: list[str] | None = None,
-    errordef: float = NEGATIVE_LOG_LIKELIHOOD, max_iterations: int = 200, max_calls: int | None = None,
-    edm_tolerance: float = 1e-5, tolerance: float = 1e-4, strategy: int = 1, hesse: bool = False,
+    objective,
+    x0,
+    *,
+    bounds: Bounds | None = None,
+    method: str = "newton",
+    names: list[str] | None = None,
+    errordef: float = NEGATIVE_LOG_LIKELIHOOD,
+    max_iterations: int = 200,
+    max_calls: int | None = None,
+    edm_tolerance: float = 1e-5,
+    tolerance: float = 1e-4,
+    strategy: int = 1,
+    hesse: bool = False,
     options: dict | None = None,
 ) -> MinimizeResult:
     """Minimise a torch objective (a callable, or an `Objective`) from x0, with bounds.
@@ -265,8 +287,9 @@ def find_minimum(
         if method == "newton":
             x, converged, minimiser_message = _newton(wrapped, x0, limits, max_iterations, options)
         else:
-            x, converged, minimiser_message = _migrad(wrapped, x0, limits, names, errordef, max_calls, tolerance,
-                                                      strategy, hesse)
+            x, converged, minimiser_message = _migrad(
+                wrapped, x0, limits, names, errordef, max_calls, tolerance, strategy, hesse
+            )
     except _FAILURES + ((RuntimeError,) if method == "minuit" else ()) as error:
         x, converged = wrapped.best_x, False
         notes.append(f"minimiser stopped: {error}")
@@ -275,15 +298,36 @@ def find_minimum(
     if not math.isfinite(fval) and wrapped.best_x is not None:
         x, fval, converged = wrapped.best_x, wrapped.best_f, False
         notes.append("final point not finite, reporting the best finite point")
-    return assess_minimum(wrapped, x, fval=fval, names=names, errordef=errordef, method=method, start=start,
-                          limits=limits, converged=converged, minimiser_message=minimiser_message, notes=notes,
-                          edm_tolerance=edm_tolerance if method == "newton" else None)
+    return assess_minimum(
+        wrapped,
+        x,
+        fval=fval,
+        names=names,
+        errordef=errordef,
+        method=method,
+        start=start,
+        limits=limits,
+        converged=converged,
+        minimiser_message=minimiser_message,
+        notes=notes,
+        edm_tolerance=edm_tolerance if method == "newton" else None,
+    )
 
 
 def assess_minimum(
-    objective: Objective, x, *, fval: float | None = None, names: list[str], errordef: float, method: str,
-    start=None, limits: tuple[np.ndarray, np.ndarray] | None = None, converged: bool = True,
-    minimiser_message: str = "", notes: Sequence[str] = (), edm_tolerance: float | None = None,
+    objective: Objective,
+    x,
+    *,
+    fval: float | None = None,
+    names: list[str],
+    errordef: float,
+    method: str,
+    start=None,
+    limits: tuple[np.ndarray, np.ndarray] | None = None,
+    converged: bool = True,
+    minimiser_message: str = "",
+    notes: Sequence[str] = (),
+    edm_tolerance: float | None = None,
 ) -> MinimizeResult:
     """Judge a point a minimiser returned: exact-Hessian covariance, EDM, bounds, curvature, validity.
 
@@ -334,9 +378,20 @@ def assess_minimum(
     if objective.n_nonfinite:
         notes.append(f"{objective.n_nonfinite} trial points with a non-finite objective were rejected")
     return MinimizeResult(
-        names=names, values=np.asarray(x, dtype=float), errors=np.sqrt(np.diag(covariance)), covariance=covariance,
-        fval=float(fval), ndf=None, is_valid=is_valid, has_accurate_covar=accurate, n_calls=objective.n_calls,
-        method=method, message=message(), edm=float(edm), x0=start, hessian=h,
+        names=names,
+        values=np.asarray(x, dtype=float),
+        errors=np.sqrt(np.diag(covariance)),
+        covariance=covariance,
+        fval=float(fval),
+        ndf=None,
+        is_valid=is_valid,
+        has_accurate_covar=accurate,
+        n_calls=objective.n_calls,
+        method=method,
+        message=message(),
+        edm=float(edm),
+        x0=start,
+        hessian=h,
     )
 
 
@@ -376,9 +431,18 @@ def _invalid(names, x, start, method, objective, message) -> MinimizeResult:
     n = len(names)
     x = np.full(n, np.nan) if x is None else np.asarray(x, dtype=float)
     return MinimizeResult(
-        names=names, values=x, errors=np.full(n, np.nan), covariance=np.full((n, n), np.nan), fval=math.inf,
-        ndf=None, is_valid=False, has_accurate_covar=False, n_calls=objective.n_calls, method=method,
-        message=message, x0=start,
+        names=names,
+        values=x,
+        errors=np.full(n, np.nan),
+        covariance=np.full((n, n), np.nan),
+        fval=math.inf,
+        ndf=None,
+        is_valid=False,
+        has_accurate_covar=False,
+        n_calls=objective.n_calls,
+        method=method,
+        message=message,
+        x0=start,
     )
 
 
@@ -386,8 +450,9 @@ def _newton(objective: Objective, x0, limits, max_iterations, options) -> tuple[
     opts = {"maxiter": max_iterations, "gtol": 1e-8}
     if limits is None:
         opts.update(options or {})
-        res = optimize.minimize(objective.value, x0, jac=objective.gradient, hess=objective.hessian,
-                                method="trust-exact", options=opts)
+        res = optimize.minimize(
+            objective.value, x0, jac=objective.gradient, hess=objective.hessian, method="trust-exact", options=opts
+        )
     else:
         opts.update({"xtol": 1e-10, "barrier_tol": 1e-10})
         opts.update(options or {})
@@ -397,14 +462,21 @@ def _newton(objective: Objective, x0, limits, max_iterations, options) -> tuple[
         x0 = np.clip(x0, lo + pad, hi - pad)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", category=UserWarning)
-            res = optimize.minimize(objective.value, x0, jac=objective.gradient, hess=objective.hessian,
-                                    method="trust-constr", bounds=optimize.Bounds(lo, hi, keep_feasible=True),
-                                    options=opts)
+            res = optimize.minimize(
+                objective.value,
+                x0,
+                jac=objective.gradient,
+                hess=objective.hessian,
+                method="trust-constr",
+                bounds=optimize.Bounds(lo, hi, keep_feasible=True),
+                options=opts,
+            )
     return np.asarray(res.x, dtype=float), bool(res.success), "" if res.success else str(res.message)
 
 
-def _migrad(objective: Objective, x0, limits, names, errordef, max_calls, tolerance, strategy,
-            hesse) -> tuple[np.ndarray, bool, str]:
+def _migrad(
+    objective: Objective, x0, limits, names, errordef, max_calls, tolerance, strategy, hesse
+) -> tuple[np.ndarray, bool, str]:
     minuit = Minuit(objective.value, x0, grad=objective.gradient, name=names)
     minuit.errordef = errordef
     minuit.strategy = strategy
@@ -414,8 +486,14 @@ def _migrad(objective: Objective, x0, limits, names, errordef, max_calls, tolera
         minuit.limits = [(a if np.isfinite(a) else None, b if np.isfinite(b) else None) for a, b in zip(*limits)]
     minuit.migrad(ncall=max_calls)
     valid = bool(minuit.valid)
-    message = "" if valid else (f"MIGRAD did not converge (edm {minuit.fmin.edm:.3g}, "
-                                f"call limit reached: {minuit.fmin.has_reached_call_limit})")
+    message = (
+        ""
+        if valid
+        else (
+            f"MIGRAD did not converge (edm {minuit.fmin.edm:.3g}, "
+            f"call limit reached: {minuit.fmin.has_reached_call_limit})"
+        )
+    )
     if valid and hesse:
         try:
             minuit.hesse()
@@ -451,8 +529,10 @@ class RestartResult:
         return sum(f.is_valid for f in self.fits)
 
     def summary(self) -> str:
-        return (f"{self.n_at_best} of {self.n} restarts reached the minimum (fval = {self.best.fval:.6f} within "
-                f"{self.tolerance:g}; {self.n_valid} valid fits)")
+        return (
+            f"{self.n_at_best} of {self.n} restarts reached the minimum (fval = {self.best.fval:.6f} within "
+            f"{self.tolerance:g}; {self.n_valid} valid fits)"
+        )
 
     def __iter__(self):
         return iter((self.fits, self.best, self.n_at_best))
@@ -463,8 +543,14 @@ def given(objective):
     return objective
 
 
-def restart_task(make_objective: Callable[..., Any], objective_kwargs: dict, x0: list[float], fit_options: dict,
-                 threads: int | None = None, fit: Callable[..., MinimizeResult] | None = None) -> dict:
+def restart_task(
+    make_objective: Callable[..., Any],
+    objective_kwargs: dict,
+    x0: list[float],
+    fit_options: dict,
+    threads: int | None = None,
+    fit: Callable[..., MinimizeResult] | None = None,
+) -> dict:
     """One restart: (fit or find_minimum)(make_objective(**objective_kwargs), x0, **fit_options).to_dict()."""
     if threads:
         torch.set_num_threads(threads)
@@ -481,11 +567,22 @@ def uniform_in_bounds(bounds: Bounds) -> Callable[[torch.Generator], torch.Tenso
 
 
 def random_restarts(
-    make_objective: Callable[..., Any], sample_start: Callable[[torch.Generator], Any] | None, n: int,
-    executor: str = "ray", seed: int = 0, *, objective_kwargs: dict | None = None, tolerance: float = 1e-3,
-    checkpoint_dir: str | Path | None = None, resume: bool = False, workers: int | None = None,
-    ray_address: str | None = None, threads: int | None = None, on_done: Callable[[int, dict], None] | None = None,
-    fit: Callable[..., MinimizeResult] = find_minimum, result_type: type[MinimizeResult] = MinimizeResult,
+    make_objective: Callable[..., Any],
+    sample_start: Callable[[torch.Generator], Any] | None,
+    n: int,
+    executor: str = "ray",
+    seed: int = 0,
+    *,
+    objective_kwargs: dict | None = None,
+    tolerance: float = 1e-3,
+    checkpoint_dir: str | Path | None = None,
+    resume: bool = False,
+    workers: int | None = None,
+    ray_address: str | None = None,
+    threads: int | None = None,
+    on_done: Callable[[int, dict], None] | None = None,
+    fit: Callable[..., MinimizeResult] = find_minimum,
+    result_type: type[MinimizeResult] = MinimizeResult,
     **fit_options,
 ) -> RestartResult:
     """n fits fit(make_objective(**objective_kwargs), x0, **fit_options), run by `run_tasks`.
@@ -508,14 +605,28 @@ def random_restarts(
     starts = [as_start(sample_start(generator)) for _ in range(n)]
     if threads is None and executor == "ray":
         threads = 1
-    shared = {"make_objective": make_objective, "objective_kwargs": dict(objective_kwargs or {}),
-              "fit_options": dict(fit_options), "threads": threads, "fit": fit}
+    shared = {
+        "make_objective": make_objective,
+        "objective_kwargs": dict(objective_kwargs or {}),
+        "fit_options": dict(fit_options),
+        "threads": threads,
+        "fit": fit,
+    }
     per_task = [{"x0": s.tolist()} for s in starts]
 
     def run(directory: Path) -> list[dict]:
         files = [directory / f"restart_{i:04d}.pt" for i in range(n)]
-        return run_tasks(restart_task, shared, per_task, files, resume=resume, executor=executor, workers=workers,
-                         ray_address=ray_address, on_done=on_done)
+        return run_tasks(
+            restart_task,
+            shared,
+            per_task,
+            files,
+            resume=resume,
+            executor=executor,
+            workers=workers,
+            ray_address=ray_address,
+            on_done=on_done,
+        )
 
     if checkpoint_dir is None:
         with tempfile.TemporaryDirectory(prefix="restarts_") as tmp:

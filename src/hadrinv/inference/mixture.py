@@ -41,8 +41,15 @@ class EstimatorMixture(nn.Module):
         self.cheap_log_prob = all(m.cheap_log_prob for m in members)
 
     @classmethod
-    def build(cls, estimator_class: type[AmortizedEstimator], n_members: int, theta_dim: int, x_dim: int, seed: int = 0,
-              **options) -> "EstimatorMixture":
+    def build(
+        cls,
+        estimator_class: type[AmortizedEstimator],
+        n_members: int,
+        theta_dim: int,
+        x_dim: int,
+        seed: int = 0,
+        **options,
+    ) -> EstimatorMixture:
         """n_members estimators of one class and options, each initialised from its own seed."""
         if n_members < 1:
             raise ValueError(f"n_members must be positive, got {n_members}")
@@ -60,9 +67,15 @@ class EstimatorMixture(nn.Module):
         first member's history with ``seconds`` the total and ``members`` all histories."""
         histories = [m.fit(theta, x, seed=seed + k, **training) for k, m in enumerate(self.members)]
         first = histories[0]
-        combined = TrainingHistory(train_loss=list(first.train_loss), validation_loss=list(first.validation_loss),
-                                   best_epoch=first.best_epoch, stopped_early=first.stopped_early,
-                                   seconds=sum(h.seconds for h in histories), n_train=first.n_train, n_validation=first.n_validation)
+        combined = TrainingHistory(
+            train_loss=list(first.train_loss),
+            validation_loss=list(first.validation_loss),
+            best_epoch=first.best_epoch,
+            stopped_early=first.stopped_early,
+            seconds=sum(h.seconds for h in histories),
+            n_train=first.n_train,
+            n_validation=first.n_validation,
+        )
         combined.members = histories
         return combined
 
@@ -92,11 +105,15 @@ class EstimatorMixture(nn.Module):
         return atomic_torch_save(self.to_payload(), path)
 
     @classmethod
-    def from_payload(cls, payload: dict, embedding: nn.Module | None = None, source: str = "payload") -> "EstimatorMixture":
+    def from_payload(
+        cls, payload: dict, embedding: nn.Module | None = None, source: str = "payload"
+    ) -> EstimatorMixture:
         if not isinstance(payload, dict) or payload.get("estimator") != PAYLOAD_NAME:
             raise ValueError(f"{source}: not a saved {PAYLOAD_NAME}")
         return cls([AmortizedEstimator.from_payload(p, embedding, source) for p in payload["members"]])
 
     @classmethod
-    def load(cls, path: str | Path, embedding: nn.Module | None = None, map_location: str | torch.device = "cpu") -> "EstimatorMixture":
+    def load(
+        cls, path: str | Path, embedding: nn.Module | None = None, map_location: str | torch.device = "cpu"
+    ) -> EstimatorMixture:
         return cls.from_payload(load_checkpoint(path, map_location=map_location), embedding, source=str(path))

@@ -26,7 +26,15 @@ class SplineCurveGenerator(nn.Module):
     Output shape: (batch, n_points, n_curves).
     """
 
-    def __init__(self, design_matrix: torch.Tensor, n_curves: int, latent_dim: int = 100, hidden: int = 128, depth: int = 2, slope: float = 0.2):
+    def __init__(
+        self,
+        design_matrix: torch.Tensor,
+        n_curves: int,
+        latent_dim: int = 100,
+        hidden: int = 128,
+        depth: int = 2,
+        slope: float = 0.2,
+    ):
         super().__init__()
         self.latent_dim, self.n_curves = latent_dim, n_curves
         self.n_basis = design_matrix.shape[1]
@@ -52,13 +60,29 @@ class ConvImageGenerator(nn.Module):
     one training step costs several TFLOP and is practical only on a GPU. Output: (batch, H, W, channels).
     """
 
-    def __init__(self, height: int, width: int, out_channels: int = 2, latent_dim: int = 100, channels: int = 64, kernel: int = 17, n_layers: int = 4, slope: float = 0.2):
+    def __init__(
+        self,
+        height: int,
+        width: int,
+        out_channels: int = 2,
+        latent_dim: int = 100,
+        channels: int = 64,
+        kernel: int = 17,
+        n_layers: int = 4,
+        slope: float = 0.2,
+    ):
         super().__init__()
         self.latent_dim, self.height, self.width = latent_dim, height, width
-        self.fc = nn.Sequential(nn.Linear(latent_dim, 4 * height * width), nn.BatchNorm1d(4 * height * width), nn.LeakyReLU(slope))
+        self.fc = nn.Sequential(
+            nn.Linear(latent_dim, 4 * height * width), nn.BatchNorm1d(4 * height * width), nn.LeakyReLU(slope)
+        )
         layers, c_in = [], 4
         for _ in range(n_layers):
-            layers += [nn.ConvTranspose2d(c_in, channels, kernel, padding=kernel // 2), nn.BatchNorm2d(channels), nn.LeakyReLU(slope)]
+            layers += [
+                nn.ConvTranspose2d(c_in, channels, kernel, padding=kernel // 2),
+                nn.BatchNorm2d(channels),
+                nn.LeakyReLU(slope),
+            ]
             c_in = channels
         layers.append(nn.Conv2d(c_in, out_channels, 3, padding=1))
         self.body = nn.Sequential(*layers)
@@ -74,8 +98,12 @@ class MLPDiscriminator(nn.Module):
     def __init__(self, n_inputs: int, hidden: int = 64, dropout: float = 0.3, slope: float = 0.2):
         super().__init__()
         self.net = nn.Sequential(
-            nn.Linear(n_inputs, hidden), nn.LeakyReLU(slope), nn.Dropout(dropout),
-            nn.Linear(hidden, hidden), nn.LeakyReLU(slope), nn.Dropout(dropout),
+            nn.Linear(n_inputs, hidden),
+            nn.LeakyReLU(slope),
+            nn.Dropout(dropout),
+            nn.Linear(hidden, hidden),
+            nn.LeakyReLU(slope),
+            nn.Dropout(dropout),
             nn.Linear(hidden, 1),
         )
 
@@ -90,10 +118,17 @@ class ConvDiscriminator(nn.Module):
         super().__init__()
         self.height, self.width = height, width
         self.net = nn.Sequential(
-            nn.Conv2d(1, channels, 4, stride=2, padding=1), nn.LeakyReLU(slope), nn.Dropout(dropout),
-            nn.Conv2d(channels, 2 * channels, 4, stride=2, padding=1), nn.BatchNorm2d(2 * channels), nn.LeakyReLU(slope), nn.Dropout(dropout),
+            nn.Conv2d(1, channels, 4, stride=2, padding=1),
+            nn.LeakyReLU(slope),
+            nn.Dropout(dropout),
+            nn.Conv2d(channels, 2 * channels, 4, stride=2, padding=1),
+            nn.BatchNorm2d(2 * channels),
+            nn.LeakyReLU(slope),
+            nn.Dropout(dropout),
             nn.Flatten(),
-            nn.Linear(2 * channels * (height // 4) * (width // 4), 64), nn.LeakyReLU(slope), nn.Dropout(dropout),
+            nn.Linear(2 * channels * (height // 4) * (width // 4), 64),
+            nn.LeakyReLU(slope),
+            nn.Dropout(dropout),
             nn.Linear(64, 1),
         )
 

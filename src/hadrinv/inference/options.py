@@ -45,7 +45,11 @@ def _parameters(cls: type) -> dict[str, tuple[Any, Any]]:
             hints = {}
         signature = inspect.signature(init)
         for name, parameter in signature.parameters.items():
-            if name in _SUPPLIED or name in fields or parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
+            if (
+                name in _SUPPLIED
+                or name in fields
+                or parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD)
+            ):
                 continue
             default = ... if parameter.default is parameter.empty else parameter.default
             fields[name] = (hints.get(name, Any), default)
@@ -82,8 +86,10 @@ def check_estimator_options(estimator_class: type, options: dict, prefix: str = 
     embedding = options.get("embedding")
     if isinstance(embedding, str):
         if embedding not in EMBEDDINGS:
-            raise OptionsError(f"{prefix}.embedding" if prefix else "embedding",
-                               f"unknown embedding {embedding!r}; choose from {', '.join(EMBEDDINGS)}")
+            raise OptionsError(
+                f"{prefix}.embedding" if prefix else "embedding",
+                f"unknown embedding {embedding!r}; choose from {', '.join(EMBEDDINGS)}",
+            )
         inner = f"{prefix}.embedding_options" if prefix else "embedding_options"
         _validate(EMBEDDINGS[embedding], options.get("embedding_options") or {}, inner, {})
     return options

@@ -66,6 +66,7 @@ Penalty = Callable[[torch.Tensor], torch.Tensor]
 
 def gaussian_constraint(index: int, mean: float, sigma: float) -> Penalty:
     """Penalty (p[index] - mean)^2 / (2 sigma^2): a Gaussian measurement mean +- sigma of one parameter."""
+
     def penalty(params: torch.Tensor) -> torch.Tensor:
         return 0.5 * ((params[index] - mean) / sigma) ** 2
 
@@ -151,11 +152,17 @@ class UnbinnedNLL:
             return [(cache, weights, -1 if weights is None else int(weights.numel()))]
         n = int(weights.numel()) if weights is not None else first_event_dimension(cache)
         if n is None:
-            raise ValueError(f"cannot chunk the {label} cache: no tensor leaf gives the number of events; pass weights or slice_cache")
+            raise ValueError(
+                f"cannot chunk the {label} cache: no tensor leaf gives the number of events; pass weights or slice_cache"
+            )
         out = []
         for start in range(0, n, self.chunk_size):
             stop = min(start + self.chunk_size, n)
-            piece = cache if (start, stop) == (0, n) else (self._slice(cache, start, stop) if self._slice else slice_events(cache, start, stop, n))
+            piece = (
+                cache
+                if (start, stop) == (0, n)
+                else (self._slice(cache, start, stop) if self._slice else slice_events(cache, start, stop, n))
+            )
             out.append((piece, None if weights is None else weights[start:stop], stop - start))
         return out
 
@@ -263,12 +270,14 @@ class UnbinnedNLL:
         def f(q):
             logs = torch.log(self._evaluate(q, cache, n))
             return logs.sum() if weights is None else (weights * logs).sum()
+
         return f
 
     def _mc_sum(self, cache, weights, n):
         def f(q):
             values = self._evaluate(q, cache, n)
             return values.sum() if weights is None else (weights * values).sum()
+
         return f
 
     def _mc_sum_and_gradient(self, params) -> tuple[torch.Tensor, torch.Tensor]:
@@ -337,7 +346,11 @@ class UnbinnedNLL:
             for f in self.penalties.values():
                 # a penalty may carry its own (e.g. Gauss-Newton) Hessian when autodiff through it is costly
                 custom = getattr(f, "hessian", None)
-                h += np.asarray(custom(params), dtype=float) if custom is not None else hessian(lambda q, f=f: torch.as_tensor(f(q), dtype=torch.float64), x)
+                h += (
+                    np.asarray(custom(params), dtype=float)
+                    if custom is not None
+                    else hessian(lambda q, f=f: torch.as_tensor(f(q), dtype=torch.float64), x)
+                )
         return torch.from_numpy(0.5 * (h + h.T))
 
     @staticmethod
@@ -428,7 +441,8 @@ class UnbinnedFitResult(MinimizeResult):
             return ""
         width = max(len(n) for n in self.names)
         return "\n  sandwich errors (weighted events):\n" + "\n".join(
-            f"  {n:<{width}}  +- {e:.3g}" for n, e in zip(self.names, self.sandwich_errors))
+            f"  {n:<{width}}  +- {e:.3g}" for n, e in zip(self.names, self.sandwich_errors)
+        )
 
 
 def fit_unbinned(
@@ -459,9 +473,21 @@ def fit_unbinned(
     validity as in `find_minimum`: a start where -ln L is not finite, or a failing minimiser, gives an
     invalid result with the reason in ``message``, never an exception.
     """
-    found = find_minimum(nll, x0, bounds=bounds, method=method, names=names, errordef=NEGATIVE_LOG_LIKELIHOOD,
-                         max_iterations=max_iterations, max_calls=20 * max_iterations, edm_tolerance=edm_tolerance,
-                         tolerance=minuit_tolerance, strategy=strategy, hesse=True, options=options)
+    found = find_minimum(
+        nll,
+        x0,
+        bounds=bounds,
+        method=method,
+        names=names,
+        errordef=NEGATIVE_LOG_LIKELIHOOD,
+        max_iterations=max_iterations,
+        max_calls=20 * max_iterations,
+        edm_tolerance=edm_tolerance,
+        tolerance=minuit_tolerance,
+        strategy=strategy,
+        hesse=True,
+        options=options,
+    )
     result = UnbinnedFitResult(**{f.name: getattr(found, f.name) for f in dataclasses.fields(found)})
     if found.hessian is None:  # no minimum with finite derivatives: nothing to add
         return result
@@ -474,8 +500,9 @@ def fit_unbinned(
     return result
 
 
-def restart_task(make_nll: Callable[..., Any], nll_kwargs: dict, x0: list[float], fit_options: dict,
-                 threads: int | None = None) -> dict:
+def restart_task(
+    make_nll: Callable[..., Any], nll_kwargs: dict, x0: list[float], fit_options: dict, threads: int | None = None
+) -> dict:
     """One restart: nll = make_nll(**nll_kwargs); fit_unbinned(nll, x0, **fit_options).to_dict()."""
     return minimize.restart_task(make_nll, nll_kwargs, x0, fit_options, threads, fit=fit_unbinned)
 
@@ -505,5 +532,14 @@ def random_restarts(
         make_nll, kwargs = minimize.given, {"objective": nll_factory_or_nll}
     else:
         make_nll, kwargs = nll_factory_or_nll, nll_kwargs
-    return minimize.random_restarts(make_nll, sample_start, n, executor, seed, objective_kwargs=kwargs,
-                                    fit=fit_unbinned, result_type=UnbinnedFitResult, **options)
+    return minimize.random_restarts(
+        make_nll,
+        sample_start,
+        n,
+        executor,
+        seed,
+        objective_kwargs=kwargs,
+        fit=fit_unbinned,
+        result_type=UnbinnedFitResult,
+        **options,
+    )

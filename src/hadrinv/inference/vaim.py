@@ -45,14 +45,25 @@ class VAIM(AmortizedEstimator):
         **common,
     ):
         super().__init__(theta_dim, x_dim, **common)
-        self._remember(latent_dim=latent_dim, hidden=hidden, blocks=blocks, kl_weight=kl_weight, forward_weight=forward_weight,
-                       decoder_noise=decoder_noise, kinematic_columns=kinematic_columns, forward_points=forward_points, point_hidden=point_hidden)
+        self._remember(
+            latent_dim=latent_dim,
+            hidden=hidden,
+            blocks=blocks,
+            kl_weight=kl_weight,
+            forward_weight=forward_weight,
+            decoder_noise=decoder_noise,
+            kinematic_columns=kinematic_columns,
+            forward_points=forward_points,
+            point_hidden=point_hidden,
+        )
         self.forward_points = forward_points
         self.latent_dim, self.kl_weight, self.forward_weight = latent_dim, kl_weight, forward_weight
         self.decoder_noise = decoder_noise
         self.point_cloud = self.event_ndim == 2
         if self.point_cloud and not 0 < kinematic_columns < x_dim:
-            raise ValueError("a point-cloud VAIM needs 0 < kinematic_columns < x_dim (kinematics first, observables last)")
+            raise ValueError(
+                "a point-cloud VAIM needs 0 < kinematic_columns < x_dim (kinematics first, observables last)"
+            )
         self.kinematic_columns = kinematic_columns
         if self.point_cloud:
             self.encoder = ResidualMLP(theta_dim, hidden + 2 * latent_dim, hidden, blocks)
@@ -67,11 +78,11 @@ class VAIM(AmortizedEstimator):
         For point clouds x gives the kinematics at which the observables are predicted."""
         out = self.encoder(u)
         k = self.latent_dim
-        mean, log_var = out[..., -2 * k:-k], out[..., -k:].clamp(-12, 8)
-        features = out[..., :-2 * k]
+        mean, log_var = out[..., -2 * k : -k], out[..., -k:].clamp(-12, 8)
+        features = out[..., : -2 * k]
         if not self.point_cloud:
             return features, mean, log_var
-        kinematics = torch.nan_to_num(x[..., :self.kinematic_columns])
+        kinematics = torch.nan_to_num(x[..., : self.kinematic_columns])
         per_point = torch.cat([features.unsqueeze(1).expand(-1, x.shape[1], -1), kinematics], -1)
         return self.point_observables(per_point), mean, log_var
 
@@ -79,12 +90,14 @@ class VAIM(AmortizedEstimator):
         if self.point_cloud and x.shape[1] > self.forward_points:
             # the forward (surrogate) loss on a random subset of points: an unbiased estimate of the
             # per-point mean at a fraction of the cost of running the point network on every point
-            x = x[:, torch.randperm(x.shape[1], device=x.device)[:self.forward_points]]
+            x = x[:, torch.randperm(x.shape[1], device=x.device)[: self.forward_points]]
         x_hat, mean, log_var = self.forward_mapper(u, x)
         if self.point_cloud:
-            observed = x[..., self.kinematic_columns:]
+            observed = x[..., self.kinematic_columns :]
             valid = ~torch.isnan(observed)
-            forward = torch.where(valid, x_hat - observed, 0.0).pow(2).sum((-1, -2)) / valid.any(-1).sum(-1).clamp(min=1)
+            forward = torch.where(valid, x_hat - observed, 0.0).pow(2).sum((-1, -2)) / valid.any(-1).sum(-1).clamp(
+                min=1
+            )
         else:
             forward = (x_hat - x).pow(2).sum(-1)
         z = mean + torch.randn_like(mean) * (0.5 * log_var).exp()
@@ -109,7 +122,9 @@ class VAIM(AmortizedEstimator):
         u, _ = self.standardize_theta(torch.as_tensor(theta, dtype=torch.float32).to(self.theta_mean.device))
         if self.point_cloud:
             if kinematics is None:
-                raise ValueError("a point-cloud VAIM predicts observables at given kinematics (batch, n_points, kinematic_columns)")
+                raise ValueError(
+                    "a point-cloud VAIM predicts observables at given kinematics (batch, n_points, kinematic_columns)"
+                )
             k = self.kinematic_columns
             filler = torch.zeros(*kinematics.shape[:-1], self.x_dim - k, device=u.device)
             x = self.standardize_x(torch.cat([kinematics.to(u.device), filler], -1))

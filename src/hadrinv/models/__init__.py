@@ -13,6 +13,16 @@ from hadrinv.models.pwa import AmplitudeModel
 from hadrinv.models.toys import ToyProblem
 
 __all__ = [
-    "AmplitudeModel", "DISProblem", "FemtoscopyModel", "ForwardModel", "KernelData", "OmegaOmegaCase", "OmegaOmegaSettings",
-    "PipiProblem", "SeparableCase", "SeparableSettings", "SimulatedSet", "ToyProblem",
+    "AmplitudeModel",
+    "DISProblem",
+    "FemtoscopyModel",
+    "ForwardModel",
+    "KernelData",
+    "OmegaOmegaCase",
+    "OmegaOmegaSettings",
+    "PipiProblem",
+    "SeparableCase",
+    "SeparableSettings",
+    "SimulatedSet",
+    "ToyProblem",
 ]

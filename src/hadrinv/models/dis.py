@@ -49,10 +49,19 @@ class DISProblem:
         """The grid observation: the fixed-length view every estimator can take."""
         return self.grid_observation(theta, generator)
 
-    def cloud_observation(self, theta: torch.Tensor, x: torch.Tensor, q2: torch.Tensor, counts: torch.Tensor | None, generator: torch.Generator) -> torch.Tensor:
+    def cloud_observation(
+        self,
+        theta: torch.Tensor,
+        x: torch.Tensor,
+        q2: torch.Tensor,
+        counts: torch.Tensor | None,
+        generator: torch.Generator,
+    ) -> torch.Tensor:
         """(n, max_points, 4) clouds of (log x, log Q2, log sigma_p, log sigma_n); rows beyond counts[i] are NaN."""
         sigma = simulate(theta.double(), self.space, x, q2, self.relative_noise, generator)
-        cloud = torch.cat([torch.stack([x.log(), q2.log()], -1).expand(sigma.shape[0], -1, -1), sigma.log()], -1).float()
+        cloud = torch.cat(
+            [torch.stack([x.log(), q2.log()], -1).expand(sigma.shape[0], -1, -1), sigma.log()], -1
+        ).float()
         if counts is not None:
             cloud[torch.arange(cloud.shape[1]) >= counts.unsqueeze(-1)] = math.nan
         return cloud
@@ -67,7 +76,9 @@ def _w2_allowed(x: torch.Tensor, q2: torch.Tensor) -> torch.Tensor:
     return q2 * (1 - x) / x + PROTON_MASS_GEV**2 > W2_MIN_GEV2
 
 
-def random_kinematics(n_sets: int, n_points: int, x_range, q2_range, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def random_kinematics(
+    n_sets: int, n_points: int, x_range, q2_range, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(n_sets, n_points) bins log-uniform in x and Q2 with W^2 > 4 GeV^2, drawn by vectorised rejection."""
     lx, lq = np.log(x_range), np.log(q2_range)
     x = torch.empty(n_sets, n_points, dtype=torch.float64)
@@ -82,15 +93,28 @@ def random_kinematics(n_sets: int, n_points: int, x_range, q2_range, generator: 
     return x, q2
 
 
-def region_kinematics(n_sets: int, n_points: int, x_range, q2_range, generator: torch.Generator,
-                      max_regions: int = 4, min_fraction: float = 0.25) -> tuple[torch.Tensor, torch.Tensor]:
+def region_kinematics(
+    n_sets: int,
+    n_points: int,
+    x_range,
+    q2_range,
+    generator: torch.Generator,
+    max_regions: int = 4,
+    min_fraction: float = 0.25,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(n_sets, n_points) bins laid out like a few experiments' data: every set has 1 to max_regions random
     rectangles in (log x, log Q2), each spanning min_fraction to all of the log range in x and in Q2, and
     each bin is log-uniform inside one of them (W^2 > 4 GeV^2). A network trained on these layouts learns
     how the information in a cloud depends on where its bins sit, not only on how many there are."""
+
     def sub_intervals(low: float, high: float) -> tuple[torch.Tensor, torch.Tensor]:
-        width = (min_fraction + (1 - min_fraction) * torch.rand(n_sets, max_regions, generator=generator, dtype=torch.float64)) * (high - low)
-        return low + (high - low - width) * torch.rand(n_sets, max_regions, generator=generator, dtype=torch.float64), width
+        width = (
+            min_fraction
+            + (1 - min_fraction) * torch.rand(n_sets, max_regions, generator=generator, dtype=torch.float64)
+        ) * (high - low)
+        return low + (high - low - width) * torch.rand(
+            n_sets, max_regions, generator=generator, dtype=torch.float64
+        ), width
 
     (x_start, x_width), (q_start, q_width) = sub_intervals(*np.log(x_range)), sub_intervals(*np.log(q2_range))
     regions = torch.randint(1, max_regions + 1, (n_sets, 1), generator=generator)
@@ -114,8 +138,15 @@ def region_kinematics(n_sets: int, n_points: int, x_range, q2_range, generator: 
 CLOUD_LAYOUTS = {"uniform": random_kinematics, "regions": region_kinematics}
 
 
-def training_clouds(problem: DISProblem, theta: torch.Tensor, points: tuple[int, int], x_range, q2_range, generator: torch.Generator,
-                    layout: str = "uniform") -> torch.Tensor:
+def training_clouds(
+    problem: DISProblem,
+    theta: torch.Tensor,
+    points: tuple[int, int],
+    x_range,
+    q2_range,
+    generator: torch.Generator,
+    layout: str = "uniform",
+) -> torch.Tensor:
     """Every training cloud has its own random bins and its own size in [points[0], points[1]]; the bins are
     log-uniform over the whole range (layout "uniform") or in a few random rectangles ("regions")."""
     n = theta.shape[0]
@@ -128,19 +159,23 @@ def training_clouds(problem: DISProblem, theta: torch.Tensor, points: tuple[int,
     return torch.cat(out)
 
 
-def experiment_clouds(problem: DISProblem, theta: torch.Tensor, experiments: list[str], seed: int, generator: torch.Generator) -> tuple[torch.Tensor, list]:
+def experiment_clouds(
+    problem: DISProblem, theta: torch.Tensor, experiments: list[str], seed: int, generator: torch.Generator
+) -> tuple[torch.Tensor, list]:
     """Held-out clouds: each set gets its own draw of the experiments' bins (none seen in training)."""
     rng = np.random.default_rng(seed)
     clouds, kinematics = [], []
     for i in range(theta.shape[0]):
         x, q2 = experiment_bins(experiments, rng)
         x_t, q2_t = torch.as_tensor(x), torch.as_tensor(q2)
-        clouds.append(problem.cloud_observation(theta[i:i + 1], x_t, q2_t, None, generator)[0])
+        clouds.append(problem.cloud_observation(theta[i : i + 1], x_t, q2_t, None, generator)[0])
         kinematics.append((x, q2))
     return torch.stack(clouds), kinematics
 
 
-def held_out_sets(problem: DISProblem, n_sets: int, seed: int, experiments: list[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list]:
+def held_out_sets(
+    problem: DISProblem, n_sets: int, seed: int, experiments: list[str]
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list]:
     """The workflow's held-out truths for a run seed, with their grid pseudo-data and their clouds on the
     experiments' bins: (theta, grid, clouds, kinematics of each cloud). Benchmarks rebuild them from here."""
     held = torch.Generator().manual_seed(seed * 7919 + 4242)

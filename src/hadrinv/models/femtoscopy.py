@@ -18,13 +18,32 @@ import torch
 from hadrinv.physics.femtoscopy import P_OMEGA_REDUCED_MASS_MEV, GaussianYukawaPotential, correlation_function
 
 __all__ = [
-    "K_SCALE_MEV", "PARAMETERS", "TALK_RANGES", "FemtoscopyModel", "SimulatedSet", "correlation_curves", "k_grid", "log_c",
-    "noisy", "point_cloud", "potential_of", "random_momenta", "random_subsets", "sample_uniform", "two_to_five",
+    "K_SCALE_MEV",
+    "PARAMETERS",
+    "TALK_RANGES",
+    "FemtoscopyModel",
+    "SimulatedSet",
+    "correlation_curves",
+    "k_grid",
+    "log_c",
+    "noisy",
+    "point_cloud",
+    "potential_of",
+    "random_momenta",
+    "random_subsets",
+    "sample_uniform",
+    "two_to_five",
 ]
 
 PARAMETERS = ("r0", "b1", "b2", "b3", "b4")
 # uniform priors of the talk: multiples of the HAL QCD N-Omega values
-TALK_RANGES = {"r0": (0.52, 4.16), "b1": (-2145.5, 1532.5), "b2": (0.739, 147.761), "b3": (-1064.0, 532.0), "b4": (0.078, 154.422)}
+TALK_RANGES = {
+    "r0": (0.52, 4.16),
+    "b1": (-2145.5, 1532.5),
+    "b2": (0.739, 147.761),
+    "b3": (-1064.0, 532.0),
+    "b4": (0.078, 154.422),
+}
 K_SCALE_MEV = 100.0  # momenta enter the set encoders as k / 100 MeV
 
 
@@ -48,7 +67,9 @@ def potential_of(theta5: torch.Tensor, m_pi_mev: float, n_pi: float) -> Gaussian
     return GaussianYukawaPotential.from_parameters(theta5[:, 1:], m_pi_mev=m_pi_mev, n_pi=n_pi)
 
 
-def correlation_curves(theta5: torch.Tensor, k_mev: torch.Tensor, reduced_mass_mev: float, m_pi_mev: float, n_pi: float) -> dict:
+def correlation_curves(
+    theta5: torch.Tensor, k_mev: torch.Tensor, reduced_mass_mev: float, m_pi_mev: float, n_pi: float
+) -> dict:
     """C and delta (degrees) for parameter rows (n, 5) at k (K,) or (n, K), each (n, K)."""
     with torch.no_grad():
         C, delta = correlation_function(potential_of(theta5, m_pi_mev, n_pi), k_mev, theta5[:, 0], reduced_mass_mev)
@@ -72,10 +93,16 @@ class SimulatedSet:
     C: torch.Tensor
     delta_deg: torch.Tensor
 
-    def split(self, test_fraction: float) -> tuple["SimulatedSet", "SimulatedSet"]:
+    def split(self, test_fraction: float) -> tuple[SimulatedSet, SimulatedSet]:
         n_test = max(1, int(round(test_fraction * len(self.theta))))
-        rows = lambda sl: SimulatedSet(self.names, self.theta[sl], self.theta5[sl], self.k_mev if self.k_mev.ndim == 1 else self.k_mev[sl],
-                                       self.C[sl], self.delta_deg[sl])
+        rows = lambda sl: SimulatedSet(
+            self.names,
+            self.theta[sl],
+            self.theta5[sl],
+            self.k_mev if self.k_mev.ndim == 1 else self.k_mev[sl],
+            self.C[sl],
+            self.delta_deg[sl],
+        )
         return rows(slice(n_test, None)), rows(slice(0, n_test))
 
 
@@ -88,7 +115,9 @@ def noisy(C: torch.Tensor, relative: torch.Tensor, generator: torch.Generator) -
     return (C * (1.0 + relative * torch.randn(C.shape, generator=generator, dtype=C.dtype))).clamp_min(1e-6 * C)
 
 
-def point_cloud(k_mev: torch.Tensor, C_obs: torch.Tensor, relative_error: torch.Tensor, counts: torch.Tensor | None = None) -> torch.Tensor:
+def point_cloud(
+    k_mev: torch.Tensor, C_obs: torch.Tensor, relative_error: torch.Tensor, counts: torch.Tensor | None = None
+) -> torch.Tensor:
     """(n, K, 3) points (k / 100 MeV, log C, log relative error); rows beyond counts[i] are NaN padding."""
     n, K = C_obs.shape
     k = (k_mev if k_mev.ndim == 2 else k_mev.expand(n, K)) / K_SCALE_MEV
@@ -98,7 +127,9 @@ def point_cloud(k_mev: torch.Tensor, C_obs: torch.Tensor, relative_error: torch.
     return cloud
 
 
-def random_subsets(k_mev: torch.Tensor, C: torch.Tensor, points: tuple[int, int], generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def random_subsets(
+    k_mev: torch.Tensor, C: torch.Tensor, points: tuple[int, int], generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Keep a random number of a curve's (sorted random) momenta: padding goes last, order kept."""
     n, K = C.shape
     counts = torch.randint(points[0], min(points[1], K) + 1, (n,), generator=generator)
@@ -150,8 +181,12 @@ class FemtoscopyModel:
     def theta5(self, theta: torch.Tensor) -> torch.Tensor:
         """(n, 5) rows (r0, b1, b2, b3, b4) from the free parameters (n, theta_dim) and the fixed values."""
         n = theta.shape[0]
-        columns = [theta[:, self.names.index(p)] if p in self.names else torch.full((n,), float(self.fixed[p]), dtype=theta.dtype)
-                   for p in PARAMETERS]
+        columns = [
+            theta[:, self.names.index(p)]
+            if p in self.names
+            else torch.full((n,), float(self.fixed[p]), dtype=theta.dtype)
+            for p in PARAMETERS
+        ]
         return torch.stack(columns, dim=1)
 
     def k_grid(self) -> torch.Tensor:
@@ -162,7 +197,9 @@ class FemtoscopyModel:
 
     def curves(self, theta5: torch.Tensor, k_mev: torch.Tensor | None = None) -> dict:
         """C and delta_deg of rows (n, 5) at k (default: the model's grid)."""
-        return correlation_curves(theta5, self.k_grid() if k_mev is None else k_mev, self.reduced_mass_mev, self.m_pi_mev, self.n_pi)
+        return correlation_curves(
+            theta5, self.k_grid() if k_mev is None else k_mev, self.reduced_mass_mev, self.m_pi_mev, self.n_pi
+        )
 
     def simulate(self, theta: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """(n, k_points) C(k) of the free parameters theta (n, theta_dim)."""

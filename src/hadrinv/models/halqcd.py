@@ -135,14 +135,31 @@ class OmegaOmegaSettings:
 
     def correlators(self, seed: int) -> CorrelatorData:
         """Synthetic R(t, r) of the potential; seed draws the configurations' noise."""
-        return simulate_correlators(self.potential(), self.hadron_mass_mev, self.lattice_spacing_fm, self.box_sites, self.times,
-                                    self.sources, self.configurations, self.relative_error, self.noise_growth,
-                                    self.correlation_length_fm, self.time_correlation, seed=seed)
+        return simulate_correlators(
+            self.potential(),
+            self.hadron_mass_mev,
+            self.lattice_spacing_fm,
+            self.box_sites,
+            self.times,
+            self.sources,
+            self.configurations,
+            self.relative_error,
+            self.noise_growth,
+            self.correlation_length_fm,
+            self.time_correlation,
+            seed=seed,
+        )
 
     def truth(self) -> dict:
         """What a correlator file's sidecar records of its generation (read back by `OmegaOmegaCase`)."""
-        return {"strengths_mev": list(self.strengths_mev), "ranges_fm": list(self.ranges_fm), "hadron_mass_mev": self.hadron_mass_mev,
-                "lattice_spacing_fm": self.lattice_spacing_fm, "sources": [str(s) for s in self.sources], "relative_error": self.relative_error}
+        return {
+            "strengths_mev": list(self.strengths_mev),
+            "ranges_fm": list(self.ranges_fm),
+            "hadron_mass_mev": self.hadron_mass_mev,
+            "lattice_spacing_fm": self.lattice_spacing_fm,
+            "sources": [str(s) for s in self.sources],
+            "relative_error": self.relative_error,
+        }
 
 
 class SeparableCase:
@@ -166,8 +183,13 @@ class SeparableCase:
         self.train_momenta = k
         phi = self.potential.wave_function(k, r)
         lhs = stationary_lhs(phi, k, c.mesh_step, c.mass, c.laplacian_order)
-        self._data = KernelData(nodes=r, measure=4.0 * math.pi * r**2 * self.mesh.weights(), inputs=phi, outputs=lhs,
-                                residual_weights=(4.0 * math.pi * r**2 * self.mesh.weights())[: lhs.shape[-1]])
+        self._data = KernelData(
+            nodes=r,
+            measure=4.0 * math.pi * r**2 * self.mesh.weights(),
+            inputs=phi,
+            outputs=lhs,
+            residual_weights=(4.0 * math.pi * r**2 * self.mesh.weights())[: lhs.shape[-1]],
+        )
 
     def member_data(self, member: int, seed: int) -> KernelData:
         return self._data  # exact wave functions: members differ by their initialisation only
@@ -179,8 +201,12 @@ class SeparableCase:
         return k
 
     def phase_momenta(self) -> torch.Tensor:
-        return torch.linspace(self.settings.phase_k_max / self.settings.phase_points, self.settings.phase_k_max, self.settings.phase_points,
-                              dtype=torch.float64)
+        return torch.linspace(
+            self.settings.phase_k_max / self.settings.phase_points,
+            self.settings.phase_k_max,
+            self.settings.phase_points,
+            dtype=torch.float64,
+        )
 
     def true_phase_shifts(self, k: torch.Tensor) -> torch.Tensor:
         # the closed form gives delta modulo pi; Levinson's branch needs the number of bound states
@@ -214,7 +240,12 @@ class OmegaOmegaCase:
 
     name = "omega-omega"
 
-    def __init__(self, settings: OmegaOmegaSettings = OmegaOmegaSettings(), data: CorrelatorData | None = None, noise_seed: int = 0):
+    def __init__(
+        self,
+        settings: OmegaOmegaSettings = OmegaOmegaSettings(),
+        data: CorrelatorData | None = None,
+        noise_seed: int = 0,
+    ):
         c = settings
         self.settings = c
         self.hadron_mass = c.hadron_mass_mev / HBARC_MEV_FM  # fm^-1
@@ -231,15 +262,20 @@ class OmegaOmegaCase:
             data = c.correlators(noise_seed)
         else:
             truth = read_truth(data.path)
-            self.potential = (GaussianSumPotential(tuple(truth["strengths_mev"]), tuple(truth["ranges_fm"]))
-                              if {"strengths_mev", "ranges_fm"} <= set(truth) else None)
+            self.potential = (
+                GaussianSumPotential(tuple(truth["strengths_mev"]), tuple(truth["ranges_fm"]))
+                if {"strengths_mev", "ranges_fm"} <= set(truth)
+                else None
+            )
         self.data = data
         self.samples = data.samples
         self.times = data.times
         self.mesh = RadialMesh(data.step_fm, len(data.r_fm) * data.step_fm)
         if not int(self.times[0]) < c.report_time < int(self.times[-1]):
-            raise ValueError(f"omega_omega.report_time = {c.report_time} must lie strictly inside the data's slices "
-                             f"t/a = {int(self.times[0])}..{int(self.times[-1])}")
+            raise ValueError(
+                f"omega_omega.report_time = {c.report_time} must lie strictly inside the data's slices "
+                f"t/a = {int(self.times[0])}..{int(self.times[-1])}"
+            )
 
     def correlator(self, member: int | None, seed: int) -> torch.Tensor:
         """The configuration average (member None) or a bootstrap resample of it (one per member)."""
@@ -251,19 +287,29 @@ class OmegaOmegaCase:
 
     def member_data(self, member: int, seed: int) -> KernelData:
         R = self.correlator(member, seed)
-        lhs = torch.cat([time_dependent_lhs(Rs, self.mesh.step, self.hadron_mass, time_step=self.time_step) for Rs in R])  # (S (T-2), n-1)
+        lhs = torch.cat(
+            [time_dependent_lhs(Rs, self.mesh.step, self.hadron_mass, time_step=self.time_step) for Rs in R]
+        )  # (S (T-2), n-1)
         inputs = torch.cat([Rs[1:-1] for Rs in R])
         scale = inputs.abs().amax(-1, keepdim=True)  # every (source, slice) row counts alike
         r = self.mesh.nodes()
         measure = 4.0 * math.pi * r**2 * self.mesh.weights()
-        return KernelData(nodes=r, measure=measure, inputs=inputs / scale, outputs=lhs / scale, residual_weights=measure[: lhs.shape[-1]])
+        return KernelData(
+            nodes=r,
+            measure=measure,
+            inputs=inputs / scale,
+            outputs=lhs / scale,
+            residual_weights=measure[: lhs.shape[-1]],
+        )
 
     def true_kernel(self, r: torch.Tensor) -> None:
         return None  # local: U = V(r) delta(r - r') / (4 pi r^2), no smooth kernel to compare
 
     def phase_momenta(self) -> torch.Tensor:
         c = self.settings
-        return torch.linspace(c.phase_k_max_mev / c.phase_points, c.phase_k_max_mev, c.phase_points, dtype=torch.float64)
+        return torch.linspace(
+            c.phase_k_max_mev / c.phase_points, c.phase_k_max_mev, c.phase_points, dtype=torch.float64
+        )
 
     def to_internal_momenta(self, k: torch.Tensor) -> torch.Tensor:
         return k / HBARC_MEV_FM
@@ -277,7 +323,9 @@ class OmegaOmegaCase:
     def true_scattering_length(self) -> float | None:
         if self.potential is None:
             return None
-        return float(zero_energy_scattering_length(lambda r: self.potential(r)[None], self.settings.hadron_mass_mev / 2)[0][0])
+        return float(
+            zero_energy_scattering_length(lambda r: self.potential(r)[None], self.settings.hadron_mass_mev / 2)[0][0]
+        )
 
     def report_index(self) -> int:
         return int(self.settings.report_time - int(self.times[0]))

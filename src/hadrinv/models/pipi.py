@@ -30,16 +30,21 @@ class PipiProblem:
     errors_given: bool
 
     @classmethod
-    def from_data(cls, data: CrossSectionData, l_max: int, assumed_relative_error: float = 0.01) -> "PipiProblem":
+    def from_data(cls, data: CrossSectionData, l_max: int, assumed_relative_error: float = 0.01) -> PipiProblem:
         """Without an error column, errors are assumed_relative_error x |dsigma| (stated in the metrics)."""
         error = data.error if data.error is not None else assumed_relative_error * np.abs(data.dsigma_domega)
         if data.error is None and np.any(error <= 0):
             raise ValueError("data without an error column contain zero cross sections: add an error column")
         t = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.float64)
         return cls(
-            energies=t(data.energies), energy_index=torch.as_tensor(data.energy_index, dtype=torch.long),
-            s=t(data.s), cos_theta=t(data.cos_theta), dsigma=t(data.dsigma_domega), error=t(error),
-            l_max=l_max, errors_given=data.error is not None,
+            energies=t(data.energies),
+            energy_index=torch.as_tensor(data.energy_index, dtype=torch.long),
+            s=t(data.s),
+            cos_theta=t(data.cos_theta),
+            dsigma=t(data.dsigma_domega),
+            error=t(error),
+            l_max=l_max,
+            errors_given=data.error is not None,
         )
 
     @property
@@ -74,14 +79,25 @@ class PipiProblem:
     def simulate(self, theta: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """(n, n_points) dsigma/dOmega of the phase shifts theta with Gaussian noise of the data's errors."""
         clean = self.cross_section(*self.elastic_waves(theta))
-        return clean + self.error * torch.randn(clean.shape, generator=generator, dtype=clean.dtype, device=clean.device)
+        return clean + self.error * torch.randn(
+            clean.shape, generator=generator, dtype=clean.dtype, device=clean.device
+        )
 
     def __len__(self) -> int:
         return len(self.s)
 
-    def to(self, dtype=None, device=None) -> "PipiProblem":
+    def to(self, dtype=None, device=None) -> PipiProblem:
         f = lambda x: x.to(dtype=dtype, device=device)
-        return PipiProblem(f(self.energies), self.energy_index.to(device), f(self.s), f(self.cos_theta), f(self.dsigma), f(self.error), self.l_max, self.errors_given)
+        return PipiProblem(
+            f(self.energies),
+            self.energy_index.to(device),
+            f(self.s),
+            f(self.cos_theta),
+            f(self.dsigma),
+            f(self.error),
+            self.l_max,
+            self.errors_given,
+        )
 
     def regular_grid(self) -> torch.Tensor:
         """Point indices as an (n_s, n_z) grid, angles ascending; ValueError unless every energy has the same angles."""
@@ -99,7 +115,9 @@ class PipiProblem:
         degeneracy = 2 * torch.arange(self.n_waves, dtype=self.s.dtype, device=self.s.device) + 1
         return legendre_polynomials(self.cos_theta, self.l_max) * degeneracy
 
-    def cross_section(self, waves_re: torch.Tensor, waves_im: torch.Tensor, basis: torch.Tensor | None = None) -> torch.Tensor:
+    def cross_section(
+        self, waves_re: torch.Tensor, waves_im: torch.Tensor, basis: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """dsigma/dOmega at the points from Re f_l, Im f_l at the energies, each (..., n_s, n_waves).
 
         Real arithmetic on purpose: on a CPU it is several times faster than complex tensors here.

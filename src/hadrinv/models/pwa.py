@@ -148,8 +148,13 @@ class AmplitudeModel:
                 r.coupling = (math.hypot(re, im), phase)
             if self.floating_helicity[k]:
                 h = r.helicity_amplitudes()
-                values = [complex(h[0])] + [complex(float(p[self._index[f"{r.name}.helicity_A{i}_re"]]),
-                                                    float(p[self._index[f"{r.name}.helicity_A{i}_im"]])) for i in (1, 2)]
+                values = [complex(h[0])] + [
+                    complex(
+                        float(p[self._index[f"{r.name}.helicity_A{i}_re"]]),
+                        float(p[self._index[f"{r.name}.helicity_A{i}_im"]]),
+                    )
+                    for i in (1, 2)
+                ]
                 r.helicity = [(v.real, v.imag) for v in values]
         return out
 
@@ -170,11 +175,17 @@ class AmplitudeModel:
                 helicities.append(unit)
         angular = pwa.angular_amplitudes(angles, spins, helicities)
         m = angles.m_pipi
-        return {"m": m, "m2": m * m, "rho_pipi": pwa.rho_pipi(m), "rho_kk": pwa.rho_kk(m),
-                "basis": pwa.real_amplitude_basis(angular)}
+        return {
+            "m": m,
+            "m2": m * m,
+            "rho_pipi": pwa.rho_pipi(m),
+            "rho_kk": pwa.rho_kk(m),
+            "basis": pwa.real_amplitude_basis(angular),
+        }
 
-    def binned_cache(self, event_chunks: Iterable[tuple[torch.Tensor, ...]],
-                     bin_width: float = DEFAULT_BIN_WIDTH_GEV) -> dict[str, torch.Tensor]:
+    def binned_cache(
+        self, event_chunks: Iterable[tuple[torch.Tensor, ...]], bin_width: float = DEFAULT_BIN_WIDTH_GEV
+    ) -> dict[str, torch.Tensor]:
         """An MC sample compressed into m_pipi bins: a cache (one row per non-empty bin) whose average
         intensity equals the sample's, <I>_MC, up to the line shapes' variation inside a bin.
 
@@ -219,8 +230,13 @@ class AmplitudeModel:
         root = torch.sqrt(eigenvalues.clamp(min=0.0) * rows / total).to(torch.complex128)
         r = root.unsqueeze(-1) * vectors.conj().transpose(-1, -2)  # (rows, C, C), r^dagger r = S_b rows / N
         m = mass_sums[filled] / counts[filled]
-        return {"m": m, "m2": m * m, "rho_pipi": pwa.rho_pipi(m), "rho_kk": pwa.rho_kk(m),
-                "basis": torch.cat([r.real, r.imag], -1).contiguous()}
+        return {
+            "m": m,
+            "m2": m * m,
+            "rho_pipi": pwa.rho_pipi(m),
+            "rho_kk": pwa.rho_kk(m),
+            "basis": torch.cat([r.real, r.imag], -1).contiguous(),
+        }
 
     # -- amplitudes ----------------------------------------------------------------------------------
 
@@ -236,8 +252,14 @@ class AmplitudeModel:
             elif r.lineshape == "bw":
                 a, b = pwa.breit_wigner_parts(cache["m2"], m0, self._value(params, f"{r.name}.width", r.width))
             else:
-                bw = pwa.breit_wigner_running(cache["m"], m0, self._value(params, f"{r.name}.width", r.width), L=r.spin,
-                                              m1=self.pion_mass, m2=self.pion_mass)
+                bw = pwa.breit_wigner_running(
+                    cache["m"],
+                    m0,
+                    self._value(params, f"{r.name}.width", r.width),
+                    L=r.spin,
+                    m1=self.pion_mass,
+                    m2=self.pion_mass,
+                )
                 a, b = bw.real, bw.imag
             re_parts.append(a)
             im_parts.append(b)
@@ -326,7 +348,9 @@ class AmplitudeModel:
         """(F (K,), interference (K, K) upper triangle k < l, SF): on generator-level phase-space MC."""
         return self._fractions_from_gram(self.gram(params, mc_cache, chunk_size))
 
-    def fit_fraction_jacobian(self, params, mc_cache, chunk_size: int | None = DEFAULT_CHUNK) -> tuple[torch.Tensor, torch.Tensor]:
+    def fit_fraction_jacobian(
+        self, params, mc_cache, chunk_size: int | None = DEFAULT_CHUNK
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(F (K,), dF/dp (K, P)). F_k = D_k / T needs only the K + 1 sums D_k = sum |a_k|^2 and
         T = sum I: their Jacobian comes from torch.func.jacrev chunk by chunk (memory bounded by a chunk),
         then the chain rule through F(D, T) (also autodiff)."""
@@ -357,8 +381,15 @@ class AmplitudeModel:
         sf_var = j_sf @ cov @ j_sf
         return torch.sqrt(torch.clamp(torch.diagonal(cov_f), min=0.0)), torch.sqrt(torch.clamp(sf_var, min=0.0)), cov_f
 
-    def fit_fraction_samples(self, params, covariance, mc_cache, n: int, generator: torch.Generator | None = None,
-                             chunk_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def fit_fraction_samples(
+        self,
+        params,
+        covariance,
+        mc_cache,
+        n: int,
+        generator: torch.Generator | None = None,
+        chunk_size: int | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Cross-check of `fit_fraction_errors`: F for n draws from N(params, covariance); (mean (K,), std (K,))."""
         params = torch.as_tensor(params, dtype=torch.float64).reshape(-1).detach()
         cov = torch.as_tensor(np.asarray(covariance), dtype=torch.float64)
@@ -369,8 +400,9 @@ class AmplitudeModel:
             samples = torch.stack([self.fit_fractions(d, mc_cache, chunk_size)[0] for d in draws])
         return samples.mean(0), samples.std(0)
 
-    def sf_penalty(self, mc_cache, target: float, lam: float, n_events: int,
-                   chunk_size: int | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
+    def sf_penalty(
+        self, mc_cache, target: float, lam: float, n_events: int, chunk_size: int | None = None
+    ) -> Callable[[torch.Tensor], torch.Tensor]:
         """params -> lam * n_events * (SF(params) - target)^2, the fit-fraction constraint added to -ln L
         (L~ = -ln L + lambda N (SF - SF_target)^2); mc_cache: generator-level phase-space MC.
 
@@ -378,12 +410,15 @@ class AmplitudeModel:
         (SF - target) d^2 SF is dropped): the exact one runs autodiff through the fractions on the whole MC
         in every direction and made a 22-parameter L~ fit take over 15 minutes on 2e4 events (measured);
         the Jacobian of the fractions costs one reverse pass per fraction."""
+
         def penalty(params: torch.Tensor) -> torch.Tensor:
             sf = self.fit_fractions(params, mc_cache, chunk_size)[2]
             return lam * n_events * (sf - target) ** 2
 
         def gauss_newton_hessian(params) -> torch.Tensor:
-            _, jac = self.fit_fraction_jacobian(torch.as_tensor(params, dtype=torch.float64), mc_cache, chunk_size or DEFAULT_CHUNK)
+            _, jac = self.fit_fraction_jacobian(
+                torch.as_tensor(params, dtype=torch.float64), mc_cache, chunk_size or DEFAULT_CHUNK
+            )
             grad_sf = jac.sum(0)
             return 2.0 * lam * n_events * torch.outer(grad_sf, grad_sf)
 
@@ -391,7 +426,9 @@ class AmplitudeModel:
         return penalty
 
 
-def constraint_penalties(model: PWAModel, amplitude_model: AmplitudeModel) -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
+def constraint_penalties(
+    model: PWAModel, amplitude_model: AmplitudeModel
+) -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
     """The YAML's Gaussian constraints, alpha (p - mean)^2, keyed 'constraint:PARAMETER', for
     UnbinnedNLL(penalties=...). A constraint on a parameter that does not float is constant and left out."""
     out = {}

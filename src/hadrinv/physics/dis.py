@@ -167,7 +167,9 @@ class DISParameterSpace:
         """Upper prior bounds, (n_free,) float64."""
         return torch.tensor([b[2] for b in self.bounds], dtype=torch.float64)
 
-    def sample_prior(self, n: int, generator: torch.Generator | None = None, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    def sample_prior(
+        self, n: int, generator: torch.Generator | None = None, dtype: torch.dtype = torch.float64
+    ) -> torch.Tensor:
         """n draws from the uniform box prior, (n, n_free)."""
         u = torch.rand(n, self.n_free, generator=generator, dtype=dtype)
         low, high = self.low.to(dtype), self.high.to(dtype)
@@ -182,7 +184,9 @@ class DISParameterSpace:
         """(..., n_free) -> (..., 20): free values in their slots, the fixed ones at `central`. Differentiable."""
         free = torch.as_tensor(free)
         if free.shape[-1] != self.n_free:
-            raise ValueError(f"expected {self.n_free} free parameters {self.free_names}, got last dimension {free.shape[-1]}")
+            raise ValueError(
+                f"expected {self.n_free} free parameters {self.free_names}, got last dimension {free.shape[-1]}"
+            )
         central = torch.tensor(self.central, dtype=free.dtype, device=free.device)
         full = central.expand(*free.shape[:-1], N_PARAMETERS).clone()
         full[..., list(self.free_index)] = free
@@ -203,12 +207,18 @@ def _central(values: dict[str, float]) -> tuple[float, ...]:
 # quarks soften, beta grows with Q2). Since s <= 1.92 for Q2 <= 200 GeV^2, N(Q2) >= 0.64 (u) and
 # >= 0.32 (d) everywhere in the box, so u, d and both cross sections are positive and finite.
 _DEFAULT_BOUNDS = (
-    ("N_u0", 1.6, 2.4), ("N_u1", -0.5, 0.5),
-    ("alpha_u0", 0.4, 0.6), ("alpha_u1", -0.2, 0.2),
-    ("beta_u0", 2.4, 3.6), ("beta_u1", 0.0, 1.5),
-    ("N_d0", 0.8, 1.2), ("N_d1", -0.25, 0.25),
-    ("alpha_d0", 0.4, 0.6), ("alpha_d1", -0.2, 0.2),
-    ("beta_d0", 3.2, 4.8), ("beta_d1", 0.0, 1.5),
+    ("N_u0", 1.6, 2.4),
+    ("N_u1", -0.5, 0.5),
+    ("alpha_u0", 0.4, 0.6),
+    ("alpha_u1", -0.2, 0.2),
+    ("beta_u0", 2.4, 3.6),
+    ("beta_u1", 0.0, 1.5),
+    ("N_d0", 0.8, 1.2),
+    ("N_d1", -0.25, 0.25),
+    ("alpha_d0", 0.4, 0.6),
+    ("alpha_d1", -0.2, 0.2),
+    ("beta_d0", 3.2, 4.8),
+    ("beta_d1", 0.0, 1.5),
 )
 DEFAULT_SPACE = DISParameterSpace(
     central=_central({name: 0.5 * (low + high) for name, low, high in _DEFAULT_BOUNDS}),  # gamma, delta: 0

@@ -62,7 +62,7 @@ class GaussianYukawaPotential:
     n_pi: float = 2.0
 
     @classmethod
-    def from_parameters(cls, b: torch.Tensor, **options) -> "GaussianYukawaPotential":
+    def from_parameters(cls, b: torch.Tensor, **options) -> GaussianYukawaPotential:
         """From a (P, 4) tensor of (b1, b2, b3, b4)."""
         b = torch.as_tensor(b, dtype=torch.float64)
         if b.ndim != 2 or b.shape[1] != 4:
@@ -74,7 +74,10 @@ class GaussianYukawaPotential:
 
     def __call__(self, r_fm: torch.Tensor) -> torch.Tensor:
         r = torch.as_tensor(r_fm, dtype=torch.float64)
-        b1, b2, b3, b4 = (torch.as_tensor(b, dtype=r.dtype, device=r.device).reshape(-1, 1) for b in (self.b1, self.b2, self.b3, self.b4))
+        b1, b2, b3, b4 = (
+            torch.as_tensor(b, dtype=r.dtype, device=r.device).reshape(-1, 1)
+            for b in (self.b1, self.b2, self.b3, self.b4)
+        )
         m_pi = self.m_pi_mev / HBARC_MEV_FM
         # (1 - exp(-b4 r^2)) / r^n via expm1, so that r -> 0 stays accurate for n_pi = 2
         safe_r = torch.where(r > 0, r, torch.ones_like(r))
@@ -100,7 +103,9 @@ def _outer_source_integrals(r_from: float, r0: torch.Tensor, k: torch.Tensor) ->
     nodes = (0.5 * (edges[1:] + edges[:-1])[:, None] + half[:, None] * t[None]).reshape(-1)
     weights = (half[:, None] * w[None]).reshape(-1)
     r = torch.as_tensor(nodes, dtype=k.dtype, device=k.device)
-    density = 4.0 * math.pi * gaussian_source(r, r0) * torch.as_tensor(weights, dtype=k.dtype, device=k.device)  # (P, J)
+    density = (
+        4.0 * math.pi * gaussian_source(r, r0) * torch.as_tensor(weights, dtype=k.dtype, device=k.device)
+    )  # (P, J)
     phase = 2.0 * k[:, :, None] * r  # (1 or P, K, J)
     return torch.einsum("pj,pkj->pk", density, torch.sin(phase)), torch.einsum("pj,pkj->pk", density, torch.cos(phase))
 
@@ -147,7 +152,11 @@ def correlation_function(
     for start in range(0, P, chunk):
         rows = slice(start, start + chunk)
         k_rows = k_mev if k_mev.ndim == 1 else k_mev[rows]
-        mu = reduced_mass_mev if not torch.is_tensor(reduced_mass_mev) or reduced_mass_mev.ndim == 0 else reduced_mass_mev[rows]
+        mu = (
+            reduced_mass_mev
+            if not torch.is_tensor(reduced_mass_mev) or reduced_mass_mev.ndim == 0
+            else reduced_mass_mev[rows]
+        )
         solution = solve_s_wave(V[rows], k_rows, mu, grid)
         C.append(koonin_pratt(solution, r0[rows]))
         delta.append(solution.delta)
@@ -185,8 +194,17 @@ def lednicky_lyuboshits_from_amplitude(k_mev: torch.Tensor, r0_fm, f_fm: torch.T
     F1 = dawson(x) / x
     F2 = -torch.expm1(-x * x) / x
     modulus2 = f_fm.real**2 + f_fm.imag**2
-    correction = 1.0 if r_eff_fm is None else 1.0 - torch.as_tensor(r_eff_fm, dtype=torch.float64).reshape(-1, 1) / (2.0 * math.sqrt(math.pi) * R)
-    return 1.0 + modulus2 / (2.0 * R * R) * correction + 2.0 * f_fm.real * F1 / (math.sqrt(math.pi) * R) - f_fm.imag * F2 / R
+    correction = (
+        1.0
+        if r_eff_fm is None
+        else 1.0 - torch.as_tensor(r_eff_fm, dtype=torch.float64).reshape(-1, 1) / (2.0 * math.sqrt(math.pi) * R)
+    )
+    return (
+        1.0
+        + modulus2 / (2.0 * R * R) * correction
+        + 2.0 * f_fm.real * F1 / (math.sqrt(math.pi) * R)
+        - f_fm.imag * F2 / R
+    )
 
 
 def scattering_amplitude(k_mev: torch.Tensor, a0_fm, r_eff_fm) -> torch.Tensor:
@@ -197,7 +215,9 @@ def scattering_amplitude(k_mev: torch.Tensor, a0_fm, r_eff_fm) -> torch.Tensor:
     return 1.0 / torch.complex(-1.0 / a0 + 0.5 * r_eff * k * k, -k.expand_as(a0 * k))
 
 
-def lednicky_lyuboshits(k_mev: torch.Tensor, r0_fm, a0_fm, r_eff_fm, effective_range_correction: bool = True) -> torch.Tensor:
+def lednicky_lyuboshits(
+    k_mev: torch.Tensor, r0_fm, a0_fm, r_eff_fm, effective_range_correction: bool = True
+) -> torch.Tensor:
     """Lednicky-Lyuboshits C(k) for a Gaussian source r0 from (a0, r_eff), nuclear sign; (P, K).
 
     The femto convention (CATS) k cot delta = 1/f0 + d0 k^2/2 is f0 = -a0, d0 = r_eff.
@@ -238,14 +258,20 @@ def effective_range_fit(
     design = torch.stack([torch.ones_like(k), k * k, k**4], dim=1)  # (K, 3)
     coef = torch.linalg.lstsq(design.expand(kcot.shape[0], -1, -1), kcot[:, :, None]).solution[..., 0]
     residual = (kcot - coef @ design.T).abs().max(dim=1).values
-    return EffectiveRange(a0_fm=-1.0 / coef[:, 0], r_eff_fm=2.0 * coef[:, 1], shape_fm3=coef[:, 2], max_residual_fm_inv=residual)
+    return EffectiveRange(
+        a0_fm=-1.0 / coef[:, 0], r_eff_fm=2.0 * coef[:, 1], shape_fm3=coef[:, 2], max_residual_fm_inv=residual
+    )
 
 
-def scattering_length(potential: Potential, reduced_mass_mev: float = P_OMEGA_REDUCED_MASS_MEV, grid: StretchedGrid = DEFAULT_GRID):
+def scattering_length(
+    potential: Potential, reduced_mass_mev: float = P_OMEGA_REDUCED_MASS_MEV, grid: StretchedGrid = DEFAULT_GRID
+):
     """a0 (fm, nuclear sign) from the zero-energy solution and the number of bound states; (P,) each."""
     return zero_energy_scattering_length(potential, reduced_mass_mev, grid)
 
 
-def binding_energy(potential: Potential, reduced_mass_mev: float = P_OMEGA_REDUCED_MASS_MEV, grid: StretchedGrid = DEFAULT_GRID):
+def binding_energy(
+    potential: Potential, reduced_mass_mev: float = P_OMEGA_REDUCED_MASS_MEV, grid: StretchedGrid = DEFAULT_GRID
+):
     """Binding energy (MeV, > 0; NaN if unbound) of the least bound s-wave state, and the number of bound states."""
     return shallowest_bound_state(potential, reduced_mass_mev, grid)

@@ -33,7 +33,7 @@ would not do). The upper limit "inf" is r_match + 14 r0 + 10 fm: S is below e^-4
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 from scipy.integrate import quad, solve_ivp
@@ -44,7 +44,9 @@ R_START_FM = 1e-8
 CORE_LEG_FM = 3.0  # the first leg [R_START, 3 fm] has its own (smaller) max_step
 
 
-def gaussian_yukawa_numpy(b1: float, b2: float, b3: float, b4: float, m_pi_mev: float = 146.0, n_pi: float = 2.0) -> Callable:
+def gaussian_yukawa_numpy(
+    b1: float, b2: float, b3: float, b4: float, m_pi_mev: float = 146.0, n_pi: float = 2.0
+) -> Callable:
     """The talk's V(r) = b1 exp(-b2 r^2) + b3 (1 - exp(-b4 r^2)) (exp(-m_pi r)/r)^n_pi in MeV as a numpy
     function of r in fm (scalar or array), written independently of the torch version (r > 0)."""
     m_pi = m_pi_mev / HBARC_MEV_FM
@@ -96,7 +98,10 @@ def reference_point(
     # the equations are linear in (u, u', I), so rtol governs once the solution has grown from u = 1e-8
     atol = 1e-14 * np.array([1.0, 1.0, min(1.0, four_pi_s0), 1.0])
     y = np.array([R_START_FM, 1.0, four_pi_s0 * R_START_FM**3 / 3.0, math.atan2(k * R_START_FM, 1.0)])
-    legs = [(R_START_FM, min(CORE_LEG_FM, r_match_fm), max_step_core_fm), (min(CORE_LEG_FM, r_match_fm), r_match_fm, max_step_fm)]
+    legs = [
+        (R_START_FM, min(CORE_LEG_FM, r_match_fm), max_step_core_fm),
+        (min(CORE_LEG_FM, r_match_fm), r_match_fm, max_step_fm),
+    ]
     for a, b, max_step in legs:
         if b <= a:
             continue
@@ -111,11 +116,15 @@ def reference_point(
     A2 = u * u + (up / k) ** 2
 
     opts = dict(limit=500, epsabs=0.0, epsrel=1e-13)
-    free_inner = quad(lambda r: 4.0 * math.pi * _gaussian_source(r, r0) * math.sin(k * r) ** 2, 0.0, r_match_fm, **opts)[0]
+    free_inner = quad(
+        lambda r: 4.0 * math.pi * _gaussian_source(r, r0) * math.sin(k * r) ** 2, 0.0, r_match_fm, **opts
+    )[0]
     r_end = r_match_fm + 14.0 * r0 + 10.0
     outer = quad(
         lambda r: 4.0 * math.pi * _gaussian_source(r, r0) * (math.sin(k * r + delta) ** 2 - math.sin(k * r) ** 2),
-        r_match_fm, r_end, **opts,
+        r_match_fm,
+        r_end,
+        **opts,
     )[0]
     C = 1.0 + (I / A2 - free_inner + outer) / k2
     return C, delta
@@ -139,5 +148,10 @@ def reference_correlation(
     k_all = np.atleast_1d(np.asarray(k_mev, dtype=float))
     if (k_all <= 0).any():
         raise ValueError("momenta must be positive (MeV)")
-    out = np.array([reference_point(V_fn_numpy, k, r0_fm, reduced_mass_mev, r_match_fm, rtol, max_step_core_fm, max_step_fm) for k in k_all])
+    out = np.array(
+        [
+            reference_point(V_fn_numpy, k, r0_fm, reduced_mass_mev, r_match_fm, rtol, max_step_core_fm, max_step_fm)
+            for k in k_all
+        ]
+    )
     return out[:, 0], out[:, 1]

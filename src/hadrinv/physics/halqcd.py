@@ -95,7 +95,7 @@ def time_dependent_lhs(R: torch.Tensor, step: float, hadron_mass: float, time_st
     apart, radii on the mesh r_i = i step). This is int 4 pi r'^2 U(r, r') R(t, r') dr' when U made R."""
     R2, R1 = time_differences(R)
     lap = radial_laplacian(R[1:-1], step)
-    return (R2[..., :-1] / time_step**2 / (4.0 * hadron_mass) - R1[..., :-1] / time_step + lap / hadron_mass)
+    return R2[..., :-1] / time_step**2 / (4.0 * hadron_mass) - R1[..., :-1] / time_step + lap / hadron_mass
 
 
 def potential_action(U: torch.Tensor, R: torch.Tensor, r: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
@@ -135,7 +135,7 @@ def synthetic_correlator(
     hadron_mass = 2.0 * reduced_mass
     # k_n^2 = 2 m E_n; a deeply bound state (k^2 < -m_h^2) cannot be an energy of two hadrons
     k2 = 2.0 * reduced_mass * energies
-    if (k2 <= -hadron_mass**2).any():
+    if (k2 <= -(hadron_mass**2)).any():
         raise ValueError("a box state lies below zero total energy: unphysical potential for these masses")
     dW = 2.0 * torch.sqrt(hadron_mass**2 + k2) - 2.0 * hadron_mass
     phi = u / r[:, None]  # phi_n(r_i) as columns

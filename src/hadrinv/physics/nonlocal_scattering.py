@@ -60,7 +60,9 @@ def s_wave_kernel(U: torch.Tensor, r: torch.Tensor, weights: torch.Tensor) -> to
     return 4.0 * math.pi * U * (r[:, None] * (r * weights)[None, :])
 
 
-def _source_operator(U: torch.Tensor | None, V: torch.Tensor | None, r: torch.Tensor, weights: torch.Tensor, mass: float) -> torch.Tensor:
+def _source_operator(
+    U: torch.Tensor | None, V: torch.Tensor | None, r: torch.Tensor, weights: torch.Tensor, mass: float
+) -> torch.Tensor:
     """2 m (K + diag V): the map u -> s on the mesh."""
     n = len(r)
     op = torch.zeros(n, n, dtype=r.dtype, device=r.device)
@@ -77,7 +79,9 @@ def _source_operator(U: torch.Tensor | None, V: torch.Tensor | None, r: torch.Te
     return 2.0 * mass * op
 
 
-def _regular_solutions(source: torch.Tensor, r: torch.Tensor, weights: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _regular_solutions(
+    source: torch.Tensor, r: torch.Tensor, weights: torch.Tensor, k: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Solve u = u0 + A s(u) for each k; returns u (K, n) and s (K, n). k = 0 is the zero-energy solution."""
     diff = r[:, None] - r[None, :]
     lower = (diff > 0).to(r.dtype)
@@ -85,13 +89,19 @@ def _regular_solutions(source: torch.Tensor, r: torch.Tensor, weights: torch.Ten
     safe_k = torch.where(kk == 0, torch.ones_like(kk), kk)
     # sin(k d)/k -> d as k -> 0
     green = torch.where(kk == 0, diff.expand(len(k), -1, -1), torch.sin(kk * diff) / safe_k) * lower * weights
-    u0 = torch.where(k[:, None] == 0, r.expand(len(k), -1), torch.sin(k[:, None] * r) / torch.where(k == 0, torch.ones_like(k), k)[:, None])
+    u0 = torch.where(
+        k[:, None] == 0,
+        r.expand(len(k), -1),
+        torch.sin(k[:, None] * r) / torch.where(k == 0, torch.ones_like(k), k)[:, None],
+    )
     system = torch.eye(len(r), dtype=r.dtype, device=r.device) - green @ source
     u = torch.linalg.solve(system, u0)
     return u, u @ source.T
 
 
-def bound_state_energies(mesh: RadialMesh, mass: float, U: torch.Tensor | None = None, V: torch.Tensor | None = None) -> torch.Tensor:
+def bound_state_energies(
+    mesh: RadialMesh, mass: float, U: torch.Tensor | None = None, V: torch.Tensor | None = None
+) -> torch.Tensor:
     """Negative eigenvalues (ascending) of H = -d^2/dr^2 / (2 m) + U + V on the mesh, with u = 0 at r = 0 and
     at r_max + step (a spherical box of radius r_max + step: a state bound by less than ~1/(2 m r_max^2)
     may be missed or shifted). Second-order differences; U's term is symmetrised with uniform weights."""
@@ -99,7 +109,9 @@ def bound_state_energies(mesh: RadialMesh, mass: float, U: torch.Tensor | None =
     return energies[energies < 0]
 
 
-def box_states(mesh: RadialMesh, mass: float, U: torch.Tensor | None = None, V: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def box_states(
+    mesh: RadialMesh, mass: float, U: torch.Tensor | None = None, V: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """All eigenstates of the radial Hamiltonian in the box r < r_max + step (u = 0 at both ends).
 
     Returns energies (n,) ascending and u_n(r_i) as columns (n, n), normalised to sum_i step u_n(r_i)^2 = 1
@@ -107,8 +119,11 @@ def box_states(mesh: RadialMesh, mass: float, U: torch.Tensor | None = None, V: 
     that `radial_laplacian` uses, so these states obey the lattice equation exactly."""
     r = mesh.nodes()
     n, h = len(r), mesh.step
-    kinetic = (torch.diag(torch.full((n,), 2.0, dtype=r.dtype)) - torch.diag(torch.ones(n - 1, dtype=r.dtype), 1)
-               - torch.diag(torch.ones(n - 1, dtype=r.dtype), -1)) / (2.0 * mass * h * h)
+    kinetic = (
+        torch.diag(torch.full((n,), 2.0, dtype=r.dtype))
+        - torch.diag(torch.ones(n - 1, dtype=r.dtype), 1)
+        - torch.diag(torch.ones(n - 1, dtype=r.dtype), -1)
+    ) / (2.0 * mass * h * h)
     H = kinetic
     if U is not None:
         H = H + s_wave_kernel(U.to(r.dtype), r, torch.full_like(r, h))
@@ -121,7 +136,12 @@ def box_states(mesh: RadialMesh, mass: float, U: torch.Tensor | None = None, V: 
 
 
 def phase_shifts(
-    k: torch.Tensor, mesh: RadialMesh, mass: float, U: torch.Tensor | None = None, V: torch.Tensor | None = None, chunk: int = 64
+    k: torch.Tensor,
+    mesh: RadialMesh,
+    mass: float,
+    U: torch.Tensor | None = None,
+    V: torch.Tensor | None = None,
+    chunk: int = 64,
 ) -> torch.Tensor:
     """delta_0(k) in radians for momenta k > 0 (ascending), continuous in k with delta(0+) = n_bound pi.
 
@@ -149,7 +169,9 @@ def phase_shifts(
     return delta + math.pi * (n_bound - torch.round(delta[0] / math.pi))
 
 
-def scattering_length(mesh: RadialMesh, mass: float, U: torch.Tensor | None = None, V: torch.Tensor | None = None) -> torch.Tensor:
+def scattering_length(
+    mesh: RadialMesh, mass: float, U: torch.Tensor | None = None, V: torch.Tensor | None = None
+) -> torch.Tensor:
     """a0 from the E = 0 solution (nuclear sign: k cot delta -> -1/a0; u ~ r - a0 outside the potential)."""
     r, w = mesh.nodes(), mesh.weights()
     source = _source_operator(U, V, r, w, mass)
@@ -179,7 +201,9 @@ class SeparablePotential:
         """The talk's closed form (equal to the physics notes' polynomial form)."""
         mu, m, w = self.mu, self.mass, self.strength
         q = mu**2 + k**2
-        return -(2 * mu * (mu**2 - k**2) - (3 * mu**2 + k**2) / (4 * mu**3) * q**2 + q**4 / (8 * math.pi * m * w)) / (4 * mu**2)
+        return -(2 * mu * (mu**2 - k**2) - (3 * mu**2 + k**2) / (4 * mu**3) * q**2 + q**4 / (8 * math.pi * m * w)) / (
+            4 * mu**2
+        )
 
     def scattering_length(self) -> float:
         return float(-1.0 / self.k_cot_delta(torch.zeros((), dtype=torch.float64)))
@@ -188,10 +212,16 @@ class SeparablePotential:
         """delta_0(k) in radians on Levinson's branch, delta(0) = n_bound pi (the talk's numbers bind one state;
         a separable potential binds at most one). Continuous in k as long as k cot delta has no pole."""
         k = torch.as_tensor(k, dtype=torch.float64)
-        delta = torch.atan2(k, self.k_cot_delta(k))  # in (0, pi): the branch with delta(0+) = pi when k cot delta(0) < 0
+        delta = torch.atan2(
+            k, self.k_cot_delta(k)
+        )  # in (0, pi): the branch with delta(0+) = pi when k cot delta(0) < 0
         if n_bound == 1:
             return delta
-        return torch.where(delta > math.pi / 2, delta - math.pi, delta) if n_bound == 0 else delta + math.pi * (n_bound - 1)
+        return (
+            torch.where(delta > math.pi / 2, delta - math.pi, delta)
+            if n_bound == 0
+            else delta + math.pi * (n_bound - 1)
+        )
 
     def wave_function(self, k: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
         """The NBS wave function of the talk without its overall phase exp(i delta): real, -> sin(kr+delta)/(kr).
@@ -199,4 +229,6 @@ class SeparablePotential:
         k = torch.as_tensor(k, dtype=torch.float64)[:, None]
         delta = torch.atan2(k, self.k_cot_delta(k))
         mu = self.mu
-        return (torch.sin(k * r + delta) - torch.sin(delta) * torch.exp(-mu * r) * (1 + r * (mu**2 + k**2) / (2 * mu))) / (k * r)
+        return (
+            torch.sin(k * r + delta) - torch.sin(delta) * torch.exp(-mu * r) * (1 + r * (mu**2 + k**2) / (2 * mu))
+        ) / (k * r)

@@ -35,7 +35,9 @@ def amplitude_from_waves(waves: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     return (waves * basis).sum(-1)
 
 
-def project_partial_waves(amplitude: torch.Tensor, z_nodes: torch.Tensor, z_weights: torch.Tensor, l_max: int) -> torch.Tensor:
+def project_partial_waves(
+    amplitude: torch.Tensor, z_nodes: torch.Tensor, z_weights: torch.Tensor, l_max: int
+) -> torch.Tensor:
     """f_l = 1/2 int_{-1}^{1} P_l(z) A(z) dz by quadrature; amplitude has shape (..., len(z_nodes))."""
     basis = legendre_polynomials(z_nodes, l_max) * z_weights[:, None]
     return 0.5 * torch.einsum("...k,kl->...l", amplitude, basis.to(amplitude.dtype))

@@ -31,7 +31,9 @@ RHO_770 = Resonance(mass_gev=0.77526, width_gev=0.1491)
 DEFAULT_RESONANCES = (F0_500, RHO_770)
 
 
-def breit_wigner_wave(s_gev2: torch.Tensor, mass_gev: float | torch.Tensor, width_gev: float | torch.Tensor) -> torch.Tensor:
+def breit_wigner_wave(
+    s_gev2: torch.Tensor, mass_gev: float | torch.Tensor, width_gev: float | torch.Tensor
+) -> torch.Tensor:
     """f = m G / (m^2 - s - i m G): dimensionless, elastic (Im f = |f|^2)."""
     s = torch.as_tensor(s_gev2)
     m_gamma = torch.as_tensor(mass_gev * width_gev, dtype=s.dtype, device=s.device)

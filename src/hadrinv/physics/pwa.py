@@ -69,7 +69,9 @@ def invariant_mass(p: torch.Tensor) -> torch.Tensor:
     return torch.sqrt(torch.clamp(invariant_mass_squared(p), min=0.0))
 
 
-def energy_momentum_violation(gamma: torch.Tensor, pi1: torch.Tensor, pi2: torch.Tensor, M: float = M_JPSI) -> torch.Tensor:
+def energy_momentum_violation(
+    gamma: torch.Tensor, pi1: torch.Tensor, pi2: torch.Tensor, M: float = M_JPSI
+) -> torch.Tensor:
     """max_mu |(gamma + pi1 + pi2)^mu - (M, 0, 0, 0)^mu| per event, GeV, shape (N,)."""
     total = gamma + pi1 + pi2
     target = torch.zeros_like(total)
@@ -106,7 +108,12 @@ class HelicityAngles:
     @classmethod
     def from_photon_angles(cls, m_pipi, cos_theta_gamma, phi_gamma, cos_theta_pi, phi_pi) -> HelicityAngles:
         """Build angles on a grid (for quadrature): X back to back with the photon, as in the J/psi frame."""
-        tensors = torch.broadcast_tensors(*(torch.as_tensor(t, dtype=torch.float64) for t in (m_pipi, cos_theta_gamma, phi_gamma, cos_theta_pi, phi_pi)))
+        tensors = torch.broadcast_tensors(
+            *(
+                torch.as_tensor(t, dtype=torch.float64)
+                for t in (m_pipi, cos_theta_gamma, phi_gamma, cos_theta_pi, phi_pi)
+            )
+        )
         m, cg, pg, cp, pp = tensors
         theta_x = math.pi - torch.acos(torch.clamp(cg, -1.0, 1.0))
         phi_x = _wrap_angle(pg + math.pi)
@@ -126,7 +133,11 @@ def _polar_azimuth(v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     transverse_sq = v[..., 0] ** 2 + v[..., 1] ** 2
     on_axis = transverse_sq == 0
     # sqrt has an infinite derivative at 0; feed it 1 on the axis and mask, so gradients stay finite.
-    transverse = torch.where(on_axis, torch.zeros_like(transverse_sq), torch.sqrt(torch.where(on_axis, torch.ones_like(transverse_sq), transverse_sq)))
+    transverse = torch.where(
+        on_axis,
+        torch.zeros_like(transverse_sq),
+        torch.sqrt(torch.where(on_axis, torch.ones_like(transverse_sq), transverse_sq)),
+    )
     safe_x = torch.where(on_axis, torch.ones_like(transverse_sq), v[..., 0])
     phi = torch.where(on_axis, torch.zeros_like(transverse_sq), torch.atan2(v[..., 1], safe_x))
     return torch.atan2(transverse, v[..., 2]), phi
@@ -224,7 +235,9 @@ def wigner_small_d(j: int, m1: int, m2: int, theta: torch.Tensor) -> torch.Tenso
 
 def wigner_D(j: int, m1: int, m2: int, alpha, beta, gamma) -> torch.Tensor:
     """D^j_{m1 m2}(alpha, beta, gamma) = exp(-i m1 alpha) d^j_{m1 m2}(beta) exp(-i m2 gamma), complex128."""
-    alpha, beta, gamma = torch.broadcast_tensors(*(torch.as_tensor(a, dtype=torch.float64) for a in (alpha, beta, gamma)))
+    alpha, beta, gamma = torch.broadcast_tensors(
+        *(torch.as_tensor(a, dtype=torch.float64) for a in (alpha, beta, gamma))
+    )
     d = wigner_small_d(j, m1, m2, beta)
     return _times_phase(d, -(m1 * alpha + m2 * gamma))
 
@@ -294,7 +307,9 @@ def _real_momentum(m, m1: float, m2: float) -> torch.Tensor:
     return torch.sqrt(torch.clamp(breakup_momentum_squared(m, m1, m2), min=0.0))
 
 
-def running_width(m, m0, gamma0, L: int, m1: float = M_PI_CHARGED, m2: float = M_PI_CHARGED, r: float = DEFAULT_BARRIER_RADIUS_INV_GEV) -> torch.Tensor:
+def running_width(
+    m, m0, gamma0, L: int, m1: float = M_PI_CHARGED, m2: float = M_PI_CHARGED, r: float = DEFAULT_BARRIER_RADIUS_INV_GEV
+) -> torch.Tensor:
     """Gamma(m) = Gamma0 (q / q0)^(2L+1) (m0 / m) (B_L(q) / B_L(q0))^2 in GeV, q0 = q(m0); 0 below threshold."""
     m = torch.as_tensor(m, dtype=torch.float64)
     m0 = torch.as_tensor(m0, dtype=torch.float64)
@@ -302,7 +317,9 @@ def running_width(m, m0, gamma0, L: int, m1: float = M_PI_CHARGED, m2: float = M
     return gamma0 * (q / q0) ** (2 * L + 1) * (m0 / m) * (blatt_weisskopf(q, L, r) / blatt_weisskopf(q0, L, r)) ** 2
 
 
-def breit_wigner_running(m, m0, gamma0, L: int, m1: float = M_PI_CHARGED, m2: float = M_PI_CHARGED, r: float = DEFAULT_BARRIER_RADIUS_INV_GEV) -> torch.Tensor:
+def breit_wigner_running(
+    m, m0, gamma0, L: int, m1: float = M_PI_CHARGED, m2: float = M_PI_CHARGED, r: float = DEFAULT_BARRIER_RADIUS_INV_GEV
+) -> torch.Tensor:
     """BW(m) = (q / q0)^L (B_L(q) / B_L(q0)) / (m0^2 - m^2 - i m0 Gamma(m)), GeV^-2.
 
     The numerator is the decay vertex X -> m1 m2 in wave L, F_L(q) / F_L(q0) in von Hippel-Quigg
@@ -319,7 +336,9 @@ def breit_wigner_running(m, m0, gamma0, L: int, m1: float = M_PI_CHARGED, m2: fl
 
 def rho_pipi(m) -> torch.Tensor:
     """Isospin-averaged pi pi phase space for an I = 0 state: 2/3 rho(pi+ pi-) + 1/3 rho(pi0 pi0)."""
-    return (2.0 / 3.0) * phase_space_factor(m, M_PI_CHARGED, M_PI_CHARGED) + (1.0 / 3.0) * phase_space_factor(m, M_PI0, M_PI0)
+    return (2.0 / 3.0) * phase_space_factor(m, M_PI_CHARGED, M_PI_CHARGED) + (1.0 / 3.0) * phase_space_factor(
+        m, M_PI0, M_PI0
+    )
 
 
 def rho_kk(m) -> torch.Tensor:
@@ -380,7 +399,9 @@ def angular_amplitudes(angles: HelicityAngles, spins: Sequence[int], helicity_am
         lambdas = _x_helicities(spin)
         h = torch.as_tensor(h).to(torch.complex128).reshape(-1)
         if h.numel() != len(lambdas):
-            raise ValueError(f"J = {spin} needs {len(lambdas)} helicity amplitudes (lambda_x = {lambdas}), got {h.numel()}")
+            raise ValueError(
+                f"J = {spin} needs {len(lambdas)} helicity amplitudes (lambda_x = {lambdas}), got {h.numel()}"
+            )
         rows = []
         for big_m in HELICITIES:
             cols = []
@@ -441,8 +462,14 @@ def breit_wigner_parts(m2: torch.Tensor, m0: torch.Tensor, gamma0: torch.Tensor)
     return a / d, b / d
 
 
-def flatte_parts(m2: torch.Tensor, m0: torch.Tensor, g_pipi: torch.Tensor, rho_pipi_m: torch.Tensor, rho_kk_m: torch.Tensor,
-                 g_kk: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def flatte_parts(
+    m2: torch.Tensor,
+    m0: torch.Tensor,
+    g_pipi: torch.Tensor,
+    rho_pipi_m: torch.Tensor,
+    rho_kk_m: torch.Tensor,
+    g_kk: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Real and imaginary parts of `flatte` with the phase-space factors rho_pipi(m), rho_kk(m) (complex,
     parameter-free) computed once per event by the caller."""
     g_kk = F0_980_GKK_OVER_GPIPI * g_pipi if g_kk is None else g_kk
@@ -458,7 +485,9 @@ def flatte_parts(m2: torch.Tensor, m0: torch.Tensor, g_pipi: torch.Tensor, rho_p
 # ---------------------------------------------------------------------------------------------------
 
 
-def dalitz_s12_limits(s23: torch.Tensor, masses: Sequence[float], M: float = M_JPSI) -> tuple[torch.Tensor, torch.Tensor]:
+def dalitz_s12_limits(
+    s23: torch.Tensor, masses: Sequence[float], M: float = M_JPSI
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Kinematic range of s12 = m12^2 at given s23 = m23^2 (GeV^2), from the energies in the 23 rest frame."""
     m1, m2, m3 = masses
     m23 = torch.sqrt(s23)
@@ -471,6 +500,7 @@ def dalitz_s12_limits(s23: torch.Tensor, masses: Sequence[float], M: float = M_J
 
 def _rotate(v: torch.Tensor, phi: torch.Tensor, theta: torch.Tensor, psi: torch.Tensor) -> torch.Tensor:
     """R_z(phi) R_y(theta) R_z(psi) applied to 3-vectors (N, 3)."""
+
     def rz(a, x, y):
         return torch.cos(a) * x - torch.sin(a) * y, torch.sin(a) * x + torch.cos(a) * y
 
@@ -481,7 +511,9 @@ def _rotate(v: torch.Tensor, phi: torch.Tensor, theta: torch.Tensor, psi: torch.
     return torch.stack([x, y, z], dim=-1)
 
 
-def phase_space_events(n: int, masses: Sequence[float] = (0.0, M_PI_CHARGED, M_PI_CHARGED), M: float = M_JPSI, generator=None):
+def phase_space_events(
+    n: int, masses: Sequence[float] = (0.0, M_PI_CHARGED, M_PI_CHARGED), M: float = M_JPSI, generator=None
+):
     """n events uniform in three-body Lorentz-invariant phase space of M -> 1 2 3, J/psi rest frame.
 
     Returns the four-momenta (p1, p2, p3), each (n, 4) in GeV, i.e. (gamma, pi1, pi2) by default.
@@ -510,7 +542,9 @@ def phase_space_events(n: int, masses: Sequence[float] = (0.0, M_PI_CHARGED, M_P
     return _events_from_dalitz(s12, s23, (m1, m2, m3), M, generator)
 
 
-def _events_from_dalitz(s12: torch.Tensor, s23: torch.Tensor, masses: Sequence[float], M: float, generator) -> tuple[torch.Tensor, ...]:
+def _events_from_dalitz(
+    s12: torch.Tensor, s23: torch.Tensor, masses: Sequence[float], M: float, generator
+) -> tuple[torch.Tensor, ...]:
     """Four-momenta (p1, p2, p3) of Dalitz points (s12, s23), with an isotropic orientation."""
     m1, m2, m3 = masses
     n = s12.shape[0]
@@ -541,9 +575,15 @@ def _events_from_dalitz(s12: torch.Tensor, s23: torch.Tensor, masses: Sequence[f
     )
 
 
-def weighted_phase_space_events(n: int, m_edges: torch.Tensor | None = None, m_probabilities: torch.Tensor | None = None,
-                                flat_fraction: float = 0.2, masses: Sequence[float] = (0.0, M_PI_CHARGED, M_PI_CHARGED),
-                                M: float = M_JPSI, generator=None):
+def weighted_phase_space_events(
+    n: int,
+    m_edges: torch.Tensor | None = None,
+    m_probabilities: torch.Tensor | None = None,
+    flat_fraction: float = 0.2,
+    masses: Sequence[float] = (0.0, M_PI_CHARGED, M_PI_CHARGED),
+    M: float = M_JPSI,
+    generator=None,
+):
     """n weighted three-body phase-space events whose m23 follows a given spectrum (importance sampling).
 
     s23 = m23^2 is drawn from a mixture: ``flat_fraction`` uniform on its range, the rest from the
@@ -585,7 +625,9 @@ def weighted_phase_space_events(n: int, m_edges: torch.Tensor | None = None, m_p
     return (*_events_from_dalitz(s12, s23, (m1, m2, m3), M, generator), weights / weights.mean())
 
 
-def two_body_phase_space_density(m_pipi, masses: Sequence[float] = (0.0, M_PI_CHARGED, M_PI_CHARGED), M: float = M_JPSI) -> torch.Tensor:
+def two_body_phase_space_density(
+    m_pipi, masses: Sequence[float] = (0.0, M_PI_CHARGED, M_PI_CHARGED), M: float = M_JPSI
+) -> torch.Tensor:
     """dN/dm23 of flat phase space, unnormalised: p q / M (p: particle 1 in the M frame, q: particle 2 in
     the 23 frame, both GeV); 0 outside the kinematic range."""
     m = torch.as_tensor(m_pipi, dtype=torch.float64)

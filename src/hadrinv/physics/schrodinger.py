@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 
@@ -89,8 +89,15 @@ class StretchedGrid:
         x = torch.arange(n + 1, dtype=torch.float64, device=device) * h
         r, g1, schwarzian = self._g(x)
         match_back = max(1, round(self.match_separation_fm / h))
-        return {"x": x.to(dtype), "r": r.to(dtype), "dr_dx": g1.to(dtype), "schwarzian": schwarzian.to(dtype), "h": h, "n": n,
-                "match_index": n - match_back}
+        return {
+            "x": x.to(dtype),
+            "r": r.to(dtype),
+            "dr_dx": g1.to(dtype),
+            "schwarzian": schwarzian.to(dtype),
+            "h": h,
+            "n": n,
+            "match_index": n - match_back,
+        }
 
     def simpson_weights(self, dtype=torch.float64, device=None) -> torch.Tensor:
         """Simpson weights in x (times h) on the n + 1 nodes."""
@@ -194,7 +201,9 @@ def _sample_potential(potential: Potential | torch.Tensor, r: torch.Tensor) -> t
     bad = ~torch.isfinite(V)
     if bad.any():
         row, col = (int(i) for i in bad.nonzero()[0])
-        raise ValueError(f"potential {row} is {float(V[row, col])} at r = {float(r[col]):.4g} fm: a non-finite parameter?")
+        raise ValueError(
+            f"potential {row} is {float(V[row, col])} at r = {float(r[col]):.4g} fm: a non-finite parameter?"
+        )
     return V
 
 
@@ -219,8 +228,10 @@ def solve_s_wave(
     # the two matching points must be less than half a wavelength apart for the amplitude to be defined
     separation = r[-1] - r[grid.nodes(dtype, k_mev.device)["match_index"]]
     if float(k_mev.max()) / HBARC_MEV_FM * float(separation) > 2.5:
-        raise ValueError(f"k = {float(k_mev.max()):.4g} MeV is too large for matching points {float(separation):.3g} fm apart: "
-                         "use a StretchedGrid with a smaller match_separation_fm")
+        raise ValueError(
+            f"k = {float(k_mev.max()):.4g} MeV is too large for matching points {float(separation):.3g} fm apart: "
+            "use a StretchedGrid with a smaller match_separation_fm"
+        )
     U = reduced_potential(V, reduced_mass_mev)
     k = (k_mev / HBARC_MEV_FM).to(U.dtype)
     k = k[None] if k.ndim == 1 else k  # (1 or P, K)
@@ -229,7 +240,9 @@ def solve_s_wave(
     ra, rb = nodes["r"][ia], nodes["r"][ib]
     ua, ub = u[ia], u[ib]
     # u = A sin(k r + delta) at ra and rb: tan(delta) from the two samples, then the branch from the nodes
-    delta_mod = torch.atan((ua * torch.sin(k * rb) - ub * torch.sin(k * ra)) / (ub * torch.cos(k * ra) - ua * torch.cos(k * rb)))
+    delta_mod = torch.atan(
+        (ua * torch.sin(k * rb) - ub * torch.sin(k * ra)) / (ub * torch.cos(k * ra) - ua * torch.cos(k * rb))
+    )
     node_count = ((u[2:] * u[1:-1]) < 0).sum(0)  # nodes in (0, rb]
     branch = node_count - torch.floor((k * rb + delta_mod) / math.pi)
     delta = delta_mod + math.pi * branch.detach().to(delta_mod.dtype)
@@ -314,7 +327,9 @@ def shallowest_bound_state(
     V = _sample_potential(potential, r)
     U = reduced_potential(V, reduced_mass_mev)
     _, n_bound = zero_energy_scattering_length(V, reduced_mass_mev, grid)
-    to_fm2 = 2.0 * torch.as_tensor(reduced_mass_mev, dtype=U.dtype).reshape(-1, 1) / HBARC_MEV_FM**2  # k^2 = 2 mu E / (hbar c)^2
+    to_fm2 = (
+        2.0 * torch.as_tensor(reduced_mass_mev, dtype=U.dtype).reshape(-1, 1) / HBARC_MEV_FM**2
+    )  # k^2 = 2 mu E / (hbar c)^2
     depth = (-V.min(dim=1).values).clamp_min(1e-6)[:, None] * 1.01
     log_lo = torch.full_like(depth, math.log(1e-9))  # B = 1e-9 MeV: the least bound state lies below
     log_hi = torch.log(depth)

@@ -48,7 +48,9 @@ __all__ = [
 _MAX_PROPOSALS_PER_ROUND = 2_000_000  # proposed values (rows x proposals) per round, bounds memory
 
 
-def box_prior(n: int, d: int, generator: torch.Generator | None = None, low: float = -1.0, high: float = 1.0) -> torch.Tensor:
+def box_prior(
+    n: int, d: int, generator: torch.Generator | None = None, low: float = -1.0, high: float = 1.0
+) -> torch.Tensor:
     """n draws from U(low, high)^d -> (n, d)."""
     return low + (high - low) * torch.rand(int(n), int(d), generator=generator)
 
@@ -71,7 +73,9 @@ def _as_observations(x_obs, x_dim: int, name: str) -> tuple[torch.Tensor, bool]:
     elif x.dim() == 2 and x.shape[1] == x_dim:
         single = False
     else:
-        raise ValueError(f"{name} has shape {tuple(x.shape)}; expected ({x_dim},) for one observation or (batch, {x_dim})")
+        raise ValueError(
+            f"{name} has shape {tuple(x.shape)}; expected ({x_dim},) for one observation or (batch, {x_dim})"
+        )
     if not bool(torch.isfinite(x).all()):
         raise ValueError(f"{name} holds non-finite values")
     return x, single
@@ -113,7 +117,9 @@ def _rejection_collect(
         low = (accepted[rows] / proposed[rows] < min_acceptance) & (proposed[rows] > 10 / min_acceptance)
         if bool(low.any()):
             row = int(rows[low.nonzero()[0]])
-            raise RuntimeError(f"{what}: acceptance rate below {min_acceptance:g} for observation {row}; the observation lies far outside the simulator's range")
+            raise RuntimeError(
+                f"{what}: acceptance rate below {min_acceptance:g} for observation {row}; the observation lies far outside the simulator's range"
+            )
     return torch.stack([torch.cat(parts)[:n] for parts in kept]).reshape(batch, n, d)
 
 
@@ -127,30 +133,34 @@ _SQRT2 = math.sqrt(2.0)
 
 # sbibm's published observations num_observation = 1..10 (sbibm/tasks/two_moons/files/
 # num_observation_k/observation.csv) and the parameters that generated them (true_parameters.csv).
-TWO_MOONS_OBSERVATIONS = torch.tensor([
-    [-0.6396706, 0.16234657],
-    [-0.5676688, -0.33194834],
-    [0.0030109584, -0.6457662],
-    [-0.25049388, 0.633055],
-    [-0.66463584, -0.42604533],
-    [-0.12940255, 0.3873573],
-    [0.19458583, 1.0400153],
-    [0.13603824, 0.9160449],
-    [-0.17962828, -0.5452459],
-    [0.14563406, -1.170141],
-])
-TWO_MOONS_TRUE_PARAMETERS = torch.tensor([
-    [-0.8176656, -0.5756806],
-    [-0.28899693, -0.8759459],
-    [0.73016036, -0.3217839],
-    [-0.8023417, 0.011640668],
-    [-0.43228424, -0.9955981],
-    [-0.6377127, 0.0018655062],
-    [-0.61911654, 0.829502],
-    [-0.7995198, 0.49675143],
-    [0.6775234, 0.013154268],
-    [0.72652316, -0.9946897],
-])
+TWO_MOONS_OBSERVATIONS = torch.tensor(
+    [
+        [-0.6396706, 0.16234657],
+        [-0.5676688, -0.33194834],
+        [0.0030109584, -0.6457662],
+        [-0.25049388, 0.633055],
+        [-0.66463584, -0.42604533],
+        [-0.12940255, 0.3873573],
+        [0.19458583, 1.0400153],
+        [0.13603824, 0.9160449],
+        [-0.17962828, -0.5452459],
+        [0.14563406, -1.170141],
+    ]
+)
+TWO_MOONS_TRUE_PARAMETERS = torch.tensor(
+    [
+        [-0.8176656, -0.5756806],
+        [-0.28899693, -0.8759459],
+        [0.73016036, -0.3217839],
+        [-0.8023417, 0.011640668],
+        [-0.43228424, -0.9955981],
+        [-0.6377127, 0.0018655062],
+        [-0.61911654, 0.829502],
+        [-0.7995198, 0.49675143],
+        [0.6775234, 0.013154268],
+        [0.72652316, -0.9946897],
+    ]
+)
 
 
 def two_moons_prior(n: int, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -160,7 +170,9 @@ def two_moons_prior(n: int, generator: torch.Generator | None = None) -> torch.T
 
 def _two_moons_noise(shape: tuple[int, ...], generator: torch.Generator | None, dtype=torch.float32) -> torch.Tensor:
     """p = (r cos a + 0.25, r sin a) with a ~ U(-pi/2, pi/2), r ~ N(0.1, 0.01^2) -> shape + (2,)."""
-    a = TWO_MOONS_A_RANGE[0] + (TWO_MOONS_A_RANGE[1] - TWO_MOONS_A_RANGE[0]) * torch.rand(shape, generator=generator, dtype=dtype)
+    a = TWO_MOONS_A_RANGE[0] + (TWO_MOONS_A_RANGE[1] - TWO_MOONS_A_RANGE[0]) * torch.rand(
+        shape, generator=generator, dtype=dtype
+    )
     r = TWO_MOONS_R_LOC + TWO_MOONS_R_SCALE * torch.randn(shape, generator=generator, dtype=dtype)
     return torch.stack([r * torch.cos(a) + TWO_MOONS_OFFSET, r * torch.sin(a)], -1)
 
@@ -192,12 +204,16 @@ def two_moons_log_likelihood(theta: torch.Tensor, x: torch.Tensor) -> torch.Tens
     r = torch.sqrt(u**2 + v**2)
     log_l = (
         -0.5 * ((r - TWO_MOONS_R_LOC) / TWO_MOONS_R_SCALE) ** 2
-        - math.log(TWO_MOONS_R_SCALE * math.sqrt(2 * math.pi)) - math.log(math.pi) - torch.log(r)
+        - math.log(TWO_MOONS_R_SCALE * math.sqrt(2 * math.pi))
+        - math.log(math.pi)
+        - torch.log(r)
     )
     return torch.where(u > 0, log_l, torch.full_like(log_l, -math.inf))
 
 
-def two_moons_reference_posterior(x_obs: torch.Tensor, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+def two_moons_reference_posterior(
+    x_obs: torch.Tensor, n: int, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """n exact samples of p(theta | x_obs) under the U(-1, 1)^2 prior: (2,) -> (n, 2), (batch, 2) -> (batch, n, 2).
 
     Why this is exact. Rotate theta by 45 degrees: z0 = (theta0 + theta1) / sqrt2, z1 = (-theta0 +
@@ -242,7 +258,9 @@ def sum_of_squares_prior(n: int, d: int = 2, generator: torch.Generator | None =
     return box_prior(n, d, generator)
 
 
-def sum_of_squares_simulate(theta: torch.Tensor, sigma: float = 0.05, generator: torch.Generator | None = None) -> torch.Tensor:
+def sum_of_squares_simulate(
+    theta: torch.Tensor, sigma: float = 0.05, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """y = sum_i theta_i^2 + N(0, sigma^2) for theta (..., d) -> y (..., 1)."""
     theta = torch.as_tensor(theta, dtype=torch.float32)
     f = theta.pow(2).sum(-1, keepdim=True)
@@ -276,7 +294,11 @@ def _radial_rejection_proposal(y: torch.Tensor, d: int, sigma: float, k: int, ge
 
 
 def sum_of_squares_posterior(
-    y_obs: torch.Tensor | float, d: int = 2, n: int = 1000, sigma: float = 0.05, generator: torch.Generator | None = None,
+    y_obs: torch.Tensor | float,
+    d: int = 2,
+    n: int = 1000,
+    sigma: float = 0.05,
+    generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """n exact samples of p(theta | y) ∝ 1_[-1,1]^d(theta) N(y; |theta|^2, sigma^2).
 
@@ -334,7 +356,11 @@ def _truncated_normal(loc: torch.Tensor, scale: float, low: float, high: float, 
 
 
 def ring_posterior(
-    z_obs: torch.Tensor | float, n: int = 1000, radius: float = 2.0, sigma: float = 0.05, generator: torch.Generator | None = None,
+    z_obs: torch.Tensor | float,
+    n: int = 1000,
+    radius: float = 2.0,
+    sigma: float = 0.05,
+    generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """n exact samples of p((x, y) | z) ∝ 1_disk N(z; x^2 + y^2, sigma^2): scalar or (1,) -> (n, 2), (batch, 1) -> (batch, n, 2).
 

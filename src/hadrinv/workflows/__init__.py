@@ -16,8 +16,16 @@ from typing import Any
 from hadrinv.workflows.registry import RunContext, Workflow, all_workflows, get_workflow
 
 
-def run(name: str, preset: str | None = None, config: str | Path | None = None, *, resume: bool = False, force: bool = False,
-        log=None, **settings: Any):
+def run(
+    name: str,
+    preset: str | None = None,
+    config: str | Path | None = None,
+    *,
+    resume: bool = False,
+    force: bool = False,
+    log=None,
+    **settings: Any,
+):
     """Run workflow ``name``: defaults < ``preset`` < ``config`` (a YAML file) < ``settings`` (keys as in the
     run's config.yaml, nested as dicts, e.g. ``execution={"members": 4}``). Returns the workflow's result."""
     workflow = get_workflow(name)

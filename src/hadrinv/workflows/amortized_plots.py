@@ -36,7 +36,13 @@ def plot_coverage(path, methods: dict) -> Path:
     xs = np.arange(len(names))
     for k, (level, key) in enumerate(((0.68, "coverage_68"), (0.95, "coverage_95"))):
         ax.axhspan(level - 0.05, level + 0.05, color=f"C{k}", alpha=0.15)
-        ax.plot(xs + 0.1 * (k - 0.5), [methods[n][key] for n in names], "o", color=f"C{k}", label=f"{int(level * 100)}% intervals")
+        ax.plot(
+            xs + 0.1 * (k - 0.5),
+            [methods[n][key] for n in names],
+            "o",
+            color=f"C{k}",
+            label=f"{int(level * 100)}% intervals",
+        )
     ax.set_xticks(xs, names, rotation=30, fontsize=8)
     ax.set_ylabel("empirical coverage")
     ax.set_ylim(0, 1.02)

@@ -9,7 +9,7 @@ from typing import Annotated, ClassVar, Literal
 import torch
 from pydantic import AfterValidator, Field
 
-from hadrinv.inference import ConditionalDiffusion, ConditionalFlow, FlowMatching, INN, MDN, VAIM
+from hadrinv.inference import INN, MDN, VAIM, ConditionalDiffusion, ConditionalFlow, FlowMatching
 from hadrinv.inference.amortized import AmortizedEstimator
 from hadrinv.inference.diagnostics import c2st, ellipsoid_coverage, hpd_coverage, marginal_coverage, mmd
 from hadrinv.inference.mixture import EstimatorMixture
@@ -17,7 +17,12 @@ from hadrinv.inference.options import check_estimator_options
 from hadrinv.workflows.execution import Strict, WorkflowConfig, thread_limit  # noqa: F401  (thread_limit: used by the tasks)
 
 ESTIMATOR_CLASSES: dict[str, type[AmortizedEstimator]] = {
-    "vaim": VAIM, "mdn": MDN, "inn": INN, "flow": ConditionalFlow, "diffusion": ConditionalDiffusion, "flow_matching": FlowMatching,
+    "vaim": VAIM,
+    "mdn": MDN,
+    "inn": INN,
+    "flow": ConditionalFlow,
+    "diffusion": ConditionalDiffusion,
+    "flow_matching": FlowMatching,
 }
 MethodName = Literal["vaim", "mdn", "inn", "flow", "diffusion", "flow_matching"]
 COVERAGE_LEVELS = (0.68, 0.95)
@@ -29,9 +34,13 @@ class TrainingConfig(Strict):
     learning_rate: float = Field(1e-3, gt=0)
     patience: int = Field(20, ge=1, description="epochs without a better validation loss before stopping")
     validation_fraction: float = Field(0.1, ge=0, lt=1)
-    lr_decay: float = Field(0.5, gt=0, le=1, description="learning rate x this after patience // 3 epochs without improvement")
-    lr_schedule: Literal["plateau", "cosine"] = Field("plateau", description="plateau: the lr_decay rule; cosine: a half cosine "
-                                                      "from learning_rate to zero over max_epochs")
+    lr_decay: float = Field(
+        0.5, gt=0, le=1, description="learning rate x this after patience // 3 epochs without improvement"
+    )
+    lr_schedule: Literal["plateau", "cosine"] = Field(
+        "plateau",
+        description="plateau: the lr_decay rule; cosine: a half cosine from learning_rate to zero over max_epochs",
+    )
 
 
 def default_method_training() -> dict[str, dict]:
@@ -43,7 +52,9 @@ def training_for(method: str, training: TrainingConfig, overrides: dict[str, dic
     """The training settings of one method: ``training``, then ``overrides[method]``, then, for a workflow
     with several kinds of one method (dis-pdf's grid and cloud flows), ``overrides["kind/method"]``."""
     specific = overrides.get(f"{kind}/{method}", {}) if kind else {}
-    return TrainingConfig.model_validate({**training.model_dump(), **overrides.get(method, {}), **specific}).model_dump()
+    return TrainingConfig.model_validate(
+        {**training.model_dump(), **overrides.get(method, {}), **specific}
+    ).model_dump()
 
 
 def _check_method_training(overrides: dict[str, dict]) -> dict[str, dict]:
@@ -52,7 +63,9 @@ def _check_method_training(overrides: dict[str, dict]) -> dict[str, dict]:
             raise ValueError(f"{key}: expected a mapping of training settings")
         unknown = sorted(set(changes) - set(TrainingConfig.model_fields))
         if unknown:
-            raise ValueError(f"{key}.{unknown[0]}: unknown training setting (settings: {', '.join(TrainingConfig.model_fields)})")
+            raise ValueError(
+                f"{key}.{unknown[0]}: unknown training setting (settings: {', '.join(TrainingConfig.model_fields)})"
+            )
         TrainingConfig.model_validate(changes)
     return overrides
 
@@ -78,10 +91,14 @@ def options_of(estimator_class: type[AmortizedEstimator]):
 class AmortizedRunConfig(WorkflowConfig):
     """Settings every amortized-inference workflow has; a workflow's config adds its own."""
 
-    ensemble: ClassVar[str | None] = "members of each posterior estimator, a deep ensemble (unset: each estimator's own `members`)"
+    ensemble: ClassVar[str | None] = (
+        "members of each posterior estimator, a deep ensemble (unset: each estimator's own `members`)"
+    )
 
     training: TrainingConfig = TrainingConfig()
-    method_training: MethodTraining = Field(default_factory=default_method_training, description="per-method changes to training")
+    method_training: MethodTraining = Field(
+        default_factory=default_method_training, description="per-method changes to training"
+    )
 
 
 def with_members(options: dict, members: int | None) -> dict:
@@ -89,15 +106,24 @@ def with_members(options: dict, members: int | None) -> dict:
     return options if members is None else {**options, "members": members}
 
 
-def build_estimator(method: str, theta_dim: int, x_dim: int, options: dict | None = None, **common) -> AmortizedEstimator | EstimatorMixture:
+def build_estimator(
+    method: str, theta_dim: int, x_dim: int, options: dict | None = None, **common
+) -> AmortizedEstimator | EstimatorMixture:
     """options["members"] = K > 1 gives a deep ensemble of K such estimators (`EstimatorMixture`)."""
     if method not in ESTIMATOR_CLASSES:
         raise ValueError(f"unknown method {method!r}; choose from {', '.join(ESTIMATOR_CLASSES)}")
     options = dict(options or {})
     members = int(options.pop("members", 1))
     if members > 1:
-        return EstimatorMixture.build(ESTIMATOR_CLASSES[method], members, theta_dim, x_dim, seed=int(torch.initial_seed()) % 2**31,
-                                      **options, **common)
+        return EstimatorMixture.build(
+            ESTIMATOR_CLASSES[method],
+            members,
+            theta_dim,
+            x_dim,
+            seed=int(torch.initial_seed()) % 2**31,
+            **options,
+            **common,
+        )
     return ESTIMATOR_CLASSES[method](theta_dim, x_dim, **options, **common)
 
 

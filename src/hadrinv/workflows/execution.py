@@ -21,21 +21,35 @@ class Strict(BaseModel):
 
 class ExecutionConfig(Strict):
     device: Literal["cpu", "cuda"] = "cpu"
-    executor: Literal["ray", "serial"] = Field("ray", description="ray: parallel tasks (local or a cluster); serial: in this process")
+    executor: Literal["ray", "serial"] = Field(
+        "ray", description="ray: parallel tasks (local or a cluster); serial: in this process"
+    )
     workers: int | None = Field(None, ge=1, description="parallel tasks on a local Ray (default: CPU count)")
     ray_address: str | None = Field(None, description="an existing Ray cluster, e.g. ray://head:10001 or auto")
-    threads_per_task: int | None = Field(1, ge=1, description="torch threads inside each parallel task (None: torch's default)")
+    threads_per_task: int | None = Field(
+        1, ge=1, description="torch threads inside each parallel task (None: torch's default)"
+    )
     members: int | None = Field(None, ge=1, description="ensemble members, for workflows that have an ensemble")
 
     def task_options(self, on_device: bool = True) -> dict[str, Any]:
         """Keyword arguments of `hadrinv.inference.ensemble.run_tasks`; on_device=False for tasks that run
         on the CPU whatever the device (simulations), which then ask Ray for no GPU."""
-        return {"executor": self.executor, "workers": self.workers, "ray_address": self.ray_address,
-                "gpus_per_task": 1.0 if on_device and self.device == "cuda" else 0.0}
+        return {
+            "executor": self.executor,
+            "workers": self.workers,
+            "ray_address": self.ray_address,
+            "gpus_per_task": 1.0 if on_device and self.device == "cuda" else 0.0,
+        }
 
 
 # how tasks are run does not change the numbers: these settings may differ when a run is resumed
-RESUMABLE_KEYS = ("execution.executor", "execution.workers", "execution.ray_address", "execution.threads_per_task", "out")
+RESUMABLE_KEYS = (
+    "execution.executor",
+    "execution.workers",
+    "execution.ray_address",
+    "execution.threads_per_task",
+    "out",
+)
 
 
 class WorkflowConfig(Strict):
@@ -60,7 +74,9 @@ class WorkflowConfig(Strict):
         if self.execution.members is None and self.default_members is not None:
             self.execution.members = self.default_members
         if self.execution.device not in self.devices:
-            raise ValueError(f"execution.device: {self.execution.device!r} is not supported here; use {' or '.join(self.devices)}")
+            raise ValueError(
+                f"execution.device: {self.execution.device!r} is not supported here; use {' or '.join(self.devices)}"
+            )
         return self
 
 

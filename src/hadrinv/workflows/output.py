@@ -50,12 +50,18 @@ def prepare_output(out: str | Path, config: BaseModel, context, resumable: tuple
         marker = out / MARKER
         ours = marker.is_file() and marker.read_text().strip() == kind
         if not ours and not (context.resume and previous.is_file()):
-            raise OutputInUse(f"{out}: the folder holds something else than a run of this workflow; use another --out, or --force to "
-                              "write into it (its checkpoints/ and metrics.json are replaced)")
+            raise OutputInUse(
+                f"{out}: the folder holds something else than a run of this workflow; use another --out, or --force to "
+                "write into it (its checkpoints/ and metrics.json are replaced)"
+            )
         if ours and (out / METRICS).is_file() and not context.resume:
-            raise OutputInUse(f"{out}: holds a finished run; use another --out, --resume to reuse its results, or --force to run again")
+            raise OutputInUse(
+                f"{out}: holds a finished run; use another --out, --resume to reuse its results, or --force to run again"
+            )
     if context.resume and previous.is_file():
-        difference = _first_difference(_without(yaml.safe_load(previous.read_text()) or {}, resumable), _without(yaml.safe_load(text), resumable))
+        difference = _first_difference(
+            _without(yaml.safe_load(previous.read_text()) or {}, resumable), _without(yaml.safe_load(text), resumable)
+        )
         if difference:
             raise ResumeMismatch(f"{previous}: {difference}; resume with the run's settings or use a new --out")
     out.mkdir(parents=True, exist_ok=True)

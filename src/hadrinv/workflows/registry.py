@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import yaml
 from pydantic import BaseModel
@@ -27,7 +28,9 @@ class Workflow:
     run: Callable[[BaseModel, RunContext], Any]
     presets: dict[str, dict] = field(default_factory=dict)
 
-    def config(self, preset: str | None = None, config_file: str | Path | None = None, overrides: dict | None = None) -> BaseModel:
+    def config(
+        self, preset: str | None = None, config_file: str | Path | None = None, overrides: dict | None = None
+    ) -> BaseModel:
         """Defaults < preset < YAML file < overrides (e.g. from the command line)."""
         merged: dict = {}
         if preset:

@@ -16,13 +16,34 @@ from hadrinv.workflows.amortized_runs import AmortizedRunConfig, EstimatorOption
 
 def default_grid_options() -> dict[str, dict]:
     return {
-        "vaim": {"latent_dim": 16, "hidden": 256, "blocks": 3, "embedding": "mlp", "embedding_options": {"features": 64, "hidden": 256}},
+        "vaim": {
+            "latent_dim": 16,
+            "hidden": 256,
+            "blocks": 3,
+            "embedding": "mlp",
+            "embedding_options": {"features": 64, "hidden": 256},
+        },
         "flow": {"embedding": "mlp", "embedding_options": {"features": 64, "hidden": 256}, "hidden": 128},
         "mdn": {"embedding": "mlp", "embedding_options": {"features": 64, "hidden": 256}},
         # whitened: unwhitened samples were too wide across the correlations (docs/inverse-mappers.md)
-        "diffusion": {"steps": 1000, "beta_min": 1e-4, "beta_max": 0.02, "hidden": 256, "blocks": 6, "sampling_steps": 100, "ema_decay": 0.999,
-                      "whiten": True, "embedding": "mlp", "embedding_options": {"features": 64, "hidden": 256}},
-        "flow_matching": {"hidden": 256, "blocks": 6, "embedding": "mlp", "embedding_options": {"features": 64, "hidden": 256}},
+        "diffusion": {
+            "steps": 1000,
+            "beta_min": 1e-4,
+            "beta_max": 0.02,
+            "hidden": 256,
+            "blocks": 6,
+            "sampling_steps": 100,
+            "ema_decay": 0.999,
+            "whiten": True,
+            "embedding": "mlp",
+            "embedding_options": {"features": 64, "hidden": 256},
+        },
+        "flow_matching": {
+            "hidden": 256,
+            "blocks": 6,
+            "embedding": "mlp",
+            "embedding_options": {"features": 64, "hidden": 256},
+        },
         "inn": {},
     }
 
@@ -31,13 +52,24 @@ def default_cloud_options() -> dict[str, dict]:
     return {
         # PC-VAIM: PointNet backward mapper over (log x, log Q2, log sigma_p, log sigma_n); the forward
         # mapper predicts log sigma at each point's kinematics (the first 2 columns)
-        "vaim": {"latent_dim": 16, "hidden": 256, "blocks": 3, "kinematic_columns": 2, "embedding": "set", "embedding_options": {"features": 64, "hidden": 64}},
+        "vaim": {
+            "latent_dim": 16,
+            "hidden": 256,
+            "blocks": 3,
+            "kinematic_columns": 2,
+            "embedding": "set",
+            "embedding_options": {"features": 64, "hidden": 64},
+        },
         # count_feature: the held-out clouds (135 bins) are at the top of the training range (40-135), and a
         # count-blind encoder gives every cloud the width of a mid-sized one; it goes with the "regions" layout,
         # without which the count alone made the experiments' clouds too narrow (docs/inverse-mappers.md).
         # count_output: the flow's own network sees the count too; with the count in the encoder's head only,
         # the joint width followed the cloud's size too little (HPD 0.46 at 40 bins, 0.73 at 135; docs/results.md)
-        "flow": {"embedding": "set", "embedding_options": {"features": 64, "hidden": 64, "count_feature": True, "count_output": True}, "hidden": 128},
+        "flow": {
+            "embedding": "set",
+            "embedding_options": {"features": 64, "hidden": 64, "count_feature": True, "count_output": True},
+            "hidden": 128,
+        },
     }
 
 
@@ -47,25 +79,43 @@ class KinematicsConfig(Strict):
     cloud_points: tuple[int, int] = Field((40, 135), description="points per training cloud (uniform in this range)")
     cloud_x: tuple[float, float] = (0.01, 0.8)
     cloud_q2_gev2: tuple[float, float] = (1.5, 200.0)
-    cloud_layout: Literal["uniform", "regions"] = Field("regions", description="training bins in 1-4 random rectangles per cloud, like a few "
-                                                         "experiments' data, or log-uniform over the whole range")
-    test_experiments: list[str] = Field(["SLAC", "NMC", "BCDMS", "HERA"], description="held-out clouds: bins of these experiments, never seen in training")
+    cloud_layout: Literal["uniform", "regions"] = Field(
+        "regions",
+        description="training bins in 1-4 random rectangles per cloud, like a few "
+        "experiments' data, or log-uniform over the whole range",
+    )
+    test_experiments: list[str] = Field(
+        ["SLAC", "NMC", "BCDMS", "HERA"],
+        description="held-out clouds: bins of these experiments, never seen in training",
+    )
 
 
 class DISPdfConfig(AmortizedRunConfig):
-    grid_methods: list[MethodName] = Field(["vaim", "flow", "diffusion"], description="estimators on the regular (x, Q2) grid")
-    cloud_methods: list[Literal["vaim", "flow"]] = Field(["vaim", "flow"], description="estimators on point clouds of irregular bins")
+    grid_methods: list[MethodName] = Field(
+        ["vaim", "flow", "diffusion"], description="estimators on the regular (x, Q2) grid"
+    )
+    cloud_methods: list[Literal["vaim", "flow"]] = Field(
+        ["vaim", "flow"], description="estimators on point clouds of irregular bins"
+    )
     baseline_fit: bool = Field(True, description="least-squares fit with Hessian errors on every held-out grid set")
-    simulations: int = Field(30000, ge=100, description="training pairs per estimator (a laptop-sized default; paper: 200000)")
-    relative_noise: float = Field(0.03, gt=0, description="Gaussian noise on every cross section, relative to its value")
+    simulations: int = Field(
+        30000, ge=100, description="training pairs per estimator (a laptop-sized default; paper: 200000)"
+    )
+    relative_noise: float = Field(
+        0.03, gt=0, description="Gaussian noise on every cross section, relative to its value"
+    )
     kinematics: KinematicsConfig = KinematicsConfig()
     test_sets: int = Field(100, ge=1, description="held-out pseudo-data sets (coverage, 2-sigma check)")
     posterior_samples: int = Field(1000, ge=10)
-    method_training: MethodTraining = Field(default_factory=lambda: {"diffusion": {"patience": 30, "max_epochs": 400}},
-                                             description="per-method changes to training; a key such as cloud/flow changes one kind only")
+    method_training: MethodTraining = Field(
+        default_factory=lambda: {"diffusion": {"patience": 30, "max_epochs": 400}},
+        description="per-method changes to training; a key such as cloud/flow changes one kind only",
+    )
     grid_options: EstimatorOptions = Field(default_factory=default_grid_options)
     cloud_options: EstimatorOptions = Field(default_factory=default_cloud_options)
-    data: str | None = Field(None, description="a CSV of measurements (x, Q2, sigma_p, sigma_n): analysed by the point-cloud models")
+    data: str | None = Field(
+        None, description="a CSV of measurements (x, Q2, sigma_p, sigma_n): analysed by the point-cloud models"
+    )
     out: str = "runs/dis-pdf"
 
 
@@ -84,17 +134,39 @@ PRESETS: dict[str, dict] = {
         "grid_options": {
             **default_grid_options(),
             "flow": {"embedding": "mlp", "embedding_options": {"features": 48, "hidden": 128}, "hidden": 96},
-            "vaim": {"latent_dim": 12, "hidden": 128, "blocks": 2, "embedding": "mlp", "embedding_options": {"features": 48, "hidden": 128}},
+            "vaim": {
+                "latent_dim": 12,
+                "hidden": 128,
+                "blocks": 2,
+                "embedding": "mlp",
+                "embedding_options": {"features": 48, "hidden": 128},
+            },
             # DDIM on 25 steps: half the sampling time of 50, and coverage as close to nominal (measured 68/95%
             # 0.68/0.97 on 25 steps, 0.70/0.97 on 50), with weight averaging (ema_decay)
-            "diffusion": {"steps": 1000, "beta_min": 1e-4, "beta_max": 0.02, "hidden": 128, "blocks": 3, "sampling_steps": 25, "ema_decay": 0.999,
-                          "embedding": "mlp", "embedding_options": {"features": 48, "hidden": 128}},
+            "diffusion": {
+                "steps": 1000,
+                "beta_min": 1e-4,
+                "beta_max": 0.02,
+                "hidden": 128,
+                "blocks": 3,
+                "sampling_steps": 25,
+                "ema_decay": 0.999,
+                "embedding": "mlp",
+                "embedding_options": {"features": 48, "hidden": 128},
+            },
         },
         # count-blind, log-uniform bins (as measured for the quick figures in docs/results.md): the quick clouds
         # (30-80 bins) stop short of the held-out 135, and a count feature would be extrapolated; covering 135
         # costs 1.7x per epoch, which the 5-minute budget has not got
         "cloud_options": {
-            "vaim": {"latent_dim": 12, "hidden": 128, "blocks": 2, "kinematic_columns": 2, "embedding": "set", "embedding_options": {"features": 48, "hidden": 64}},
+            "vaim": {
+                "latent_dim": 12,
+                "hidden": 128,
+                "blocks": 2,
+                "kinematic_columns": 2,
+                "embedding": "set",
+                "embedding_options": {"features": 48, "hidden": 64},
+            },
             "flow": {"embedding": "set", "embedding_options": {"features": 48, "hidden": 64}, "hidden": 96},
         },
     },

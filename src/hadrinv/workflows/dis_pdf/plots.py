@@ -53,7 +53,16 @@ def plot_cross_section_ratios(path, samples: dict, truth, problem, kinematics, n
         ratio = (cross_sections(full(s[:n_curves].double()), x, q2) / true).numpy()
         for col in range(2):
             low, mid, high = _bands(ratio[..., col])
-            axes[col].errorbar(x.numpy() * (1 + 0.02 * k), mid, yerr=[mid - low, high - mid], fmt="o", ms=2, lw=0.8, color=f"C{k}", label=name)
+            axes[col].errorbar(
+                x.numpy() * (1 + 0.02 * k),
+                mid,
+                yerr=[mid - low, high - mid],
+                fmt="o",
+                ms=2,
+                lw=0.8,
+                color=f"C{k}",
+                label=name,
+            )
     for col, label in enumerate(("p", "n")):
         axes[col].axhline(1.0, color="k", lw=0.8)
         axes[col].set_xscale("log")

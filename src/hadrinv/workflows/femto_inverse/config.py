@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from pydantic import Field, model_validator
 
-from hadrinv.physics.femtoscopy import P_OMEGA_REDUCED_MASS_MEV
 from hadrinv.inference import ConditionalFlow
 from hadrinv.inference.regression import Regressor
+from hadrinv.physics.femtoscopy import P_OMEGA_REDUCED_MASS_MEV
 from hadrinv.workflows.amortized_runs import AmortizedRunConfig, Strict, options_of
 
 PARAMETERS = ("r0", "b1", "b2", "b3", "b4")
@@ -51,7 +51,9 @@ class PhysicsConfig(Strict):
     k_max_mev: float = Field(300.0, gt=0)
     k_points: int = Field(60, ge=3, description="the talk's 60 momenta, evenly spaced in [k_min, k_max]")
     ranges: ParameterRanges = ParameterRanges()
-    two_parameter_fixed: dict[str, float] = Field({"r0": 1.3, "b2": 73.9, "b4": 0.78}, description="the talk's 2-parameter case: b1, b3 free")
+    two_parameter_fixed: dict[str, float] = Field(
+        {"r0": 1.3, "b2": 73.9, "b4": 0.78}, description="the talk's 2-parameter case: b1, b3 free"
+    )
 
 
 class DatasetConfig(Strict):
@@ -64,7 +66,9 @@ class DatasetConfig(Strict):
 
 
 class PosteriorConfig(Strict):
-    relative_noise: tuple[float, float] = Field((0.005, 0.05), description="per-curve relative error on C, log-uniform in this range")
+    relative_noise: tuple[float, float] = Field(
+        (0.005, 0.05), description="per-curve relative error on C, log-uniform in this range"
+    )
     samples: int = Field(1000, ge=10)
     test_sets: int = Field(500, ge=10, description="held-out noisy curves for the coverage check")
     fit_sets: int = Field(40, ge=0, description="curves also fitted by least squares (the classical baseline)")
@@ -79,11 +83,26 @@ class FemtoInverseConfig(AmortizedRunConfig):
     posterior: PosteriorConfig = PosteriorConfig()
     # the talk's DNN: standardised log C straight into a residual MLP (a narrow embedding costs R^2 on r0, b3)
     regressor: options_of(Regressor) = Field(default_factory=lambda: {"hidden": 512, "blocks": 4})
-    flexible_regressor: options_of(Regressor) = Field(default_factory=lambda: {"hidden": 256, "blocks": 3, "embedding": "set", "embedding_options": {"features": 128, "hidden": 128}})
+    flexible_regressor: options_of(Regressor) = Field(
+        default_factory=lambda: {
+            "hidden": 256,
+            "blocks": 3,
+            "embedding": "set",
+            "embedding_options": {"features": 128, "hidden": 128},
+        }
+    )
     # a mixture of 3 flows on the prior box: one flow's joint density is too concentrated (HPD 0.53 / 0.88),
     # independent members average its bumps out, and box support keeps the flat directions (b1, b2, b4) flat
-    flow: options_of(ConditionalFlow) = Field(default_factory=lambda: {"members": 3, "box_support": True, "transforms": 5, "hidden": 128, "embedding": "set",
-                                                "embedding_options": {"features": 128, "hidden": 128}})
+    flow: options_of(ConditionalFlow) = Field(
+        default_factory=lambda: {
+            "members": 3,
+            "box_support": True,
+            "transforms": 5,
+            "hidden": 128,
+            "embedding": "set",
+            "embedding_options": {"features": 128, "hidden": 128},
+        }
+    )
     data: str | None = Field(None, description="a CSV of measurements k_mev, C, error: analysed by the posterior flow")
     out: str = "runs/femto-inverse"
 
@@ -94,9 +113,21 @@ PRESETS: dict[str, dict] = {
         "training": {"max_epochs": 80, "patience": 10},
         "posterior": {"samples": 500, "test_sets": 300, "fit_sets": 8, "fit_starts": 2, "fit_max_evaluations": 40},
         "regressor": {"hidden": 256, "blocks": 3},
-        "flexible_regressor": {"hidden": 128, "blocks": 2, "embedding": "set", "embedding_options": {"features": 64, "hidden": 96}},
+        "flexible_regressor": {
+            "hidden": 128,
+            "blocks": 2,
+            "embedding": "set",
+            "embedding_options": {"features": 64, "hidden": 96},
+        },
         # one flow: the mixture of 3 trains 3 times longer on one worker and took the preset past 5 minutes
-        "flow": {"members": 1, "box_support": False, "transforms": 4, "hidden": 96, "embedding": "set", "embedding_options": {"features": 64, "hidden": 96}},
+        "flow": {
+            "members": 1,
+            "box_support": False,
+            "transforms": 4,
+            "hidden": 96,
+            "embedding": "set",
+            "embedding_options": {"features": 64, "hidden": 96},
+        },
     },
     "paper": {"method_training": {"regressor": {"patience": 30}}},
 }

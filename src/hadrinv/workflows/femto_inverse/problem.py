@@ -32,7 +32,9 @@ def potential_of(theta5: torch.Tensor, physics: PhysicsConfig) -> GaussianYukawa
     return femtoscopy.potential_of(theta5, physics.m_pi_mev, physics.n_pi)
 
 
-def simulate(theta5: torch.Tensor, k_mev: torch.Tensor, physics: dict | PhysicsConfig, threads: int | None = None) -> dict:
+def simulate(
+    theta5: torch.Tensor, k_mev: torch.Tensor, physics: dict | PhysicsConfig, threads: int | None = None
+) -> dict:
     """C and delta (degrees) for parameter rows (n, 5) at k (K,) or (n, K): a simulation task."""
     thread_limit(threads)
     physics = PhysicsConfig.model_validate(physics) if isinstance(physics, dict) else physics
@@ -51,8 +53,16 @@ def save_dataset(path: Path, sets: dict[str, SimulatedSet], config: FemtoInverse
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
     with h5py.File(tmp, "w") as f:
-        f.attrs["config"] = json.dumps({"physics": config.physics.model_dump(mode="json"), "dataset": config.dataset.model_dump(mode="json"), "seed": config.seed})
-        f.attrs["units"] = "k_mev: MeV; C: dimensionless; delta_deg: degrees; r0 fm, b1 MeV, b2 fm^-2, b3 MeV fm^2, b4 fm^-2"
+        f.attrs["config"] = json.dumps(
+            {
+                "physics": config.physics.model_dump(mode="json"),
+                "dataset": config.dataset.model_dump(mode="json"),
+                "seed": config.seed,
+            }
+        )
+        f.attrs["units"] = (
+            "k_mev: MeV; C: dimensionless; delta_deg: degrees; r0 fm, b1 MeV, b2 fm^-2, b3 MeV fm^2, b4 fm^-2"
+        )
         for name, s in sets.items():
             group = f.create_group(name)
             group.attrs["free_parameters"] = list(s.names)
@@ -74,6 +84,12 @@ def load_dataset(path: str | Path) -> tuple[dict[str, SimulatedSet], dict]:
             names = tuple(group.attrs["free_parameters"])
             theta5 = torch.as_tensor(np.asarray(group["theta5"]))
             index = [PARAMETERS.index(n) for n in names]
-            sets[name] = SimulatedSet(names, theta5[:, index], theta5, torch.as_tensor(np.asarray(group["k_mev"])),
-                                      torch.as_tensor(np.asarray(group["C"])), torch.as_tensor(np.asarray(group["delta_deg"])))
+            sets[name] = SimulatedSet(
+                names,
+                theta5[:, index],
+                theta5,
+                torch.as_tensor(np.asarray(group["k_mev"])),
+                torch.as_tensor(np.asarray(group["C"])),
+                torch.as_tensor(np.asarray(group["delta_deg"])),
+            )
     return sets, config

@@ -63,11 +63,29 @@ class FemtoInverseResult:
         rows = []
         for model, tables in self.metrics["r2"].items():
             for data, values in tables.items():
-                rows.append((model, f"R2 {data}", *(f"{values[p]:.3f}" if values.get(p) is not None else "-" for p in PARAMETERS)))
+                rows.append(
+                    (
+                        model,
+                        f"R2 {data}",
+                        *(f"{values[p]:.3f}" if values.get(p) is not None else "-" for p in PARAMETERS),
+                    )
+                )
         for name in ("five", "two"):
-            rows.append((f"talk {name}-param", "R2 test", *(f"{TALK_R2[name][p]:.2f}" if p in TALK_R2[name] else "-" for p in PARAMETERS)))
+            rows.append(
+                (
+                    f"talk {name}-param",
+                    "R2 test",
+                    *(f"{TALK_R2[name][p]:.2f}" if p in TALK_R2[name] else "-" for p in PARAMETERS),
+                )
+            )
         for method, m in self.metrics["posterior"].items():
-            rows.append((method, "coverage 68/95", *(f"{m['per_parameter_68'][i]:.2f}/{m['per_parameter_95'][i]:.2f}" for i in range(len(PARAMETERS)))))
+            rows.append(
+                (
+                    method,
+                    "coverage 68/95",
+                    *(f"{m['per_parameter_68'][i]:.2f}/{m['per_parameter_95'][i]:.2f}" for i in range(len(PARAMETERS))),
+                )
+            )
             rows.append((method, "width / prior", *(f"{w:.2f}" for w in m["width_over_prior"])))
         return rows
 
@@ -93,7 +111,9 @@ def simulation_task(theta5: torch.Tensor, k_mev: torch.Tensor, physics: dict, th
     return simulate(theta5, k_mev, physics, threads)
 
 
-def regressor_task(x_train, theta_train, evaluations: dict, options: dict, training: dict, seed: int, threads, device) -> dict:
+def regressor_task(
+    x_train, theta_train, evaluations: dict, options: dict, training: dict, seed: int, threads, device
+) -> dict:
     """Train the talk's DNN (or the set-encoder DNN) and predict on every evaluation input."""
     thread_limit(threads)
     torch.manual_seed(seed)
@@ -104,8 +124,19 @@ def regressor_task(x_train, theta_train, evaluations: dict, options: dict, train
     return {"predictions": predictions, "history": history.as_dict(), "estimator": model.to_payload()}
 
 
-def flow_task(x_train, theta_train, evaluations: dict, hpd_inputs: dict, bounds, options: dict, training: dict, samples: int, seed: int,
-              threads, device) -> dict:
+def flow_task(
+    x_train,
+    theta_train,
+    evaluations: dict,
+    hpd_inputs: dict,
+    bounds,
+    options: dict,
+    training: dict,
+    samples: int,
+    seed: int,
+    threads,
+    device,
+) -> dict:
     """Train the posterior flow (a mixture of flows with options["members"] > 1); posterior samples (and
     HPD coverage) on every evaluation input."""
     thread_limit(threads)
@@ -121,8 +152,20 @@ def flow_task(x_train, theta_train, evaluations: dict, hpd_inputs: dict, bounds,
     return out
 
 
-def fit_task(C_obs: torch.Tensor, relative_error: float | torch.Tensor, k_mev: torch.Tensor, library_theta: torch.Tensor, library_logc: torch.Tensor,
-             low: list[float], high: list[float], physics: dict, starts: int, max_evaluations: int, samples: int, threads) -> dict:
+def fit_task(
+    C_obs: torch.Tensor,
+    relative_error: float | torch.Tensor,
+    k_mev: torch.Tensor,
+    library_theta: torch.Tensor,
+    library_logc: torch.Tensor,
+    low: list[float],
+    high: list[float],
+    physics: dict,
+    starts: int,
+    max_evaluations: int,
+    samples: int,
+    threads,
+) -> dict:
     """Least squares on log C of each curve with Hessian (Gauss-Newton) errors: the classical baseline.
     ``relative_error``: one number for every point, or one per point (K,).
 
@@ -144,21 +187,34 @@ def fit_task(C_obs: torch.Tensor, relative_error: float | torch.Tensor, k_mev: t
     generator = torch.Generator().manual_seed(0)
     step = 1e-5
     for observed in torch.log(C_obs.double()):
+
         def pulls(z, observed=observed):
             return (model_logc(z[None])[0] - observed) / relative_error
 
         def jacobian(z, observed=observed):
-            shifts = torch.cat([torch.zeros(1, len(z), dtype=z.dtype), step * torch.eye(len(z), dtype=z.dtype), -step * torch.eye(len(z), dtype=z.dtype)])
+            shifts = torch.cat(
+                [
+                    torch.zeros(1, len(z), dtype=z.dtype),
+                    step * torch.eye(len(z), dtype=z.dtype),
+                    -step * torch.eye(len(z), dtype=z.dtype),
+                ]
+            )
             rows = model_logc(z[None] + shifts)
             d = len(z)
-            return ((rows[1:1 + d] - rows[1 + d:]) / (2 * step)).T / torch.as_tensor(relative_error).reshape(-1, 1)
+            return ((rows[1 : 1 + d] - rows[1 + d :]) / (2 * step)).T / torch.as_tensor(relative_error).reshape(-1, 1)
 
         chi2_library = ((library_logc.double() - observed) / relative_error).pow(2).sum(1)
         best = None
         for index in torch.argsort(chi2_library)[:starts]:
             u = ((library_theta[index].double() - lo) / (hi - lo)).clamp(1e-4, 1 - 1e-4)
-            result = least_squares(pulls, torch.logit(u).numpy(), list(PARAMETERS), jacobian=jacobian, exact_hessian=False,
-                                   max_evaluations=max_evaluations)
+            result = least_squares(
+                pulls,
+                torch.logit(u).numpy(),
+                list(PARAMETERS),
+                jacobian=jacobian,
+                exact_hessian=False,
+                max_evaluations=max_evaluations,
+            )
             if best is None or result.fval < best.fval:
                 best = result
         z = torch.as_tensor(best.values)
@@ -179,12 +235,22 @@ def fit_task(C_obs: torch.Tensor, relative_error: float | torch.Tensor, k_mev: t
         converged.append(best.is_valid)
         # a singular Hessian is the expected answer for parameters C(k) does not determine (b2, b4)
         accurate.append(best.has_accurate_covar)
-    return {"values": torch.stack(values), "errors": torch.stack(errors), "samples": torch.stack(draws), "chi2_per_ndf": torch.tensor(chi2s),
-            "valid": torch.tensor(valid), "scipy_converged": torch.tensor(converged), "accurate_covariance": torch.tensor(accurate), "seconds": time.perf_counter() - started}
+    return {
+        "values": torch.stack(values),
+        "errors": torch.stack(errors),
+        "samples": torch.stack(draws),
+        "chi2_per_ndf": torch.tensor(chi2s),
+        "valid": torch.tensor(valid),
+        "scipy_converged": torch.tensor(converged),
+        "accurate_covariance": torch.tensor(accurate),
+        "seconds": time.perf_counter() - started,
+    }
 
 
 def _dispatch(kind: str, **kwargs) -> dict:
-    return {"simulate": simulation_task, "regressor": regressor_task, "flow": flow_task, "fit": fit_task}[kind](**kwargs)
+    return {"simulate": simulation_task, "regressor": regressor_task, "flow": flow_task, "fit": fit_task}[kind](
+        **kwargs
+    )
 
 
 # ---------------------------------------------------------------- orchestration
@@ -206,12 +272,19 @@ def _draw_parameters(config: FemtoInverseConfig) -> dict[str, dict]:
     return {
         "five": {"names": PARAMETERS, "theta": five, "theta5": five, "k": k_fixed},
         "two": {"names": ("b1", "b3"), "theta": two, "theta5": two_to_five(two, ph.two_parameter_fixed), "k": k_fixed},
-        "random_k": {"names": PARAMETERS, "theta": rand, "theta5": rand, "k": random_momenta(len(rand), ph.k_points, ph, g)},
+        "random_k": {
+            "names": PARAMETERS,
+            "theta": rand,
+            "theta5": rand,
+            "k": random_momenta(len(rand), ph.k_points, ph, g),
+        },
         "coarse_grid": {"names": PARAMETERS, "theta": coarse, "theta5": coarse, "k": k_coarse},
     }
 
 
-def _simulate_all(draws: dict, config: FemtoInverseConfig, out: Path, context: RunContext) -> tuple[dict[str, SimulatedSet], float]:
+def _simulate_all(
+    draws: dict, config: FemtoInverseConfig, out: Path, context: RunContext
+) -> tuple[dict[str, SimulatedSet], float]:
     started = time.perf_counter()
     tasks, owners = [], []
     chunk = config.dataset.chunk
@@ -219,8 +292,15 @@ def _simulate_all(draws: dict, config: FemtoInverseConfig, out: Path, context: R
         for start in range(0, len(d["theta5"]), chunk):
             rows = slice(start, start + chunk)
             k = d["k"] if d["k"].ndim == 1 else d["k"][rows]
-            tasks.append({"kind": "simulate", "theta5": d["theta5"][rows], "k_mev": k, "physics": config.physics.model_dump(),
-                          "threads": config.execution.threads_per_task})
+            tasks.append(
+                {
+                    "kind": "simulate",
+                    "theta5": d["theta5"][rows],
+                    "k_mev": k,
+                    "physics": config.physics.model_dump(),
+                    "threads": config.execution.threads_per_task,
+                }
+            )
             owners.append((name, start))
     files = [out / CHECKPOINTS / f"simulate__{name}__{start:07d}.pt" for name, start in owners]
     done = [0]
@@ -230,11 +310,26 @@ def _simulate_all(draws: dict, config: FemtoInverseConfig, out: Path, context: R
         if done[0] % max(1, len(tasks) // 10) == 0 or done[0] == len(tasks):
             context.log(f"simulated {done[0]}/{len(tasks)} chunks of {chunk} correlation functions")
 
-    results = run_tasks(_dispatch, {}, tasks, files, resume=context.resume, on_done=on_done, **config.execution.task_options(on_device=False))
+    results = run_tasks(
+        _dispatch,
+        {},
+        tasks,
+        files,
+        resume=context.resume,
+        on_done=on_done,
+        **config.execution.task_options(on_device=False),
+    )
     sets = {}
     for name, d in draws.items():
         parts = [r for (owner, _), r in zip(owners, results) if owner == name]
-        sets[name] = SimulatedSet(d["names"], d["theta"], d["theta5"], d["k"], torch.cat([p["C"] for p in parts]), torch.cat([p["delta_deg"] for p in parts]))
+        sets[name] = SimulatedSet(
+            d["names"],
+            d["theta"],
+            d["theta5"],
+            d["k"],
+            torch.cat([p["C"] for p in parts]),
+            torch.cat([p["delta_deg"] for p in parts]),
+        )
     return sets, time.perf_counter() - started
 
 
@@ -245,9 +340,11 @@ def pca(C: torch.Tensor) -> dict:
         centred = (values - values.mean(0)).numpy()
         singular = np.linalg.svd(centred, compute_uv=False)
         ratio = singular**2 / (singular**2).sum()
-        out[name] = {"explained_variance_ratio": ratio[:10].tolist(),
-                     "components_for_99_percent": int(np.searchsorted(np.cumsum(ratio), 0.99) + 1),
-                     "components_for_99_9_percent": int(np.searchsorted(np.cumsum(ratio), 0.999) + 1)}
+        out[name] = {
+            "explained_variance_ratio": ratio[:10].tolist(),
+            "components_for_99_percent": int(np.searchsorted(np.cumsum(ratio), 0.99) + 1),
+            "components_for_99_9_percent": int(np.searchsorted(np.cumsum(ratio), 0.999) + 1),
+        }
     return out
 
 
@@ -263,13 +360,22 @@ def run(config: FemtoInverseConfig, context: RunContext | None = None) -> FemtoI
     out = prepare_output(config.out, config, context, RESUMABLE_KEYS + ("data",))
     draws = _draw_parameters(config)
     total = sum(len(d["theta5"]) for d in draws.values())
-    context.log(f"femto-inverse: simulating {total} correlation functions ({ds.five_parameter} five-parameter on {ph.k_points} k points, "
-                f"{ds.two_parameter} two-parameter, {ds.random_k} on random k grids)")
+    context.log(
+        f"femto-inverse: simulating {total} correlation functions ({ds.five_parameter} five-parameter on {ph.k_points} k points, "
+        f"{ds.two_parameter} two-parameter, {ds.random_k} on random k grids)"
+    )
     sets, simulation_seconds = _simulate_all(draws, config, out, context)
     save_dataset(out / "dataset.h5", sets, config)
-    context.log(f"simulated in {simulation_seconds:.1f} s ({total / simulation_seconds:.0f} correlation functions / s); stored in {out / 'dataset.h5'}")
-    metrics: dict = {"workflow": "femto-inverse", "parameters": list(PARAMETERS), "simulation_seconds": simulation_seconds,
-                     "simulated_curves": total, "curves_per_second": total / simulation_seconds}
+    context.log(
+        f"simulated in {simulation_seconds:.1f} s ({total / simulation_seconds:.0f} correlation functions / s); stored in {out / 'dataset.h5'}"
+    )
+    metrics: dict = {
+        "workflow": "femto-inverse",
+        "parameters": list(PARAMETERS),
+        "simulation_seconds": simulation_seconds,
+        "simulated_curves": total,
+        "curves_per_second": total / simulation_seconds,
+    }
     metrics["pca"] = pca(sets["five"].C)
     plots.plot_pca(out / "pca.png", metrics["pca"])
 
@@ -312,44 +418,125 @@ def run(config: FemtoInverseConfig, context: RunContext | None = None) -> FemtoI
     low5, high5 = ph.ranges.low_high()
     common = {"threads": config.execution.threads_per_task, "device": config.execution.device}
     tasks = [
-        {"kind": "flow", "x_train": flow_train, "theta_train": rand_train.theta, "evaluations": flow_eval,
-         "hpd_inputs": {name: (flow_truth[name], x) for name, x in flow_eval.items()}, "bounds": (low5, high5), "options": with_members(config.flow, config.execution.members),
-         "training": training_for("flow", config.training, config.method_training), "samples": post.samples, "seed": config.seed * 1000 + 1, **common},
-        {"kind": "regressor", "x_train": flexible_train, "theta_train": rand_train.theta, "evaluations": flexible_eval, "options": config.flexible_regressor,
-         "training": training_for("regressor", config.training, config.method_training), "seed": config.seed * 1000 + 2, **common},
-        {"kind": "regressor", "x_train": log_c(five_train.C), "theta_train": five_train.theta,
-         "evaluations": {"train": log_c(five_train.C), "test": log_c(five_test.C), **({"fit curves": log_c(fit_C)} if n_fit else {})},
-         "options": config.regressor, "training": training_for("regressor", config.training, config.method_training), "seed": config.seed * 1000 + 3, **common},
-        {"kind": "regressor", "x_train": log_c(two_train.C), "theta_train": two_train.theta,
-         "evaluations": {"train": log_c(two_train.C), "test": log_c(two_test.C)}, "options": config.regressor,
-         "training": training_for("regressor", config.training, config.method_training), "seed": config.seed * 1000 + 4, **common},
+        {
+            "kind": "flow",
+            "x_train": flow_train,
+            "theta_train": rand_train.theta,
+            "evaluations": flow_eval,
+            "hpd_inputs": {name: (flow_truth[name], x) for name, x in flow_eval.items()},
+            "bounds": (low5, high5),
+            "options": with_members(config.flow, config.execution.members),
+            "training": training_for("flow", config.training, config.method_training),
+            "samples": post.samples,
+            "seed": config.seed * 1000 + 1,
+            **common,
+        },
+        {
+            "kind": "regressor",
+            "x_train": flexible_train,
+            "theta_train": rand_train.theta,
+            "evaluations": flexible_eval,
+            "options": config.flexible_regressor,
+            "training": training_for("regressor", config.training, config.method_training),
+            "seed": config.seed * 1000 + 2,
+            **common,
+        },
+        {
+            "kind": "regressor",
+            "x_train": log_c(five_train.C),
+            "theta_train": five_train.theta,
+            "evaluations": {
+                "train": log_c(five_train.C),
+                "test": log_c(five_test.C),
+                **({"fit curves": log_c(fit_C)} if n_fit else {}),
+            },
+            "options": config.regressor,
+            "training": training_for("regressor", config.training, config.method_training),
+            "seed": config.seed * 1000 + 3,
+            **common,
+        },
+        {
+            "kind": "regressor",
+            "x_train": log_c(two_train.C),
+            "theta_train": two_train.theta,
+            "evaluations": {"train": log_c(two_train.C), "test": log_c(two_test.C)},
+            "options": config.regressor,
+            "training": training_for("regressor", config.training, config.method_training),
+            "seed": config.seed * 1000 + 4,
+            **common,
+        },
     ]
     names = ["flow", "dnn_flexible", "dnn_five", "dnn_two"]
     if n_fit:
-        tasks.append({"kind": "fit", "C_obs": fit_C, "relative_error": post.fit_relative_noise, "k_mev": k_fixed,
-                      "library_theta": five_train.theta, "library_logc": log_c(five_train.C), "low": low5, "high": high5,
-                      "physics": ph.model_dump(), "starts": post.fit_starts, "max_evaluations": post.fit_max_evaluations, "samples": post.samples,
-                      "threads": config.execution.threads_per_task})
+        tasks.append(
+            {
+                "kind": "fit",
+                "C_obs": fit_C,
+                "relative_error": post.fit_relative_noise,
+                "k_mev": k_fixed,
+                "library_theta": five_train.theta,
+                "library_logc": log_c(five_train.C),
+                "low": low5,
+                "high": high5,
+                "physics": ph.model_dump(),
+                "starts": post.fit_starts,
+                "max_evaluations": post.fit_max_evaluations,
+                "samples": post.samples,
+                "threads": config.execution.threads_per_task,
+            }
+        )
         names.append("fit")
     files = [out / CHECKPOINTS / f"{name}.pt" for name in names]
-    results = dict(zip(names, run_tasks(_dispatch, {}, tasks, files, resume=context.resume,
-                                        on_done=lambda i, r: context.log(f"{names[i]}: done"), **config.execution.task_options())))
+    results = dict(
+        zip(
+            names,
+            run_tasks(
+                _dispatch,
+                {},
+                tasks,
+                files,
+                resume=context.resume,
+                on_done=lambda i, r: context.log(f"{names[i]}: done"),
+                **config.execution.task_options(),
+            ),
+        )
+    )
 
     # ---- the talk's R^2 tables, and the flexible-input DNN on grids it never saw
     p5 = results["dnn_five"]["predictions"]
     p2 = results["dnn_two"]["predictions"]
     metrics["r2"] = {
-        "dnn five-param": {"train": r_squared(p5["train"], five_train.theta, PARAMETERS), "test": r_squared(p5["test"], five_test.theta, PARAMETERS)},
-        "dnn two-param": {"train": r_squared(p2["train"], two_train.theta, ("b1", "b3")), "test": r_squared(p2["test"], two_test.theta, ("b1", "b3"))},
-        "dnn flexible k": {name: r_squared(results["dnn_flexible"]["predictions"][name], truth, PARAMETERS)
-                           for name, truth in (("random grids", rand_test.theta), ("fixed 60-point grid", five_test.theta), ("coarse 20-point grid", coarse.theta))},
+        "dnn five-param": {
+            "train": r_squared(p5["train"], five_train.theta, PARAMETERS),
+            "test": r_squared(p5["test"], five_test.theta, PARAMETERS),
+        },
+        "dnn two-param": {
+            "train": r_squared(p2["train"], two_train.theta, ("b1", "b3")),
+            "test": r_squared(p2["test"], two_test.theta, ("b1", "b3")),
+        },
+        "dnn flexible k": {
+            name: r_squared(results["dnn_flexible"]["predictions"][name], truth, PARAMETERS)
+            for name, truth in (
+                ("random grids", rand_test.theta),
+                ("fixed 60-point grid", five_test.theta),
+                ("coarse 20-point grid", coarse.theta),
+            )
+        },
     }
     flow = results["flow"]
-    metrics["r2"]["flow mean"] = {name: r_squared(flow["samples"][name].mean(1), flow_truth[name], PARAMETERS) for name in flow_eval}
+    metrics["r2"]["flow mean"] = {
+        name: r_squared(flow["samples"][name].mean(1), flow_truth[name], PARAMETERS) for name in flow_eval
+    }
     metrics["talk_r2"] = TALK_R2
     metrics["training"] = {name: results[name]["history"] for name in names if "history" in results[name]}
-    plots.plot_parity(out / "dnn_parity.png", {"five-parameter (test)": (p5["test"], five_test.theta, PARAMETERS),
-                                              "two-parameter (test)": (p2["test"], two_test.theta, ("b1", "b3"))}, metrics["r2"])
+    plots.plot_parity(
+        out / "dnn_parity.png",
+        {
+            "five-parameter (test)": (p5["test"], five_test.theta, PARAMETERS),
+            "two-parameter (test)": (p2["test"], two_test.theta, ("b1", "b3")),
+        },
+        metrics["r2"],
+    )
 
     # ---- posterior: calibration, narrowing, beside the least-squares baseline
     prior_std = (torch.tensor(high5) - torch.tensor(low5)) / math.sqrt(12.0)
@@ -357,24 +544,39 @@ def run(config: FemtoInverseConfig, context: RunContext | None = None) -> FemtoI
     for name in flow_eval:
         metrics["posterior"][f"flow ({name})"] = posterior_metrics(flow["samples"][name], flow_truth[name], prior_std)
         metrics["posterior"][f"flow ({name})"]["hpd_coverage"] = flow["hpd"][name]
-        metrics["posterior"][f"flow ({name})"]["seconds_per_curve"] = flow["sample_seconds"][name] / len(flow_truth[name])
+        metrics["posterior"][f"flow ({name})"]["seconds_per_curve"] = flow["sample_seconds"][name] / len(
+            flow_truth[name]
+        )
     if n_fit:
         fit = results["fit"]
         m = posterior_metrics(fit["samples"], fit_truth, prior_std)
-        m.update(valid_fraction=float(fit["valid"].double().mean()), median_chi2_per_ndf=float(fit["chi2_per_ndf"].median()),
-                 scipy_converged_fraction=float(fit["scipy_converged"].double().mean()) if "scipy_converged" in fit else None,
-                 positive_definite_hessian_fraction=float(fit["accurate_covariance"].double().mean()),
-                 seconds_per_curve=fit["seconds"] / n_fit, is_valid=bool(fit["valid"].double().mean() >= 0.9))
+        m.update(
+            valid_fraction=float(fit["valid"].double().mean()),
+            median_chi2_per_ndf=float(fit["chi2_per_ndf"].median()),
+            scipy_converged_fraction=float(fit["scipy_converged"].double().mean())
+            if "scipy_converged" in fit
+            else None,
+            positive_definite_hessian_fraction=float(fit["accurate_covariance"].double().mean()),
+            seconds_per_curve=fit["seconds"] / n_fit,
+            is_valid=bool(fit["valid"].double().mean() >= 0.9),
+        )
         metrics["posterior"]["least-squares fit (fit curves)"] = m
         metrics["r2"]["least-squares fit"] = {"fit curves": r_squared(fit["values"], fit_truth, PARAMETERS)}
         metrics["r2"]["dnn five-param"]["fit curves (noisy)"] = r_squared(p5["fit curves"], fit_truth, PARAMETERS)
     plots.plot_posterior_widths(out / "posterior_widths.png", metrics["posterior"], PARAMETERS)
     control = 0
-    plots.plot_pairs(out / "posterior_pairs.png", flow["samples"]["fixed 60-point grid"][control], flow_truth["fixed 60-point grid"][control],
-                     PARAMETERS, (low5, high5))
+    plots.plot_pairs(
+        out / "posterior_pairs.png",
+        flow["samples"]["fixed 60-point grid"][control],
+        flow_truth["fixed 60-point grid"][control],
+        PARAMETERS,
+        (low5, high5),
+    )
     plots.plot_coverage_table(out / "coverage.png", metrics["posterior"])
     if user_data is not None:
-        metrics["data"] = analyse_user_data(user_data, flow["estimator"], results["dnn_flexible"]["estimator"], config, out, context.log)
+        metrics["data"] = analyse_user_data(
+            user_data, flow["estimator"], results["dnn_flexible"]["estimator"], config, out, context.log
+        )
     atomic_write_text(out / "comparison.md", comparison_table(metrics))
     metrics["seconds"] = time.perf_counter() - started
     finish_output(out, metrics)
@@ -385,9 +587,13 @@ def posterior_metrics(samples: torch.Tensor, truth: torch.Tensor, prior_std: tor
     cover = marginal_coverage(samples, truth.float(), LEVELS)
     std = samples.double().std(1)  # (curves, parameters)
     return {
-        "coverage_68": cover[0.68], "coverage_95": cover[0.95],
-        "rms_error_over_prior_std": ((samples.double().mean(1) - truth.double()).pow(2).mean(0).sqrt() / prior_std).tolist(),
-        "per_parameter_68": cover.per_parameter[0.68], "per_parameter_95": cover.per_parameter[0.95],
+        "coverage_68": cover[0.68],
+        "coverage_95": cover[0.95],
+        "rms_error_over_prior_std": (
+            (samples.double().mean(1) - truth.double()).pow(2).mean(0).sqrt() / prior_std
+        ).tolist(),
+        "per_parameter_68": cover.per_parameter[0.68],
+        "per_parameter_95": cover.per_parameter[0.95],
         "width_over_prior": (std / prior_std).mean(0).tolist(),
         "curves": int(truth.shape[0]),
     }
@@ -397,11 +603,15 @@ def _read_user_data(path: str) -> CorrelationData:
     data = read_correlation_csv(path, require_error=True)
     bad = np.flatnonzero(data.C <= 0)
     if len(bad):
-        raise DataError(path, f"C = {data.C[bad[0]]} at k = {data.k_mev[bad[0]]} MeV: the posterior works on log C and needs C > 0")
+        raise DataError(
+            path, f"C = {data.C[bad[0]]} at k = {data.k_mev[bad[0]]} MeV: the posterior works on log C and needs C > 0"
+        )
     return data
 
 
-def analyse_user_data(data: CorrelationData, flow_payload: dict, regressor_payload: dict, config: FemtoInverseConfig, out: Path, log=print) -> dict:
+def analyse_user_data(
+    data: CorrelationData, flow_payload: dict, regressor_payload: dict, config: FemtoInverseConfig, out: Path, log=print
+) -> dict:
     """Posterior for a measured curve, point estimates, and bands of V(r), delta(k), C(k) from posterior draws."""
     ph, post = config.physics, config.posterior
     k = torch.as_tensor(data.k_mev, dtype=torch.float64)
@@ -410,7 +620,9 @@ def analyse_user_data(data: CorrelationData, flow_payload: dict, regressor_paylo
     summary: dict = {"source": data.source, "points": len(data), "median_relative_error": float(relative.median())}
     warnings = []
     if not (post.relative_noise[0] / 2 <= float(relative.median()) <= 2 * post.relative_noise[1]):
-        warnings.append(f"the relative errors (median {float(relative.median()):.3g}) lie outside the trained range {post.relative_noise}")
+        warnings.append(
+            f"the relative errors (median {float(relative.median()):.3g}) lie outside the trained range {post.relative_noise}"
+        )
     if k.min() < ph.k_min_mev - 1e-9 or k.max() > ph.k_max_mev + 1e-9:
         warnings.append(f"momenta outside the trained [{ph.k_min_mev}, {ph.k_max_mev}] MeV: the networks extrapolate")
     for w in warnings:
@@ -422,10 +634,25 @@ def analyse_user_data(data: CorrelationData, flow_payload: dict, regressor_paylo
     regressor = AmortizedEstimator.from_payload(regressor_payload)
     point = regressor.predict(cloud[:, :2]).double()
     quantiles = torch.quantile(samples, torch.tensor([0.16, 0.5, 0.84], dtype=torch.float64), dim=0)
-    summary["parameters"] = {p: {"median": float(quantiles[1, i]), "low_68": float(quantiles[0, i]), "high_68": float(quantiles[2, i]),
-                                 "dnn_flexible": float(point[i])} for i, p in enumerate(PARAMETERS)}
-    rows = [(p, f"{float(quantiles[1, i]):.6g}", f"{float(quantiles[0, i]):.6g}", f"{float(quantiles[2, i]):.6g}", f"{float(point[i]):.6g}")
-            for i, p in enumerate(PARAMETERS)]
+    summary["parameters"] = {
+        p: {
+            "median": float(quantiles[1, i]),
+            "low_68": float(quantiles[0, i]),
+            "high_68": float(quantiles[2, i]),
+            "dnn_flexible": float(point[i]),
+        }
+        for i, p in enumerate(PARAMETERS)
+    }
+    rows = [
+        (
+            p,
+            f"{float(quantiles[1, i]):.6g}",
+            f"{float(quantiles[0, i]):.6g}",
+            f"{float(quantiles[2, i]):.6g}",
+            f"{float(point[i]):.6g}",
+        )
+        for i, p in enumerate(PARAMETERS)
+    ]
     atomic_write_csv(out / "data_posterior.csv", ["parameter", "median", "low_68", "high_68", "dnn_flexible"], rows)
     # bands from a subset of draws pushed through the forward model
     draws = samples[: min(200, len(samples))]
@@ -439,24 +666,44 @@ def analyse_user_data(data: CorrelationData, flow_payload: dict, regressor_paylo
     chi2_draws = (((C_draws - C) / error) ** 2).sum(1) / len(C)
     best = int(torch.argmin(chi2_draws))
     summary["posterior_predictive"] = {
-        "draws": len(draws), "best_chi2_per_point": float(chi2_draws[best]), "median_chi2_per_point": float(chi2_draws.median()),
+        "draws": len(draws),
+        "best_chi2_per_point": float(chi2_draws[best]),
+        "median_chi2_per_point": float(chi2_draws.median()),
         "fraction_with_chi2_per_point_below_2": float((chi2_draws < 2).double().mean()),
         "best_draw": dict(zip(PARAMETERS, draws[best].tolist())),
     }
-    summary["chi2_per_point_of_median_parameters"] = float((((simulate(quantiles[1][None], k, ph)["C"][0] - C) / error) ** 2).mean())
+    summary["chi2_per_point_of_median_parameters"] = float(
+        (((simulate(quantiles[1][None], k, ph)["C"][0] - C) / error) ** 2).mean()
+    )
     if float(chi2_draws[best]) > 2:
-        warnings.append(f"no posterior draw describes the data (best chi2 per point {float(chi2_draws[best]):.3g}): the curve may lie outside "
-                        "what the training ranges produce, or the flow is inaccurate there; see data_bands.png")
+        warnings.append(
+            f"no posterior draw describes the data (best chi2 per point {float(chi2_draws[best]):.3g}): the curve may lie outside "
+            "what the training ranges produce, or the flow is inaccurate there; see data_bands.png"
+        )
         log(f"[bold red]warning[/]: {warnings[-1]}")
     # the classical answer beside it: least squares started from the posterior draws that fit best
     low, high = ph.ranges.low_high()
-    fit = fit_task(C[None], relative, k, draws, torch.log(C_draws), low, high, ph.model_dump(), starts=3,
-                   max_evaluations=post.fit_max_evaluations, samples=10, threads=None)
+    fit = fit_task(
+        C[None],
+        relative,
+        k,
+        draws,
+        torch.log(C_draws),
+        low,
+        high,
+        ph.model_dump(),
+        starts=3,
+        max_evaluations=post.fit_max_evaluations,
+        samples=10,
+        threads=None,
+    )
     summary["least_squares_from_posterior"] = {
         "chi2_per_ndf": float(fit["chi2_per_ndf"][0]),
         # an infinite error (a flat direction of chi^2: b2, b4 typically) is written as null
-        "parameters": {p: {"value": float(v), "hessian_error": float(e) if math.isfinite(float(e)) else None}
-                       for p, v, e in zip(PARAMETERS, fit["values"][0], fit["errors"][0])},
+        "parameters": {
+            p: {"value": float(v), "hessian_error": float(e) if math.isfinite(float(e)) else None}
+            for p, v, e in zip(PARAMETERS, fit["values"][0], fit["errors"][0])
+        },
     }
     log(f"least squares from the best posterior draws: chi2/ndf {float(fit['chi2_per_ndf'][0]):.3g}")
     plots.plot_data_bands(out / "data_bands.png", data, k_dense, curves["C"], curves["delta_deg"], r, V, best=best)
@@ -464,20 +711,47 @@ def analyse_user_data(data: CorrelationData, flow_payload: dict, regressor_paylo
 
 
 def comparison_table(metrics: dict) -> str:
-    lines = ["## R^2 (1 is perfect)", "", "| model | data | " + " | ".join(PARAMETERS) + " |", "|---|---|" + "---|" * len(PARAMETERS)]
+    lines = [
+        "## R^2 (1 is perfect)",
+        "",
+        "| model | data | " + " | ".join(PARAMETERS) + " |",
+        "|---|---|" + "---|" * len(PARAMETERS),
+    ]
     for model, tables in metrics["r2"].items():
         for data, values in tables.items():
-            lines.append(f"| {model} | {data} | " + " | ".join(f"{values[p]:.3f}" if values.get(p) is not None else "-" for p in PARAMETERS) + " |")
+            lines.append(
+                f"| {model} | {data} | "
+                + " | ".join(f"{values[p]:.3f}" if values.get(p) is not None else "-" for p in PARAMETERS)
+                + " |"
+            )
     for name in ("five", "two"):
-        lines.append(f"| talk, {name}-parameter | test | " + " | ".join(f"{TALK_R2[name][p]:.2f}" if p in TALK_R2[name] else "-" for p in PARAMETERS) + " |")
-    lines += ["", "## Posterior calibration (marginal coverage at 68 / 95 %, joint HPD) and width / prior width", "",
-              "| method | curves | coverage 68 | coverage 95 | HPD 68 | HPD 95 | " + " | ".join(f"width {p}" for p in PARAMETERS) + " | s / curve |",
-              "|---|---|---|---|---|---|" + "---|" * len(PARAMETERS) + "---|"]
+        lines.append(
+            f"| talk, {name}-parameter | test | "
+            + " | ".join(f"{TALK_R2[name][p]:.2f}" if p in TALK_R2[name] else "-" for p in PARAMETERS)
+            + " |"
+        )
+    lines += [
+        "",
+        "## Posterior calibration (marginal coverage at 68 / 95 %, joint HPD) and width / prior width",
+        "",
+        "| method | curves | coverage 68 | coverage 95 | HPD 68 | HPD 95 | "
+        + " | ".join(f"width {p}" for p in PARAMETERS)
+        + " | s / curve |",
+        "|---|---|---|---|---|---|" + "---|" * len(PARAMETERS) + "---|",
+    ]
     for method, m in metrics["posterior"].items():
         hpd = m.get("hpd_coverage", {})
-        lines.append(f"| {method} | {m['curves']} | {m['coverage_68']:.3f} | {m['coverage_95']:.3f} | {hpd.get('0.68', float('nan')):.3f} | "
-                     f"{hpd.get('0.95', float('nan')):.3f} | " + " | ".join(f"{w:.2f}" for w in m["width_over_prior"]) + f" | {m['seconds_per_curve']:.3g} |")
+        lines.append(
+            f"| {method} | {m['curves']} | {m['coverage_68']:.3f} | {m['coverage_95']:.3f} | {hpd.get('0.68', float('nan')):.3f} | "
+            f"{hpd.get('0.95', float('nan')):.3f} | "
+            + " | ".join(f"{w:.2f}" for w in m["width_over_prior"])
+            + f" | {m['seconds_per_curve']:.3g} |"
+        )
     p = metrics["pca"]["C"]
-    lines += ["", f"PCA of C: explained variance {', '.join(f'{v:.4f}' for v in p['explained_variance_ratio'][:5])}; "
-              f"{p['components_for_99_percent']} components for 99 %, {p['components_for_99_9_percent']} for 99.9 %.", ""]
+    lines += [
+        "",
+        f"PCA of C: explained variance {', '.join(f'{v:.4f}' for v in p['explained_variance_ratio'][:5])}; "
+        f"{p['components_for_99_percent']} components for 99 %, {p['components_for_99_9_percent']} for 99.9 %.",
+        "",
+    ]
     return "\n".join(lines) + "\n"

@@ -30,11 +30,17 @@ class KernelNetworkConfig(Strict):
     features: int = Field(32, ge=1)
     hidden: int = Field(64, ge=4)
     depth: int = Field(2, ge=1, description="hidden layers of f and of g")
-    scale: float | None = Field(None, gt=0, description="output scale of U (default: |w| = 0.017 mu^4 separable, 0.01 fm^-4 omega-omega)")
-    regulator_radius: float | None = Field(None, gt=0, description="U = 0 beyond it (default: 3R = 7.5/mu separable, 3 fm omega-omega; the talk)")
+    scale: float | None = Field(
+        None, gt=0, description="output scale of U (default: |w| = 0.017 mu^4 separable, 0.01 fm^-4 omega-omega)"
+    )
+    regulator_radius: float | None = Field(
+        None, gt=0, description="U = 0 beyond it (default: 3R = 7.5/mu separable, 3 fm omega-omega; the talk)"
+    )
     regulator: Literal["both", "either"] | None = Field(
-        None, description="both: U = 0 where r and r' exceed the radius (the talk's condition; default separable); "
-                          "either: where r or r' does (stronger, for short-range potentials; default omega-omega)")
+        None,
+        description="both: U = 0 where r and r' exceed the radius (the talk's condition; default separable); "
+        "either: where r or r' does (stronger, for short-range potentials; default omega-omega)",
+    )
 
 
 class KernelTrainingConfig(Strict):
@@ -67,13 +73,21 @@ class SeparableCaseConfig(Strict):
 class OmegaOmegaCaseConfig(Strict):
     strengths_mev: tuple[float, ...] = (914.0, 305.0, -112.0)
     ranges_fm: tuple[float, ...] = (0.143, 0.305, 0.949)
-    hadron_mass_mev: float = Field(OMEGA_MASS_LATTICE_MEV, gt=0, description="m_Omega of the lattice ensemble (a0 = 4.49 fm with these c, d)")
-    lattice_spacing_fm: float = Field(LATTICE_SPACING_FM, gt=0, description="a (a^-1 = 2333 MeV): radial step and time step")
+    hadron_mass_mev: float = Field(
+        OMEGA_MASS_LATTICE_MEV, gt=0, description="m_Omega of the lattice ensemble (a0 = 4.49 fm with these c, d)"
+    )
+    lattice_spacing_fm: float = Field(
+        LATTICE_SPACING_FM, gt=0, description="a (a^-1 = 2333 MeV): radial step and time step"
+    )
     box_sites: int = Field(96, ge=10, description="spherical box radius in lattice units (wall at (box_sites + 1) a)")
     times: tuple[int, int] = Field((5, 25), description="first and last time slice t/a of the data")
-    sources: list[str | float] = Field(["wall", 0.5, 1.0], description="'wall' or the width (fm) of a Gaussian source; one correlator each")
+    sources: list[str | float] = Field(
+        ["wall", 0.5, 1.0], description="'wall' or the width (fm) of a Gaussian source; one correlator each"
+    )
     configurations: int = Field(200, ge=2, description="gauge configurations (noise samples) per source")
-    relative_error: float = Field(0.01, ge=0, description="relative noise on one configuration at the first slice (0: noise-free)")
+    relative_error: float = Field(
+        0.01, ge=0, description="relative noise on one configuration at the first slice (0: noise-free)"
+    )
     noise_growth: float = Field(0.05, ge=0, description="noise x exp(growth x slice): the signal-to-noise problem")
     correlation_length_fm: float = Field(0.3, gt=0, description="noise correlation length in r")
     time_correlation: float = Field(0.9, ge=0, lt=1, description="AR(1) coefficient of the noise between slices")
@@ -89,7 +103,9 @@ class OmegaOmegaCaseConfig(Strict):
 
 
 class HalqcdPotentialConfig(WorkflowConfig):
-    ensemble: ClassVar[str | None] = "kernel networks from their own initialisations (and bootstrap of the configurations when noisy)"
+    ensemble: ClassVar[str | None] = (
+        "kernel networks from their own initialisations (and bootstrap of the configurations when noisy)"
+    )
     default_members: ClassVar[int | None] = 8
 
     case: Literal["separable", "omega-omega"] = "separable"
@@ -97,7 +113,9 @@ class HalqcdPotentialConfig(WorkflowConfig):
     omega_omega: OmegaOmegaCaseConfig = OmegaOmegaCaseConfig()
     network: KernelNetworkConfig = KernelNetworkConfig()
     training: KernelTrainingConfig = KernelTrainingConfig()
-    data: str | None = Field(None, description="a lattice R(t, r) file (HDF5 or CSV, hadrinv.data.correlators) for the omega-omega case")
+    data: str | None = Field(
+        None, description="a lattice R(t, r) file (HDF5 or CSV, hadrinv.data.correlators) for the omega-omega case"
+    )
     out: str = "runs/halqcd-potential"
 
     @model_validator(mode="before")

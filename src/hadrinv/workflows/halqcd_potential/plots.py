@@ -17,7 +17,13 @@ def plot_phase_shifts(path, k, band: dict, truth, baseline, units, case: str):
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     k = _np(k)
     ax = axes[0]
-    ax.fill_between(k, _np(band["mean"] - 2 * band["std"]), _np(band["mean"] + 2 * band["std"]), alpha=0.25, label="NN ensemble (2 sigma)")
+    ax.fill_between(
+        k,
+        _np(band["mean"] - 2 * band["std"]),
+        _np(band["mean"] + 2 * band["std"]),
+        alpha=0.25,
+        label="NN ensemble (2 sigma)",
+    )
     ax.plot(k, _np(band["mean"]), label="NN ensemble mean")
     if truth is not None:
         ax.plot(k, _np(truth), "k--", label="truth")
@@ -40,7 +46,13 @@ def plot_v_eff(path, r, band: dict, truth, baseline, units, window, case: str):
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
     r = _np(r)
-    ax.fill_between(r, _np(band["mean"] - 2 * band["std"]), _np(band["mean"] + 2 * band["std"]), alpha=0.3, label="V_eff, NN (2 sigma)")
+    ax.fill_between(
+        r,
+        _np(band["mean"] - 2 * band["std"]),
+        _np(band["mean"] + 2 * band["std"]),
+        alpha=0.3,
+        label="V_eff, NN (2 sigma)",
+    )
     ax.plot(r, _np(band["mean"]), label="V_eff, NN mean")
     if truth is not None:
         ax.plot(r, _np(truth), "k--", label="truth")
@@ -50,7 +62,12 @@ def plot_v_eff(path, r, band: dict, truth, baseline, units, window, case: str):
     t = _np(truth if truth is not None else band["mean"])
     lo, hi = float(np.min(t)), float(np.max(t[r >= window[0]])) if case != "separable" else float(np.max(t))
     pad = 0.3 * (hi - lo) + 1e-12
-    ax.set(xlabel=f"r ({units.length})", ylabel=f"V_eff ({units.energy})", ylim=(lo - pad, hi + pad), xlim=(0, min(r[-1], 4 * window[1] if window[1] else r[-1])))
+    ax.set(
+        xlabel=f"r ({units.length})",
+        ylabel=f"V_eff ({units.energy})",
+        ylim=(lo - pad, hi + pad),
+        xlim=(0, min(r[-1], 4 * window[1] if window[1] else r[-1])),
+    )
     ax.legend(fontsize=8)
     _save(plt, fig, path)
 
@@ -64,8 +81,14 @@ def plot_kernel_map(path, r, U, U_true, units, options_radius: float):
     keep = r <= 1.2 * options_radius
     for ax, (title, M) in zip(axes[0], panels):
         M = _np(M)[np.ix_(keep, keep)] * np.outer(r[keep], r[keep])
-        image = ax.imshow(M, origin="lower", extent=(r[keep][0], r[keep][-1], r[keep][0], r[keep][-1]), cmap="RdBu_r",
-                          vmin=-np.abs(M).max(), vmax=np.abs(M).max())
+        image = ax.imshow(
+            M,
+            origin="lower",
+            extent=(r[keep][0], r[keep][-1], r[keep][0], r[keep][-1]),
+            cmap="RdBu_r",
+            vmin=-np.abs(M).max(),
+            vmax=np.abs(M).max(),
+        )
         ax.set(xlabel=f"r ({units.length})", ylabel=f"r' ({units.length})", title=title)
         fig.colorbar(image, ax=ax)
     _save(plt, fig, path)

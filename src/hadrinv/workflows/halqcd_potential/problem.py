@@ -57,7 +57,10 @@ class OmegaOmegaWithBaseline(OmegaOmegaCase):
         report slice (first source), fitted by a sum of Gaussians (as many as the truth has; errors of V_LO
         from a bootstrap over configurations), then the phase shifts and scattering length of the fit."""
         slice_ = self.report_index() - 1  # leading_order_potential starts at the second slice
-        lo = lambda R: leading_order_potential(R[0], self.mesh.step, self.hadron_mass, time_step=self.time_step)[slice_] * HBARC_MEV_FM
+        lo = lambda R: (
+            leading_order_potential(R[0], self.mesh.step, self.hadron_mass, time_step=self.time_step)[slice_]
+            * HBARC_MEV_FM
+        )
         V_lo = lo(self.correlator(None, 0))
         r = self.mesh.nodes()[: len(V_lo)]
         if len(self.samples) > 1:
@@ -77,15 +80,20 @@ class OmegaOmegaWithBaseline(OmegaOmegaCase):
         d0 = torch.logspace(math.log10(0.1), math.log10(1.0), n_terms, dtype=torch.float64)
         basis = torch.exp(-((rk[:, None] / d0[None, :]) ** 2)) / sk[:, None]
         c0 = torch.linalg.lstsq(basis, Vk / sk).solution
-        fit = least_squares(lambda x: (model(x) - Vk) / sk, torch.cat([c0, torch.log(d0)]).numpy(),
-                            names=[f"c{j + 1}_mev" for j in range(n_terms)] + [f"log_d{j + 1}_fm" for j in range(n_terms)])
-        fitted = GaussianSumPotential(tuple(float(v) for v in fit.values[:n_terms]), tuple(float(math.exp(v)) for v in fit.values[n_terms:]))
+        fit = least_squares(
+            lambda x: (model(x) - Vk) / sk,
+            torch.cat([c0, torch.log(d0)]).numpy(),
+            names=[f"c{j + 1}_mev" for j in range(n_terms)] + [f"log_d{j + 1}_fm" for j in range(n_terms)],
+        )
+        fitted = GaussianSumPotential(
+            tuple(float(v) for v in fit.values[:n_terms]), tuple(float(math.exp(v)) for v in fit.values[n_terms:])
+        )
         k = self.phase_momenta()
         V_fit = lambda rr: fitted(rr)[None]
 
         return {
             "method": f"leading-order local potential V_LO(r) at t/a = {self.settings.report_time} (same data), fitted by {n_terms} Gaussians "
-                      f"on r <= {fit_radius_fm} fm; phase shifts of the fit",
+            f"on r <= {fit_radius_fm} fm; phase shifts of the fit",
             "parameters": {n: [float(v), float(e)] for n, v, e in zip(fit.names, fit.values, fit.errors)},
             "chi2_per_ndf": fit.chi2_per_ndf,
             "phase_shifts_rad": solve_s_wave(V_fit, k, self.settings.hadron_mass_mev / 2).delta[0],
@@ -95,7 +103,11 @@ class OmegaOmegaWithBaseline(OmegaOmegaCase):
         }
 
 
-def build_case(config: HalqcdPotentialConfig, data: CorrelatorData | None = None) -> SeparableWithBaseline | OmegaOmegaWithBaseline:
+def build_case(
+    config: HalqcdPotentialConfig, data: CorrelatorData | None = None
+) -> SeparableWithBaseline | OmegaOmegaWithBaseline:
     if config.case == "separable":
         return SeparableWithBaseline(SeparableSettings(**config.separable.model_dump()))
-    return OmegaOmegaWithBaseline(OmegaOmegaSettings(**config.omega_omega.model_dump()), data, noise_seed=config.seed + 7919)
+    return OmegaOmegaWithBaseline(
+        OmegaOmegaSettings(**config.omega_omega.model_dump()), data, noise_seed=config.seed + 7919
+    )

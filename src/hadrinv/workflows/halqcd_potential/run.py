@@ -38,8 +38,10 @@ from hadrinv.workflows.output import CHECKPOINTS, finish_output, prepare_output
 from hadrinv.workflows.registry import RunContext
 
 # accuracy targets of each case (phase shift, scattering length, V_eff), printed beside the measured numbers
-TARGETS = {"separable": {"delta_deg": 1.0, "scattering_length_percent": 5.0},
-           "omega-omega": {"delta_deg": 2.0, "v_eff_fraction_of_depth": 0.05}}
+TARGETS = {
+    "separable": {"delta_deg": 1.0, "scattering_length_percent": 5.0},
+    "omega-omega": {"delta_deg": 2.0, "v_eff_fraction_of_depth": 0.05},
+}
 
 
 @dataclass
@@ -55,22 +57,63 @@ class HalqcdPotentialResult:
         nn, base, u, truth = m["learned"], m["baseline"], m["units"], m["truth"]
         f = lambda v, spec: "-" if v is None else format(v, spec)
         rows = [
-            (f"max |delta - truth|, k <= {m['phase_k_max']:g} {u['momentum']} (deg)", f(nn["max_delta_error_deg"], ".3f"),
-             f(base["max_delta_error_deg"], ".3f"), "0" if truth["scattering_length"] is not None else "unknown", f"< {m['targets']['delta_deg']:g}"),
-            (f"scattering length ({u['length']})", f"{nn['scattering_length']:.4g} +- {nn['scattering_length_err']:.2g}",
-             f(base["scattering_length"], ".4g"), f(truth["scattering_length"], ".4g"),
-             f"within {m['targets']['scattering_length_percent']:g}%" if "scattering_length_percent" in m["targets"] else "-"),
-            ("scattering length error (%)", f(nn["scattering_length_error_percent"], "+.2f"), f(base["scattering_length_error_percent"], "+.2f"), "0", "-"),
+            (
+                f"max |delta - truth|, k <= {m['phase_k_max']:g} {u['momentum']} (deg)",
+                f(nn["max_delta_error_deg"], ".3f"),
+                f(base["max_delta_error_deg"], ".3f"),
+                "0" if truth["scattering_length"] is not None else "unknown",
+                f"< {m['targets']['delta_deg']:g}",
+            ),
+            (
+                f"scattering length ({u['length']})",
+                f"{nn['scattering_length']:.4g} +- {nn['scattering_length_err']:.2g}",
+                f(base["scattering_length"], ".4g"),
+                f(truth["scattering_length"], ".4g"),
+                f"within {m['targets']['scattering_length_percent']:g}%"
+                if "scattering_length_percent" in m["targets"]
+                else "-",
+            ),
+            (
+                "scattering length error (%)",
+                f(nn["scattering_length_error_percent"], "+.2f"),
+                f(base["scattering_length_error_percent"], "+.2f"),
+                "0",
+                "-",
+            ),
         ]
         if nn.get("max_v_eff_error") is not None:
-            rows.append((f"max |V_eff - V|, r in {m['v_eff_range']} {u['length']} ({u['energy']})", f(nn["max_v_eff_error"], ".3f"),
-                         f(base.get("max_v_eff_error"), ".3f"), "0",
-                         f"< {m['targets']['v_eff_fraction_of_depth'] * truth['depth']:.3g}" if "v_eff_fraction_of_depth" in m["targets"] else "-"))
+            rows.append(
+                (
+                    f"max |V_eff - V|, r in {m['v_eff_range']} {u['length']} ({u['energy']})",
+                    f(nn["max_v_eff_error"], ".3f"),
+                    f(base.get("max_v_eff_error"), ".3f"),
+                    "0",
+                    f"< {m['targets']['v_eff_fraction_of_depth'] * truth['depth']:.3g}"
+                    if "v_eff_fraction_of_depth" in m["targets"]
+                    else "-",
+                )
+            )
         if nn.get("delta_coverage_68") is not None:
-            rows.append(("band coverage of truth, delta 68/95%", f"{nn['delta_coverage_68']:.2f}/{nn['delta_coverage_95']:.2f}", "-", "-", "0.68/0.95"))
+            rows.append(
+                (
+                    "band coverage of truth, delta 68/95%",
+                    f"{nn['delta_coverage_68']:.2f}/{nn['delta_coverage_95']:.2f}",
+                    "-",
+                    "-",
+                    "0.68/0.95",
+                )
+            )
         rows.append(("relative residual (median member)", f"{nn['median_relative_residual']:.2e}", "-", "-", "-"))
         c = m["construction"]
-        rows.append(("U symmetric / zero past regulator", f"{c['max_asymmetry']:.1e} / {c['max_outside_regulator']:.1e}", "-", "-", "0 / 0"))
+        rows.append(
+            (
+                "U symmetric / zero past regulator",
+                f"{c['max_asymmetry']:.1e} / {c['max_outside_regulator']:.1e}",
+                "-",
+                "-",
+                "0 / 0",
+            )
+        )
         return rows
 
 
@@ -81,9 +124,22 @@ def member_task(data: KernelData, network: dict, training: dict, seed: int, thre
     torch.manual_seed(seed)
     kernel = SymmetricKernel(**network).to(device)
     to = lambda x: x.to(device=device, dtype=torch.float32)
-    fit = fit_integral_kernel(kernel, to(data.nodes), to(data.measure), to(data.inputs), to(data.outputs), to(data.residual_weights), **training)
-    return {"state_dict": {k: v.detach().cpu() for k, v in kernel.state_dict().items()}, "options": kernel.options(),
-            "relative_residual": fit.relative_residual, "history": fit.history, "seconds": fit.seconds}
+    fit = fit_integral_kernel(
+        kernel,
+        to(data.nodes),
+        to(data.measure),
+        to(data.inputs),
+        to(data.outputs),
+        to(data.residual_weights),
+        **training,
+    )
+    return {
+        "state_dict": {k: v.detach().cpu() for k, v in kernel.state_dict().items()},
+        "options": kernel.options(),
+        "relative_residual": fit.relative_residual,
+        "history": fit.history,
+        "seconds": fit.seconds,
+    }
 
 
 def load_member(result: dict) -> SymmetricKernel:
@@ -94,10 +150,15 @@ def load_member(result: dict) -> SymmetricKernel:
 
 def network_options(config: HalqcdPotentialConfig, case) -> dict:
     n = config.network
-    return {"features": n.features, "hidden": n.hidden, "depth": n.depth,
-            "scale": n.scale if n.scale is not None else case.default_scale, "length": case.length_scale,
-            "regulator_radius": n.regulator_radius if n.regulator_radius is not None else case.default_regulator_radius,
-            "regulator": n.regulator or case.default_regulator}
+    return {
+        "features": n.features,
+        "hidden": n.hidden,
+        "depth": n.depth,
+        "scale": n.scale if n.scale is not None else case.default_scale,
+        "length": case.length_scale,
+        "regulator_radius": n.regulator_radius if n.regulator_radius is not None else case.default_regulator_radius,
+        "regulator": n.regulator or case.default_regulator,
+    }
 
 
 def run(config: HalqcdPotentialConfig, context: RunContext | None = None) -> HalqcdPotentialResult:
@@ -108,14 +169,33 @@ def run(config: HalqcdPotentialConfig, context: RunContext | None = None) -> Hal
     out = prepare_output(config.out, config, context)
     case = build_case(config, data)
     options = network_options(config, case)
-    context.log(f"halqcd-potential ({case.name}): {config.execution.members} members, {config.training.adam_steps} Adam + "
-                f"{config.training.lbfgs_steps} L-BFGS steps each; regulator '{options['regulator']}' at {options['regulator_radius']:g} {case.units.length}")
-    tasks = [{"data": case.member_data(i, config.seed), "seed": config.seed * 1000 + i} for i in range(config.execution.members)]
+    context.log(
+        f"halqcd-potential ({case.name}): {config.execution.members} members, {config.training.adam_steps} Adam + "
+        f"{config.training.lbfgs_steps} L-BFGS steps each; regulator '{options['regulator']}' at {options['regulator_radius']:g} {case.units.length}"
+    )
+    tasks = [
+        {"data": case.member_data(i, config.seed), "seed": config.seed * 1000 + i}
+        for i in range(config.execution.members)
+    ]
     files = [out / CHECKPOINTS / f"member_{i:03d}.pt" for i in range(config.execution.members)]
     training = config.training.model_dump()
-    shared = {"network": options, "training": training, "threads": config.execution.threads_per_task, "device": config.execution.device}
-    results = run_tasks(member_task, shared, tasks, files, resume=context.resume, **config.execution.task_options(),
-                        on_done=lambda i, r: context.log(f"member {i}: relative residual {r['relative_residual']:.2e} ({r['seconds']:.0f} s)"))
+    shared = {
+        "network": options,
+        "training": training,
+        "threads": config.execution.threads_per_task,
+        "device": config.execution.device,
+    }
+    results = run_tasks(
+        member_task,
+        shared,
+        tasks,
+        files,
+        resume=context.resume,
+        **config.execution.task_options(),
+        on_done=lambda i, r: context.log(
+            f"member {i}: relative residual {r['relative_residual']:.2e} ({r['seconds']:.0f} s)"
+        ),
+    )
     kernels = [load_member(r) for r in results]
     metrics = evaluate(case, kernels, results, config, out, context)
     metrics["seconds"] = time.perf_counter() - started
@@ -127,7 +207,12 @@ def run(config: HalqcdPotentialConfig, context: RunContext | None = None) -> Hal
 def _band(values: torch.Tensor) -> dict[str, torch.Tensor]:
     """Mean, standard deviation (zero for one member) and 16/84% quantiles over the members (dim 0)."""
     std = values.std(0) if len(values) > 1 else torch.zeros_like(values[0])
-    return {"mean": values.mean(0), "std": std, "low": values.quantile(0.16, dim=0), "high": values.quantile(0.84, dim=0)}
+    return {
+        "mean": values.mean(0),
+        "std": std,
+        "low": values.quantile(0.16, dim=0),
+        "high": values.quantile(0.84, dim=0),
+    }
 
 
 def _coverage(mean: torch.Tensor, std: torch.Tensor, truth: torch.Tensor) -> tuple[float, float]:
@@ -143,7 +228,14 @@ def _percent(value: float, truth: float | None) -> float | None:
     return None if truth is None else 100.0 * (value / truth - 1.0)
 
 
-def evaluate(case, kernels: list[SymmetricKernel], results: list[dict], config: HalqcdPotentialConfig, out: Path, context: RunContext) -> dict:
+def evaluate(
+    case,
+    kernels: list[SymmetricKernel],
+    results: list[dict],
+    config: HalqcdPotentialConfig,
+    out: Path,
+    context: RunContext,
+) -> dict:
     """Observables of every member, their ensemble bands, the baseline, and errors against the truth
     (when the truth is known: always for built-in data, for a user's file when its sidecar has it)."""
     mesh, units = case.mesh, case.units
@@ -169,24 +261,33 @@ def evaluate(case, kernels: list[SymmetricKernel], results: list[dict], config: 
     inside = (r >= lo) & (r <= hi)
     a_mean, a_std = float(a0.mean()), float(a0.std()) if len(a0) > 1 else 0.0
     learned = {
-        "scattering_length": a_mean, "scattering_length_err": a_std,
+        "scattering_length": a_mean,
+        "scattering_length_err": a_std,
         "bound_state_energies": [[float(e) for e in b] for b in bound],
         "relative_residuals": [r_["relative_residual"] for r_ in results],
         "median_relative_residual": float(np.median([r_["relative_residual"] for r_ in results])),
         "training_seconds": [r_["seconds"] for r_ in results],
         "max_delta_error_deg": _max_error(d_band["mean"], truth_delta),
-        "max_delta_error_deg_worst_member": None if truth_delta is None else float((delta - truth_delta).abs().amax(-1).max()),
+        "max_delta_error_deg_worst_member": None
+        if truth_delta is None
+        else float((delta - truth_delta).abs().amax(-1).max()),
         "scattering_length_error_percent": _percent(a_mean, truth_a0),
     }
     if truth_delta is not None:
-        learned["delta_coverage_68"], learned["delta_coverage_95"] = _coverage(d_band["mean"], d_band["std"], truth_delta)
+        learned["delta_coverage_68"], learned["delta_coverage_95"] = _coverage(
+            d_band["mean"], d_band["std"], truth_delta
+        )
     if truth_v is not None:
-        learned["v_eff_coverage_68"], learned["v_eff_coverage_95"] = _coverage(v_band["mean"][inside], v_band["std"][inside], truth_v[inside])
+        learned["v_eff_coverage_68"], learned["v_eff_coverage_95"] = _coverage(
+            v_band["mean"][inside], v_band["std"][inside], truth_v[inside]
+        )
     if truth_v is not None:
         learned["max_v_eff_error"] = _max_error(v_band["mean"][inside], truth_v[inside])
         learned["max_v_eff_error_over_depth"] = learned["max_v_eff_error"] / case.depth()
     base = {
-        "method": baseline["method"], "parameters": baseline["parameters"], "is_valid": baseline["is_valid"],
+        "method": baseline["method"],
+        "parameters": baseline["parameters"],
+        "is_valid": baseline["is_valid"],
         "chi2_per_ndf": baseline.get("chi2_per_ndf"),
         "max_delta_error_deg": _max_error(base_delta, truth_delta),
         "scattering_length": baseline["scattering_length"],
@@ -196,25 +297,57 @@ def evaluate(case, kernels: list[SymmetricKernel], results: list[dict], config: 
         base["max_v_eff_error"] = _max_error(baseline["v_eff"][inside], truth_v[inside])
     construction = _construction_checks(kernels, config.seed)
     metrics = {
-        "workflow": "halqcd-potential", "case": case.name, "members": len(kernels), "data": config.data or "built-in synthetic",
-        "units": {"length": units.length, "momentum": units.momentum, "energy": units.energy,
-                  "U": "mu^4" if case.name == "separable" else "fm^-4"},
-        "phase_k_max": float(k[-1]), "v_eff_range": [lo, hi],
+        "workflow": "halqcd-potential",
+        "case": case.name,
+        "members": len(kernels),
+        "data": config.data or "built-in synthetic",
+        "units": {
+            "length": units.length,
+            "momentum": units.momentum,
+            "energy": units.energy,
+            "U": "mu^4" if case.name == "separable" else "fm^-4",
+        },
+        "phase_k_max": float(k[-1]),
+        "v_eff_range": [lo, hi],
         "targets": TARGETS[case.name],
         "truth": {"scattering_length": truth_a0, "depth": case.depth()},
-        "learned": learned, "baseline": base, "construction": construction,
+        "learned": learned,
+        "baseline": base,
+        "construction": construction,
         "talk": "the talk shows its separable and Omega_ccc Omega_ccc results as figures only (no numbers to quote)",
     }
     if truth_delta is not None and case.name == "separable":
-        metrics["acceptance"] = {"delta_within_1_deg": learned["max_delta_error_deg"] < 1.0,
-                                 "scattering_length_within_5_percent": abs(learned["scattering_length_error_percent"]) < 5.0}
+        metrics["acceptance"] = {
+            "delta_within_1_deg": learned["max_delta_error_deg"] < 1.0,
+            "scattering_length_within_5_percent": abs(learned["scattering_length_error_percent"]) < 5.0,
+        }
     elif truth_delta is not None and truth_v is not None:
-        metrics["acceptance"] = {"v_eff_within_5_percent_of_depth": learned["max_v_eff_error_over_depth"] < 0.05,
-                                 "delta_within_2_deg": learned["max_delta_error_deg"] < 2.0}
-    _write_outputs(out, case, k, d_band, v_band, truth_delta, truth_v, base_delta, baseline, r, U, units, (lo, hi), results, construction)
+        metrics["acceptance"] = {
+            "v_eff_within_5_percent_of_depth": learned["max_v_eff_error_over_depth"] < 0.05,
+            "delta_within_2_deg": learned["max_delta_error_deg"] < 2.0,
+        }
+    _write_outputs(
+        out,
+        case,
+        k,
+        d_band,
+        v_band,
+        truth_delta,
+        truth_v,
+        base_delta,
+        baseline,
+        r,
+        U,
+        units,
+        (lo, hi),
+        results,
+        construction,
+    )
     summary = f"a0 = {a_mean:.4g} +- {a_std:.2g} {units.length}"
     if truth_delta is not None:
-        summary = f"max |delta - truth| = {learned['max_delta_error_deg']:.3f} deg; " + summary + f" (truth {truth_a0:.4g})"
+        summary = (
+            f"max |delta - truth| = {learned['max_delta_error_deg']:.3f} deg; " + summary + f" (truth {truth_a0:.4g})"
+        )
     if learned.get("max_v_eff_error") is not None:
         summary += f"; max |V_eff - V| = {learned['max_v_eff_error']:.3f} MeV on [{lo}, {hi}] fm"
     context.log(summary)
@@ -231,22 +364,62 @@ def _construction_checks(kernels: list[SymmetricKernel], seed: int) -> dict:
     with torch.no_grad():
         asymmetry = max(float((kern(x, y) - kern(y, x)).abs().max()) for kern in kernels)
         outside_max = max(float(kern(x[outside], y[outside]).abs().max()) for kern in kernels)
-    return {"max_asymmetry": asymmetry, "max_outside_regulator": outside_max, "regulator": kernels[0].regulator, "regulator_radius": R0}
+    return {
+        "max_asymmetry": asymmetry,
+        "max_outside_regulator": outside_max,
+        "regulator": kernels[0].regulator,
+        "regulator_radius": R0,
+    }
 
 
-def _write_outputs(out, case, k, d_band, v_band, truth_delta, truth_v, base_delta, baseline, r, U, units, window, results, construction) -> None:
+def _write_outputs(
+    out, case, k, d_band, v_band, truth_delta, truth_v, base_delta, baseline, r, U, units, window, results, construction
+) -> None:
     nan = lambda x, n: [float("nan")] * n if x is None else x.tolist()
-    atomic_write_csv(out / "phase_shifts.csv", ["k", "delta_deg", "delta_err_deg"], zip(k.tolist(), d_band["mean"].tolist(), d_band["std"].tolist()))
-    atomic_write_csv(out / "phase_shifts_comparison.csv",
-                     ["k", "delta_deg", "delta_err_deg", "delta_low_deg", "delta_high_deg", "delta_true_deg", "delta_baseline_deg"],
-                     zip(k.tolist(), d_band["mean"].tolist(), d_band["std"].tolist(), d_band["low"].tolist(), d_band["high"].tolist(),
-                         nan(truth_delta, len(k)), base_delta.tolist()))
-    atomic_write_csv(out / "potential.csv", ["r", "v_eff", "v_eff_err", "v_eff_low", "v_eff_high", "v_true"],
-                     zip(r.tolist(), v_band["mean"].tolist(), v_band["std"].tolist(), v_band["low"].tolist(), v_band["high"].tolist(), nan(truth_v, len(r))))
+    atomic_write_csv(
+        out / "phase_shifts.csv",
+        ["k", "delta_deg", "delta_err_deg"],
+        zip(k.tolist(), d_band["mean"].tolist(), d_band["std"].tolist()),
+    )
+    atomic_write_csv(
+        out / "phase_shifts_comparison.csv",
+        ["k", "delta_deg", "delta_err_deg", "delta_low_deg", "delta_high_deg", "delta_true_deg", "delta_baseline_deg"],
+        zip(
+            k.tolist(),
+            d_band["mean"].tolist(),
+            d_band["std"].tolist(),
+            d_band["low"].tolist(),
+            d_band["high"].tolist(),
+            nan(truth_delta, len(k)),
+            base_delta.tolist(),
+        ),
+    )
+    atomic_write_csv(
+        out / "potential.csv",
+        ["r", "v_eff", "v_eff_err", "v_eff_low", "v_eff_high", "v_true"],
+        zip(
+            r.tolist(),
+            v_band["mean"].tolist(),
+            v_band["std"].tolist(),
+            v_band["low"].tolist(),
+            v_band["high"].tolist(),
+            nan(truth_v, len(r)),
+        ),
+    )
     true_U = case.true_kernel(r)
-    atomic_torch_save({"r": r, "U_mean": U.mean(0), "U_std": U.std(0) if len(U) > 1 else torch.zeros_like(U[0]), "U_true": true_U,
-                       "units": {"length": units.length, "energy": units.energy}}, out / "kernel.pt")
+    atomic_torch_save(
+        {
+            "r": r,
+            "U_mean": U.mean(0),
+            "U_std": U.std(0) if len(U) > 1 else torch.zeros_like(U[0]),
+            "U_true": true_U,
+            "units": {"length": units.length, "energy": units.energy},
+        },
+        out / "kernel.pt",
+    )
     plots.plot_phase_shifts(out / "phase_shifts.png", k, d_band, truth_delta, base_delta, units, case.name)
     plots.plot_v_eff(out / "potential.png", r, v_band, truth_v, baseline["v_eff"], units, window, case.name)
-    plots.plot_kernel_map(out / "kernel_map.png", r, U.mean(0), true_U, units, options_radius=construction["regulator_radius"])
+    plots.plot_kernel_map(
+        out / "kernel_map.png", r, U.mean(0), true_U, units, options_radius=construction["regulator_radius"]
+    )
     plots.plot_histories(out / "training.png", [r_["history"] for r_ in results])

@@ -16,15 +16,17 @@ def plot_solutions(path, shown: dict, problem) -> Path:
     methods = list(shown)
     first = shown[methods[0]][0]
     scatter = problem.theta_dim == 2
-    fig, axes = plt.subplots(1, len(methods) + 2 if scatter else 1, figsize=(3 * (len(methods) + 2) if scatter else 6, 3.2), squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(methods) + 2 if scatter else 1, figsize=(3 * (len(methods) + 2) if scatter else 6, 3.2), squeeze=False
+    )
     axes = axes[0]
     exact = first["exact"].numpy()
     f_ax = axes[-1]
     bins = np.linspace(0, 2 * first["y"] + 0.5, 60)
-    f_ax.hist((exact ** 2).sum(-1), bins=bins, histtype="step", color="k", lw=2, density=True, label="exact")
+    f_ax.hist((exact**2).sum(-1), bins=bins, histtype="step", color="k", lw=2, density=True, label="exact")
     for i, method in enumerate(methods):
         samples = shown[method][0]["samples"].numpy()
-        f_ax.hist((samples ** 2).sum(-1), bins=bins, histtype="step", density=True, label=method)
+        f_ax.hist((samples**2).sum(-1), bins=bins, histtype="step", density=True, label=method)
         if scatter:
             ax = axes[i + 1]
             ax.scatter(samples[:, 0], samples[:, 1], s=1, alpha=0.4)

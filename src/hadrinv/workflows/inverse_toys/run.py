@@ -25,7 +25,13 @@ from hadrinv.inference.active_learning import active_learning, random_acquisitio
 from hadrinv.inference.ensemble import run_tasks
 from hadrinv.models.toys import ToyProblem, make_problem
 from hadrinv.workflows.amortized_runs import (
-    accuracy_against_exact, build_estimator, calibration, thread_limit, timed_sample, training_for, with_members,
+    accuracy_against_exact,
+    build_estimator,
+    calibration,
+    thread_limit,
+    timed_sample,
+    training_for,
+    with_members,
 )
 from hadrinv.workflows.execution import require_device
 from hadrinv.workflows.inverse_toys import plots
@@ -33,7 +39,19 @@ from hadrinv.workflows.inverse_toys.config import InverseToysConfig
 from hadrinv.workflows.output import CHECKPOINTS, finish_output, prepare_output
 from hadrinv.workflows.registry import RunContext
 
-TABLE_KEYS = ("c2st", "mmd", "forward_error", "coverage_68", "coverage_95", "ellipsoid_coverage_68", "ellipsoid_coverage_95", "hpd_coverage_68", "hpd_coverage_95", "train_seconds", "sample_seconds_per_1000")
+TABLE_KEYS = (
+    "c2st",
+    "mmd",
+    "forward_error",
+    "coverage_68",
+    "coverage_95",
+    "ellipsoid_coverage_68",
+    "ellipsoid_coverage_95",
+    "hpd_coverage_68",
+    "hpd_coverage_95",
+    "train_seconds",
+    "sample_seconds_per_1000",
+)
 
 
 @dataclass
@@ -56,8 +74,20 @@ def showcase_observations(problem: ToyProblem, config: InverseToysConfig) -> lis
     return [config.observed_f] if problem.kind == "sum_of_squares" else list(config.ring_observed_z)
 
 
-def train_and_evaluate(problem: ToyProblem, method: str, options: dict, training: dict, simulations: int, showcase: list[float],
-                       posterior_samples: int, coverage_cases: int, coverage_samples: int, seed: int, threads: int | None, device: str) -> dict:
+def train_and_evaluate(
+    problem: ToyProblem,
+    method: str,
+    options: dict,
+    training: dict,
+    simulations: int,
+    showcase: list[float],
+    posterior_samples: int,
+    coverage_cases: int,
+    coverage_samples: int,
+    seed: int,
+    threads: int | None,
+    device: str,
+) -> dict:
     thread_limit(threads)
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
@@ -65,16 +95,23 @@ def train_and_evaluate(problem: ToyProblem, method: str, options: dict, training
     x = problem.simulate(theta, generator)
     estimator = build_estimator(method, problem.theta_dim, problem.x_dim, options, bounds=problem.bounds).to(device)
     history = estimator.fit(theta, x, seed=seed, **training)
-    metrics: dict = {"train_seconds": history.seconds, "epochs": len(history.train_loss), "best_validation_loss": history.best_validation_loss}
+    metrics: dict = {
+        "train_seconds": history.seconds,
+        "epochs": len(history.train_loss),
+        "best_validation_loss": history.best_validation_loss,
+    }
     shown, per_observation = [], []
     for i, y in enumerate(showcase):
         x_obs = torch.tensor([y])
         samples, seconds = timed_sample(estimator, x_obs, posterior_samples)
         exact = problem.exact_posterior(x_obs, posterior_samples, torch.Generator().manual_seed(seed + 17 + i))
-        row = {"y": y, **accuracy_against_exact(samples, exact, seed),
-               "forward_error": float((problem.forward(samples) - y).abs().mean()),
-               "exact_forward_error": float((problem.forward(exact) - y).abs().mean()),
-               "sample_seconds_per_1000": 1000 * seconds / posterior_samples}
+        row = {
+            "y": y,
+            **accuracy_against_exact(samples, exact, seed),
+            "forward_error": float((problem.forward(samples) - y).abs().mean()),
+            "exact_forward_error": float((problem.forward(exact) - y).abs().mean()),
+            "sample_seconds_per_1000": 1000 * seconds / posterior_samples,
+        }
         per_observation.append(row)
         shown.append({"y": y, "samples": samples, "exact": exact})
     for key in ("c2st", "mmd", "forward_error", "exact_forward_error", "sample_seconds_per_1000"):
@@ -88,7 +125,9 @@ def train_and_evaluate(problem: ToyProblem, method: str, options: dict, training
     return {"metrics": metrics, "showcase": shown, "estimator": estimator.to_payload()}
 
 
-def active_learning_task(problem: ToyProblem, al: dict, options: dict, seed: int, threads: int | None, device: str) -> dict:
+def active_learning_task(
+    problem: ToyProblem, al: dict, options: dict, seed: int, threads: int | None, device: str
+) -> dict:
     """Ring toy: trained on z <= radius^2, asked about z in target_z; active vs random acquisition."""
     thread_limit(threads)
     generator = torch.Generator().manual_seed(seed)
@@ -124,13 +163,36 @@ def active_learning_task(problem: ToyProblem, al: dict, options: dict, seed: int
         estimator = build_estimator(al["method"], 2, 1, options, bounds=bounds).to(device)
         estimator.fit(theta0, x0, seed=seed, **fit_options)
         if strategy == "active":
-            result = active_learning(estimator, simulate, theta0, x0, x_targets, rounds=al["rounds"], per_round=al["per_round"],
-                                     samples_per_candidate=al["samples_per_candidate"], probe=al["probe"], widen=al["widen"], scale=problem.noise,
-                                     clip=clip, evaluate=evaluate, fit_options=fit_options, seed=seed)
+            result = active_learning(
+                estimator,
+                simulate,
+                theta0,
+                x0,
+                x_targets,
+                rounds=al["rounds"],
+                per_round=al["per_round"],
+                samples_per_candidate=al["samples_per_candidate"],
+                probe=al["probe"],
+                widen=al["widen"],
+                scale=problem.noise,
+                clip=clip,
+                evaluate=evaluate,
+                fit_options=fit_options,
+                seed=seed,
+            )
         else:
             budgets = curves["active"]["simulations"][1:]
-            result = random_acquisition(estimator, simulate, lambda n: problem.sample_prior(n, generator, radius=broad), theta0, x0, budgets,
-                                        evaluate=evaluate, fit_options=fit_options, seed=seed)
+            result = random_acquisition(
+                estimator,
+                simulate,
+                lambda n: problem.sample_prior(n, generator, radius=broad),
+                theta0,
+                x0,
+                budgets,
+                evaluate=evaluate,
+                fit_options=fit_options,
+                seed=seed,
+            )
         curves[strategy] = {"simulations": result.simulations, "error": result.metric}
     # the floor: exact posterior under the broad prior (the targets lie outside the training disk)
     broad_problem = dataclasses.replace(problem, radius=broad)
@@ -155,18 +217,38 @@ def run(config: InverseToysConfig, context: RunContext | None = None) -> Inverse
     tasks, names = [], []
     for t, (name, problem) in enumerate(problems.items()):
         for m, method in enumerate(config.methods):
-            tasks.append({"kind": "train", "problem": problem, "method": method, "options": with_members(config.estimator_options[method], config.execution.members),
-                          "training": training_for(method, config.training, config.method_training),
-                          "simulations": config.simulations, "showcase": showcase_observations(problem, config),
-                          "posterior_samples": config.posterior_samples, "coverage_cases": config.coverage_cases,
-                          "coverage_samples": config.coverage_samples, "seed": config.seed * 1000 + 10 * t + m,
-                          "threads": config.execution.threads_per_task, "device": config.execution.device})
+            tasks.append(
+                {
+                    "kind": "train",
+                    "problem": problem,
+                    "method": method,
+                    "options": with_members(config.estimator_options[method], config.execution.members),
+                    "training": training_for(method, config.training, config.method_training),
+                    "simulations": config.simulations,
+                    "showcase": showcase_observations(problem, config),
+                    "posterior_samples": config.posterior_samples,
+                    "coverage_cases": config.coverage_cases,
+                    "coverage_samples": config.coverage_samples,
+                    "seed": config.seed * 1000 + 10 * t + m,
+                    "threads": config.execution.threads_per_task,
+                    "device": config.execution.device,
+                }
+            )
             names.append((name, method))
     al = config.active_learning
     if al.enabled:
         ring = make_problem("ring", config.noise, config.ring_radius)
-        tasks.append({"kind": "active", "problem": ring, "al": al.model_dump(), "options": config.estimator_options[al.method],
-                      "seed": config.seed * 1000 + 999, "threads": config.execution.threads_per_task, "device": config.execution.device})
+        tasks.append(
+            {
+                "kind": "active",
+                "problem": ring,
+                "al": al.model_dump(),
+                "options": config.estimator_options[al.method],
+                "seed": config.seed * 1000 + 999,
+                "threads": config.execution.threads_per_task,
+                "device": config.execution.device,
+            }
+        )
         names.append(("ring", "active_learning"))
     files = [out / CHECKPOINTS / f"{toy}__{method}.pt" for toy, method in names]
 
@@ -174,12 +256,16 @@ def run(config: InverseToysConfig, context: RunContext | None = None) -> Inverse
         toy, method = names[i]
         if "metrics" in result:
             m = result["metrics"]
-            context.log(f"{toy} / {method}: c2st {m['c2st']:.3f}, coverage 68/95 {m['coverage_68']:.2f}/{m['coverage_95']:.2f}, {m['train_seconds']:.0f} s")
+            context.log(
+                f"{toy} / {method}: c2st {m['c2st']:.3f}, coverage 68/95 {m['coverage_68']:.2f}/{m['coverage_95']:.2f}, {m['train_seconds']:.0f} s"
+            )
         else:
             context.log(f"{toy} / active learning: done in {result['seconds']:.0f} s")
 
     context.log(f"inverse-toys: {len(tasks)} tasks on {config.execution.executor}")
-    results = run_tasks(_dispatch, {}, tasks, files, resume=context.resume, on_done=on_done, **config.execution.task_options())
+    results = run_tasks(
+        _dispatch, {}, tasks, files, resume=context.resume, on_done=on_done, **config.execution.task_options()
+    )
     metrics: dict = {"workflow": "inverse-toys", "toys": {}, "simulations": config.simulations}
     for (toy, method), result in zip(names, results):
         if method == "active_learning":
@@ -188,7 +274,9 @@ def run(config: InverseToysConfig, context: RunContext | None = None) -> Inverse
             continue
         metrics["toys"].setdefault(toy, {})[method] = result["metrics"]
     for toy, problem in problems.items():
-        shown = {method: r["showcase"] for (t, method), r in zip(names, results) if t == toy and method != "active_learning"}
+        shown = {
+            method: r["showcase"] for (t, method), r in zip(names, results) if t == toy and method != "active_learning"
+        }
         if problem.kind == "sum_of_squares":
             plots.plot_solutions(out / f"{toy}_solutions.png", shown, problem)
         else:
@@ -205,6 +293,8 @@ def comparison_table(metrics: dict) -> str:
     for toy, methods in metrics["toys"].items():
         lines += [f"## {toy}", "", "| method | " + " | ".join(TABLE_KEYS) + " |", "|---" * (len(TABLE_KEYS) + 1) + "|"]
         for method, m in methods.items():
-            lines.append(f"| {method} | " + " | ".join("-" if m.get(k) is None else f"{m[k]:.3g}" for k in TABLE_KEYS) + " |")
+            lines.append(
+                f"| {method} | " + " | ".join("-" if m.get(k) is None else f"{m[k]:.3g}" for k in TABLE_KEYS) + " |"
+            )
         lines.append("")
     return "\n".join(lines)

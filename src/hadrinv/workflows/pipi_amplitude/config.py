@@ -23,32 +23,48 @@ class SimulationConfig(Strict):
     rho_mass_gev: float = RHO_770.mass_gev
     rho_width_gev: float = RHO_770.width_gev
     noise: float = Field(0.01, gt=0, description="talk: 0.01 and 0.05")
-    noise_relative_to: Literal["point", "max"] = Field("max", description="talk: noise on the cross section normalised to its maximum")
+    noise_relative_to: Literal["point", "max"] = Field(
+        "max", description="talk: noise on the cross section normalised to its maximum"
+    )
 
 
 class FitConfig(Strict):
-    restarts: int = Field(2, ge=1, description="starts (best grid-scan minima at each energy), combined energy by energy")
+    restarts: int = Field(
+        2, ge=1, description="starts (best grid-scan minima at each energy), combined energy by energy"
+    )
 
 
 class GANConfig(Strict):
-    generator: Literal["spline", "cnn"] = Field("spline", description="spline: partial waves over s (CPU); cnn: the talk's image generator")
+    generator: Literal["spline", "cnn"] = Field(
+        "spline", description="spline: partial waves over s (CPU); cnn: the talk's image generator"
+    )
     latent_dim: int = Field(100, ge=1, description="talk: input noise dimension 100")
     hidden: int = 128
     depth: int = 2
     n_basis: int = Field(24, ge=4, description="cubic B-splines per curve in s")
     cnn_channels: int = Field(64, description="talk: 64")
     cnn_kernel: int = Field(17, description="talk: 17")
-    cnn_l_max: int = Field(4, description="partial waves kept when the CNN amplitude is projected for the physics losses")
+    cnn_l_max: int = Field(
+        4, description="partial waves kept when the CNN amplitude is projected for the physics losses"
+    )
     discriminator_hidden: int = 64
     epochs: int = Field(200, ge=1, description="talk: 200, with early stopping")
     steps_per_epoch: int = Field(40, ge=1, description="talk: training size 40 x 256 with batch 256")
     batch_size: int = Field(64, ge=2, description="talk: 256 (preset paper); 64 keeps a CPU step cheap")
-    lr_generator: float = Field(1e-3, gt=0, description="talk: Adam 1e-4 for its CNN; our small generator needs 1e-3 to converge within 200 epochs")
+    lr_generator: float = Field(
+        1e-3,
+        gt=0,
+        description="talk: Adam 1e-4 for its CNN; our small generator needs 1e-3 to converge within 200 epochs",
+    )
     lr_discriminator: float = Field(1e-4, gt=0, description="talk: Adam 1e-5 (we keep the talk's ratio 10:1)")
-    ema_decay: float | None = Field(0.99, description="moving average of the generator weights used for sampling (None: off)")
+    ema_decay: float | None = Field(
+        0.99, description="moving average of the generator weights used for sampling (None: off)"
+    )
     weight_mse: float = Field(1.0, description="talk: [MSE, unitarity, d0, d1] = [1, 1, 10, 10]")
     weight_adversarial: float = Field(1.0, description="times the MSE's data scale (the talk gives no weight)")
-    adversarial_from_chi2_ndf: float = Field(3.0, description="the adversarial term joins once chi2/ndf of the mean prediction is below this")
+    adversarial_from_chi2_ndf: float = Field(
+        3.0, description="the adversarial term joins once chi2/ndf of the mean prediction is below this"
+    )
     weight_unitarity: float = 1.0
     weight_monotonic: float = 10.0
     monotonic_waves: list[int] = Field([0, 1], description="waves whose phase must rise (talk: d0 and d1)")
@@ -58,8 +74,12 @@ class GANConfig(Strict):
     early_stop_change: float = Field(0.01, description="talk: |L_u,n - L_u,n-1| < 0.01")
     early_stop_patience: int = Field(10, description="talk: 10 consecutive epochs")
     converged_chi2_ndf: float = Field(1.5, description="a member also needs chi2/ndf below this to count as converged")
-    initial_phase_deg: tuple[float, float] = Field((10.0, 170.0), description="phase shifts of the untrained generator: a rising ramp")
-    replicas: bool = Field(True, description="each member trains on its own replica of the data drawn within the errors")
+    initial_phase_deg: tuple[float, float] = Field(
+        (10.0, 170.0), description="phase shifts of the untrained generator: a rising ramp"
+    )
+    replicas: bool = Field(
+        True, description="each member trains on its own replica of the data drawn within the errors"
+    )
     samples_per_member: int = Field(100, ge=2)
 
 

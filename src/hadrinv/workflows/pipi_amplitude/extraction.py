@@ -32,11 +32,25 @@ class Extraction:
     def write(self, folder: Path, problem: PipiProblem) -> None:
         n_waves = self.delta_deg.shape[1]
         header = ["s"] + [f"delta{l}_{kind}" for l in range(n_waves) for kind in ("deg", "err_deg")]
-        rows = [[f"{s:.10g}"] + [f"{v:.8g}" for l in range(n_waves) for v in (self.delta_deg[i, l], self.delta_err_deg[i, l])] for i, s in enumerate(self.energies)]
+        rows = [
+            [f"{s:.10g}"]
+            + [f"{v:.8g}" for l in range(n_waves) for v in (self.delta_deg[i, l], self.delta_err_deg[i, l])]
+            for i, s in enumerate(self.energies)
+        ]
         atomic_write_csv(folder / "partial_waves.csv", header, rows)
         s, z = problem.s.numpy(), problem.cos_theta.numpy()
         a, e = self.amplitude, self.amplitude_err
-        rows = [[f"{s[i]:.10g}", f"{z[i]:.10g}", f"{a[i].real:.10g}", f"{a[i].imag:.10g}", f"{e[i].real:.6g}", f"{e[i].imag:.6g}"] for i in range(len(s))]
+        rows = [
+            [
+                f"{s[i]:.10g}",
+                f"{z[i]:.10g}",
+                f"{a[i].real:.10g}",
+                f"{a[i].imag:.10g}",
+                f"{e[i].real:.6g}",
+                f"{e[i].imag:.6g}",
+            ]
+            for i in range(len(s))
+        ]
         atomic_write_csv(folder / "amplitude.csv", ["s", "cos_theta", "re_A", "im_A", "re_A_err", "im_A_err"], rows)
 
 

@@ -20,7 +20,6 @@ from hadrinv.inference.fit import FitResult, least_squares
 from hadrinv.models.pipi import PipiProblem
 from hadrinv.physics.partial_waves import select_rising_branch
 
-
 # A minimiser that converged to a minimum of a chi^2 the model cannot reach (chi2/ndf of hundreds) has
 # Hessian errors that mean nothing: below this p-value the fit is not reported as valid.
 MIN_P_VALUE = 1e-3
@@ -113,10 +112,14 @@ def fit_phase_shifts(problem: PipiProblem, restarts: int = 2, seed: int = 0) -> 
     result = least_squares(pulls, best.numpy(), names=names)
     delta = select_rising_branch(torch.as_tensor(result.values).view(problem.n_energies, problem.n_waves))
     delta_err = torch.as_tensor(result.errors).view(problem.n_energies, problem.n_waves)
-    return PhaseShiftFit(delta=delta, delta_err=delta_err, fit=result, restarts=restarts, seconds=time.perf_counter() - start)
+    return PhaseShiftFit(
+        delta=delta, delta_err=delta_err, fit=result, restarts=restarts, seconds=time.perf_counter() - start
+    )
 
 
-def grid_scan_starts(problem: PipiProblem, chi2_per_energy, count: int, points_per_wave: int | None = None) -> list[np.ndarray]:
+def grid_scan_starts(
+    problem: PipiProblem, chi2_per_energy, count: int, points_per_wave: int | None = None
+) -> list[np.ndarray]:
     """`count` starts: at every energy, the best local minima of chi^2 on a grid over [0, pi)^n_waves.
 
     The energies decouple, so one batched evaluation scans all of them. The chi^2 valleys are far
@@ -137,7 +140,9 @@ def grid_scan_starts(problem: PipiProblem, chi2_per_energy, count: int, points_p
     return [grid[ranked[k]].reshape(-1).numpy() for k in range(min(count, len(grid)))]
 
 
-def amplitude_with_errors(problem: PipiProblem, delta: torch.Tensor, covariance: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+def amplitude_with_errors(
+    problem: PipiProblem, delta: torch.Tensor, covariance: np.ndarray
+) -> tuple[torch.Tensor, torch.Tensor]:
     """A at the data points and its 1-sigma errors (Re, Im) by linear propagation of the covariance.
 
     delta: (n_s, n_waves) on the physical branch; covariance of the flattened delta (branch-independent).

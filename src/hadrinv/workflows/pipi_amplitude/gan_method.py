@@ -27,9 +27,22 @@ import torch
 from torch import nn
 
 from hadrinv.inference.gan import PhysicsConstrainedGAN, PlateauRule
-from hadrinv.inference.networks import ConvDiscriminator, ConvImageGenerator, MLPDiscriminator, SplineCurveGenerator, bspline_design_matrix
+from hadrinv.inference.networks import (
+    ConvDiscriminator,
+    ConvImageGenerator,
+    MLPDiscriminator,
+    SplineCurveGenerator,
+    bspline_design_matrix,
+)
 from hadrinv.models.pipi import PipiProblem
-from hadrinv.physics.partial_waves import UnitarityRelation, monotonic_phase_loss, phase_shift, project_partial_waves, select_rising_branch, wrap_half_period
+from hadrinv.physics.partial_waves import (
+    UnitarityRelation,
+    monotonic_phase_loss,
+    phase_shift,
+    project_partial_waves,
+    select_rising_branch,
+    wrap_half_period,
+)
 from hadrinv.physics.quadrature import gauss_legendre, trapezoid_weights
 from hadrinv.workflows.pipi_amplitude.config import GANConfig
 
@@ -61,7 +74,9 @@ class PipiGANModel:
             # knots reach one spacing past the data on each side: at a clamped end a single coefficient sets
             # the curve at the last energy alone, and there the data (small cross sections) barely constrain it
             pad = (energies.max() - energies.min()) / (cfg.n_basis - 3)
-            design = bspline_design_matrix(energies, cfg.n_basis, float(energies.min() - pad), float(energies.max() + pad))
+            design = bspline_design_matrix(
+                energies, cfg.n_basis, float(energies.min() - pad), float(energies.max() + pad)
+            )
             self.generator = SplineCurveGenerator(design, 2 * self.n_waves, cfg.latent_dim, cfg.hidden, cfg.depth)
             with torch.no_grad():  # start on a rising ramp: breaks the delta -> -delta symmetry of |A|^2 at delta = 0
                 lo, hi = (math.radians(v) for v in cfg.initial_phase_deg)
@@ -90,14 +105,18 @@ class PipiGANModel:
             return torch.complex(re, im)
         amplitude = torch.complex(out[..., 0], out[..., 1]).to(torch.complex128)  # (batch, n_s, n_z)
         l_max = self.n_waves - 1 if l_max is None else l_max
-        return project_partial_waves(amplitude, self.grid_z, self.grid_weights, l_max).to(torch.complex128 if out.dtype == torch.float64 else torch.complex64)
+        return project_partial_waves(amplitude, self.grid_z, self.grid_weights, l_max).to(
+            torch.complex128 if out.dtype == torch.float64 else torch.complex64
+        )
 
     def cross_section(self, out: torch.Tensor) -> torch.Tensor:
         if self.cfg.generator == "spline":
             return self.problem.cross_section(*waves_from_output(out, self.n_waves), self.basis)
         flat = out.reshape(out.shape[0], -1, 2)
         sigma = torch.zeros(out.shape[0], len(self.problem), dtype=out.dtype, device=out.device)
-        sigma[:, self.grid.reshape(-1)] = (flat[..., 0] ** 2 + flat[..., 1] ** 2) / (64.0 * math.pi**2 * self.problem.s[self.grid.reshape(-1)])
+        sigma[:, self.grid.reshape(-1)] = (flat[..., 0] ** 2 + flat[..., 1] ** 2) / (
+            64.0 * math.pi**2 * self.problem.s[self.grid.reshape(-1)]
+        )
         return sigma
 
     def pulls(self, out: torch.Tensor) -> torch.Tensor:
@@ -117,9 +136,16 @@ class PipiGANModel:
             if l < self.n_waves:
                 penalties[f"d{l}"] = (cfg.weight_monotonic, lambda out, l=l: self.monotonic_loss(out, l))
         return PhysicsConstrainedGAN(
-            self.generator, self.discriminator, observe=self.pulls, measure=lambda u: u + torch.randn_like(u),
-            penalties=penalties, mse_weight=cfg.weight_mse * self.mse_scale, adversarial_weight=cfg.weight_adversarial * self.mse_scale,
-            lr_generator=cfg.lr_generator, lr_discriminator=cfg.lr_discriminator, ema_decay=cfg.ema_decay,
+            self.generator,
+            self.discriminator,
+            observe=self.pulls,
+            measure=lambda u: u + torch.randn_like(u),
+            penalties=penalties,
+            mse_weight=cfg.weight_mse * self.mse_scale,
+            adversarial_weight=cfg.weight_adversarial * self.mse_scale,
+            lr_generator=cfg.lr_generator,
+            lr_discriminator=cfg.lr_discriminator,
+            ema_decay=cfg.ema_decay,
         )
 
     def n_shape_parameters(self) -> int:
@@ -157,8 +183,12 @@ def train_member(problem: PipiProblem, cfg: GANConfig, seed: int, device: str = 
         PlateauRule("chi2_ndf", cfg.converged_chi2_ndf, float("inf"), cfg.early_stop_patience),
     ]
     history = gan.train(
-        lambda n: torch.randn(n, len(problem32), device=device), cfg.epochs, cfg.steps_per_epoch, cfg.batch_size,
-        monitor=monitor, stop=lambda h: all(rule(h) for rule in rules),
+        lambda n: torch.randn(n, len(problem32), device=device),
+        cfg.epochs,
+        cfg.steps_per_epoch,
+        cfg.batch_size,
+        monitor=monitor,
+        stop=lambda h: all(rule(h) for rule in rules),
         adversarial_from=lambda h: h[-1]["chi2_ndf"] < cfg.adversarial_from_chi2_ndf,
     )
     sample_generator = torch.Generator().manual_seed(seed + 1)

@@ -17,8 +17,9 @@ Functions:
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import matplotlib
 import numpy as np
@@ -111,17 +112,18 @@ def _map_panel(fig, ax, s, c, values, *, cmap, vmin, vmax, cyclic, label, title)
     s, c, values = s[ok], c[ok], values[ok]
     tri = _triangulation(s, c)
     if tri is None:
-        mappable = ax.scatter(s, c, c=values, cmap=cmap, vmin=vmin, vmax=vmax, s=25,
-                              edgecolors="0.5", linewidths=0.4)
+        mappable = ax.scatter(s, c, c=values, cmap=cmap, vmin=vmin, vmax=vmax, s=25, edgecolors="0.5", linewidths=0.4)
     elif cyclic:
-        mappable = ax.tripcolor(tri, facecolors=_circular_face_values(tri, values),
-                                cmap=cmap, vmin=vmin, vmax=vmax, shading="flat")
+        mappable = ax.tripcolor(
+            tri, facecolors=_circular_face_values(tri, values), cmap=cmap, vmin=vmin, vmax=vmax, shading="flat"
+        )
     else:
         from matplotlib.ticker import MaxNLocator
 
         levels = MaxNLocator(nbins=40).tick_values(vmin, vmax)  # round level values -> readable ticks
-        mappable = ax.tricontourf(tri, np.clip(values, levels[0], levels[-1]), levels=levels,
-                                  cmap=cmap, vmin=vmin, vmax=vmax)
+        mappable = ax.tricontourf(
+            tri, np.clip(values, levels[0], levels[-1]), levels=levels, cmap=cmap, vmin=vmin, vmax=vmax
+        )
     if tri is not None:  # show where the data actually are; same limits for contour and tripcolor panels
         ax.plot(s, c, ",", color="k", alpha=0.35)
         ax.set_xlim(s.min(), s.max())
@@ -149,8 +151,7 @@ def plot_amplitude_maps(path, s, cos_theta, amplitude, truth=None, title="") -> 
         raise ValueError("s, cos_theta, amplitude (and truth) must have the same number of points")
 
     nrows = 3 if t is not None else 1
-    fig, axes = plt.subplots(nrows, 2, figsize=(11.0, 3.6 * nrows + 0.4), squeeze=False,
-                             constrained_layout=True)
+    fig, axes = plt.subplots(nrows, 2, figsize=(11.0, 3.6 * nrows + 0.4), squeeze=False, constrained_layout=True)
     mag = np.abs(a)
     phase = np.rad2deg(np.angle(a))
     mag_all = mag if t is None else np.concatenate([mag, np.abs(t)])
@@ -163,25 +164,66 @@ def plot_amplitude_maps(path, s, cos_theta, amplitude, truth=None, title="") -> 
     if t is not None:
         rows.append(("truth", np.abs(t), np.rad2deg(np.angle(t))))
     for r, (name, m, p) in enumerate(rows):
-        _map_panel(fig, axes[r, 0], s, c, m, cmap="viridis", vmin=mag_lim[0], vmax=mag_lim[1],
-                   cyclic=False, label=r"$|A|$", title=rf"{name}: $|A|$")
+        _map_panel(
+            fig,
+            axes[r, 0],
+            s,
+            c,
+            m,
+            cmap="viridis",
+            vmin=mag_lim[0],
+            vmax=mag_lim[1],
+            cyclic=False,
+            label=r"$|A|$",
+            title=rf"{name}: $|A|$",
+        )
         _map_panel(fig, axes[r, 1], s, c, p, label=r"arg $A$ [deg]", title=rf"{name}: arg $A$", **common)
     if t is not None:
         dmag = mag - np.abs(t)
         dphase = _wrap_deg(phase - np.rad2deg(np.angle(t)))
         lo, hi = _limits(dmag, symmetric=True)
-        _map_panel(fig, axes[2, 0], s, c, dmag, cmap="RdBu_r", vmin=lo, vmax=hi, cyclic=False,
-                   label=r"$|A| - |A_\mathrm{true}|$", title=r"difference: $|A| - |A_\mathrm{true}|$")
+        _map_panel(
+            fig,
+            axes[2, 0],
+            s,
+            c,
+            dmag,
+            cmap="RdBu_r",
+            vmin=lo,
+            vmax=hi,
+            cyclic=False,
+            label=r"$|A| - |A_\mathrm{true}|$",
+            title=r"difference: $|A| - |A_\mathrm{true}|$",
+        )
         finite = dphase[np.isfinite(dphase)]
         # phase differences are usually small: use a linear diverging scale unless they span the circle
         pmax = float(np.max(np.abs(finite))) if finite.size else 1.0
         if pmax > 90.0:
-            _map_panel(fig, axes[2, 1], s, c, dphase, label=r"$\Delta$ arg $A$ [deg]",
-                       title=r"difference: arg $A$ - arg $A_\mathrm{true}$", **common)
+            _map_panel(
+                fig,
+                axes[2, 1],
+                s,
+                c,
+                dphase,
+                label=r"$\Delta$ arg $A$ [deg]",
+                title=r"difference: arg $A$ - arg $A_\mathrm{true}$",
+                **common,
+            )
         else:
             pmax = pmax if pmax > 0 else 1.0
-            _map_panel(fig, axes[2, 1], s, c, dphase, cmap="RdBu_r", vmin=-pmax, vmax=pmax, cyclic=False,
-                       label=r"$\Delta$ arg $A$ [deg]", title=r"difference: arg $A$ - arg $A_\mathrm{true}$")
+            _map_panel(
+                fig,
+                axes[2, 1],
+                s,
+                c,
+                dphase,
+                cmap="RdBu_r",
+                vmin=-pmax,
+                vmax=pmax,
+                cyclic=False,
+                label=r"$\Delta$ arg $A$ [deg]",
+                title=r"difference: arg $A$ - arg $A_\mathrm{true}$",
+            )
     if title:
         fig.suptitle(title)
     return _save(plt, fig, path)
@@ -213,8 +255,7 @@ def plot_phase_shifts(path, curves: Sequence[Mapping[str, Any]], truth=None) -> 
     n_waves = max([d.shape[1] for _, _, d, _ in prepared] + ([tr[1].shape[1]] if tr is not None else []) + [1])
     ncols = min(n_waves, 3)
     nrows = math.ceil(n_waves / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 3.6 * nrows), squeeze=False,
-                             constrained_layout=True)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 3.6 * nrows), squeeze=False, constrained_layout=True)
     colors = plt.rcParams["axes.prop_cycle"].by_key().get("color", ["C0", "C1", "C2", "C3"])
     n_point_curves = sum(1 for _, s, _, _ in prepared if s.size <= _FEW_ENERGIES)
     for l in range(nrows * ncols):
@@ -266,23 +307,43 @@ def plot_pulls(path, s, pulls, label="") -> Path:
         # range from the bulk (99.5% quantile), so that a few outliers do not squash the histogram
         lim = max(4.0, min(float(np.quantile(np.abs(p_ok), 0.995)) * 1.1, 10.0))
         n_bins = int(np.clip(np.sqrt(p_ok.size) * 1.5, 10, 60))
-        ax_h.hist(np.clip(p_ok, -lim, lim), bins=n_bins, range=(-lim, lim), density=True,
-                  color="C0", alpha=0.6, label="pulls (clipped to range)" if np.any(np.abs(p_ok) > lim) else "pulls")
+        ax_h.hist(
+            np.clip(p_ok, -lim, lim),
+            bins=n_bins,
+            range=(-lim, lim),
+            density=True,
+            color="C0",
+            alpha=0.6,
+            label="pulls (clipped to range)" if np.any(np.abs(p_ok) > lim) else "pulls",
+        )
         x = np.linspace(-lim, lim, 400)
         ax_h.plot(x, np.exp(-0.5 * x**2) / math.sqrt(2 * math.pi), "k-", lw=1.5, label=r"$N(0, 1)$")
         mean, std = float(np.mean(p_ok)), float(np.std(p_ok))
-        text = (f"N = {p_ok.size}\nmean = {mean:.3f}\nstd = {std:.3f}\n"
-                f"|pull| > 3: {np.mean(np.abs(p_ok) > 3):.1%}")
+        text = f"N = {p_ok.size}\nmean = {mean:.3f}\nstd = {std:.3f}\n|pull| > 3: {np.mean(np.abs(p_ok) > 3):.1%}"
         if p_ok.size < p.size:
             text += f"\nnon-finite: {p.size - p_ok.size}"
-        ax_h.text(0.03, 0.97, text, transform=ax_h.transAxes, va="top", ha="left", fontsize=9,
-                  bbox=dict(boxstyle="round", fc="white", alpha=0.8))
+        ax_h.text(
+            0.03,
+            0.97,
+            text,
+            transform=ax_h.transAxes,
+            va="top",
+            ha="left",
+            fontsize=9,
+            bbox=dict(boxstyle="round", fc="white", alpha=0.8),
+        )
         ax_h.legend(fontsize=8, loc="upper right")
         ax_s.scatter(s_ok, p_ok, s=6, alpha=0.6, color="C0", edgecolors="none")
         ax_s.set_ylim(-max(lim, 3.5), max(lim, 3.5))
         n_out = int(np.sum(np.abs(p_ok) > max(lim, 3.5)))
         if n_out:
-            ax_s.text(0.02, 0.02, f"{n_out} point{'s' if n_out > 1 else ''} outside the range", transform=ax_s.transAxes, fontsize=8)
+            ax_s.text(
+                0.02,
+                0.02,
+                f"{n_out} point{'s' if n_out > 1 else ''} outside the range",
+                transform=ax_s.transAxes,
+                fontsize=8,
+            )
     else:
         for ax in (ax_h, ax_s):
             ax.text(0.5, 0.5, "no finite pulls", transform=ax.transAxes, ha="center", va="center")
@@ -331,8 +392,7 @@ def plot_training_history(path, histories, keys=("mse", "unitarity", "chi2_ndf",
     n = max(len(series), 1)
     ncols = min(n, 2)
     nrows = math.ceil(n / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(5.5 * ncols, 3.6 * nrows), squeeze=False,
-                             constrained_layout=True)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(5.5 * ncols, 3.6 * nrows), squeeze=False, constrained_layout=True)
     n_members = len(histories)
     cmap = plt.get_cmap("viridis")
     for j in range(nrows * ncols):
@@ -341,8 +401,15 @@ def plot_training_history(path, histories, keys=("mse", "unitarity", "chi2_ndf",
             if series:
                 ax.set_visible(False)
             else:
-                ax.text(0.5, 0.5, "no history values for keys " + ", ".join(keys),
-                        transform=ax.transAxes, ha="center", va="center", wrap=True)
+                ax.text(
+                    0.5,
+                    0.5,
+                    "no history values for keys " + ", ".join(keys),
+                    transform=ax.transAxes,
+                    ha="center",
+                    va="center",
+                    wrap=True,
+                )
                 ax.set_axis_off()
             continue
         key = list(series)[j]

@@ -21,17 +21,26 @@ from hadrinv.inference.ensemble import run_tasks
 from hadrinv.models.pipi import PipiProblem
 from hadrinv.physics.partial_waves import elastic_wave
 from hadrinv.physics.pipi import S_THRESHOLD_GEV2, breit_wigner_phase_shifts, breit_wigner_waves
+from hadrinv.workflows.execution import require_device
 from hadrinv.workflows.output import CHECKPOINTS, finish_output, prepare_output
 from hadrinv.workflows.pipi_amplitude import plots
 from hadrinv.workflows.pipi_amplitude.config import PipiAmplitudeConfig
 from hadrinv.workflows.pipi_amplitude.extraction import (
-    Extraction, align_to_truth_period, amplitude_at_points, data_metrics, rad2deg, truth_metrics,
+    Extraction,
+    align_to_truth_period,
+    amplitude_at_points,
+    data_metrics,
+    rad2deg,
+    truth_metrics,
 )
 from hadrinv.workflows.pipi_amplitude.fit_method import (
-    amplitude_with_errors, chi2_p_value, fit_is_valid, fit_phase_shifts, require_degrees_of_freedom,
+    amplitude_with_errors,
+    chi2_p_value,
+    fit_is_valid,
+    fit_phase_shifts,
+    require_degrees_of_freedom,
 )
 from hadrinv.workflows.pipi_amplitude.gan_method import train_member
-from hadrinv.workflows.execution import require_device
 from hadrinv.workflows.registry import RunContext
 
 
@@ -50,7 +59,21 @@ class PipiAmplitudeResult:
     def summary_rows(self) -> list[tuple[str, ...]]:
         """(quantity, value per method) rows for the terminal summary."""
         methods = list(self.extractions)
-        keys = [k for k in ("chi2_ndf", "chi2_p_value", "unitarity_loss", "delta0_rms_error_deg", "delta1_rms_error_deg", "delta0_band_coverage", "delta1_band_coverage", "converged_fraction", "seconds") if any(k in self.extractions[m].metrics for m in methods)]
+        keys = [
+            k
+            for k in (
+                "chi2_ndf",
+                "chi2_p_value",
+                "unitarity_loss",
+                "delta0_rms_error_deg",
+                "delta1_rms_error_deg",
+                "delta0_band_coverage",
+                "delta1_band_coverage",
+                "converged_fraction",
+                "seconds",
+            )
+            if any(k in self.extractions[m].metrics for m in methods)
+        ]
         rows = []
         for k in keys:
             values = []
@@ -100,10 +123,19 @@ def run(config: PipiAmplitudeConfig, context: RunContext | None = None) -> PipiA
             extraction.metrics.update(truth_metrics(extraction.delta_deg, extraction.delta_err_deg, truth_deg))
             if extraction.pooled_err_deg is not None:
                 pooled = truth_metrics(extraction.delta_deg, extraction.pooled_err_deg, truth_deg)
-                extraction.metrics.update({k.replace("band_coverage", "pooled_band_coverage"): v for k, v in pooled.items() if "coverage" in k})
+                extraction.metrics.update(
+                    {
+                        k.replace("band_coverage", "pooled_band_coverage"): v
+                        for k, v in pooled.items()
+                        if "coverage" in k
+                    }
+                )
         extraction.write(folder, problem)
         _plots(folder, problem, extraction, resonances)
-    curves = [{"label": n, "s": e.energies, "delta_deg": e.delta_deg, "delta_err_deg": e.delta_err_deg} for n, e in extractions.items()]
+    curves = [
+        {"label": n, "s": e.energies, "delta_deg": e.delta_deg, "delta_err_deg": e.delta_err_deg}
+        for n, e in extractions.items()
+    ]
     plots.plot_phase_shifts(out / "phase_shifts.png", curves, _fine_truth(problem, resonances))
     metrics = {
         "workflow": "pipi-amplitude",
@@ -125,26 +157,47 @@ def _run_fit(problem: PipiProblem, config: PipiAmplitudeConfig, checkpoint: Path
     else:
         fitted = fit_phase_shifts(problem, restarts=config.fit.restarts, seed=config.seed)
         saved = {
-            "delta": fitted.delta, "delta_err": fitted.delta_err, "covariance": torch.as_tensor(fitted.fit.covariance),
-            "is_valid": fitted.is_valid, "has_accurate_covar": fitted.fit.has_accurate_covar, "seconds": fitted.seconds,
+            "delta": fitted.delta,
+            "delta_err": fitted.delta_err,
+            "covariance": torch.as_tensor(fitted.fit.covariance),
+            "is_valid": fitted.is_valid,
+            "has_accurate_covar": fitted.fit.has_accurate_covar,
+            "seconds": fitted.seconds,
         }
         atomic_torch_save(saved, checkpoint)
-        context.log(f"fit: {'valid' if fitted.is_valid else 'NOT VALID'}, chi2/ndf = {fitted.fit.chi2_per_ndf:.3f}, "
-                    f"p = {fitted.chi2_p_value:.3g}, {fitted.seconds:.1f} s")
+        context.log(
+            f"fit: {'valid' if fitted.is_valid else 'NOT VALID'}, chi2/ndf = {fitted.fit.chi2_per_ndf:.3f}, "
+            f"p = {fitted.chi2_p_value:.3g}, {fitted.seconds:.1f} s"
+        )
     delta = saved["delta"]
     waves = elastic_wave(delta)
     amplitude, amplitude_err = amplitude_with_errors(problem, delta, saved["covariance"].numpy())
     metrics, pulls = data_metrics(problem, waves, delta.numel())
     # from the central waves, so a checkpoint written before the p-value counted is judged the same way
     p_value = chi2_p_value(metrics["chi2"], metrics["ndf"])
-    metrics.update(is_valid=fit_is_valid(saved["is_valid"], p_value), chi2_p_value=p_value,
-                   has_accurate_covar=bool(saved["has_accurate_covar"]), seconds=float(saved["seconds"]))
-    extraction = Extraction("fit", problem.energies.numpy(), rad2deg(delta), rad2deg(saved["delta_err"]), waves.numpy(), amplitude.numpy(), amplitude_err.numpy(), metrics)
+    metrics.update(
+        is_valid=fit_is_valid(saved["is_valid"], p_value),
+        chi2_p_value=p_value,
+        has_accurate_covar=bool(saved["has_accurate_covar"]),
+        seconds=float(saved["seconds"]),
+    )
+    extraction = Extraction(
+        "fit",
+        problem.energies.numpy(),
+        rad2deg(delta),
+        rad2deg(saved["delta_err"]),
+        waves.numpy(),
+        amplitude.numpy(),
+        amplitude_err.numpy(),
+        metrics,
+    )
     extraction.pulls = pulls
     return extraction
 
 
-def _run_gan(problem: PipiProblem, config: PipiAmplitudeConfig, checkpoints: Path, folder: Path, context: RunContext) -> Extraction:
+def _run_gan(
+    problem: PipiProblem, config: PipiAmplitudeConfig, checkpoints: Path, folder: Path, context: RunContext
+) -> Extraction:
     started = time.perf_counter()
     n = config.execution.members
     member_files = [checkpoints / f"member_{i:03d}.pt" for i in range(n)]
@@ -154,13 +207,23 @@ def _run_gan(problem: PipiProblem, config: PipiAmplitudeConfig, checkpoints: Pat
 
     def on_done(i: int, result: dict) -> None:
         done[0] += 1
-        progress.advance(f"member {i}: {'converged' if result['converged'] else 'not converged'} after {result['epochs']} epochs, {result['seconds']:.0f} s")
+        progress.advance(
+            f"member {i}: {'converged' if result['converged'] else 'not converged'} after {result['epochs']} epochs, {result['seconds']:.0f} s"
+        )
 
     members = run_tasks(
-        train_member, shared={"problem": problem, "cfg": config.gan, "device": config.execution.device,
-                              "threads": config.execution.threads_per_task or 1},
+        train_member,
+        shared={
+            "problem": problem,
+            "cfg": config.gan,
+            "device": config.execution.device,
+            "threads": config.execution.threads_per_task or 1,
+        },
         per_task=[{"seed": config.seed * 100_003 + i} for i in range(n)],
-        checkpoints=member_files, resume=context.resume, on_done=on_done, **config.execution.task_options(),
+        checkpoints=member_files,
+        resume=context.resume,
+        on_done=on_done,
+        **config.execution.task_options(),
     )
     progress.close()
     converged = [m for m in members if m["converged"]]
@@ -168,7 +231,9 @@ def _run_gan(problem: PipiProblem, config: PipiAmplitudeConfig, checkpoints: Pat
     # each member: mean over its latent samples; the band is the spread of these over the members, each
     # trained on its own replica of the data (a bootstrap); the latent spread within a member is reported
     # beside it ("pooled") but is not a calibrated uncertainty
-    member_delta = _align_samples(torch.stack([_align_samples(m["delta"]).mean(0) for m in used]))  # (members, n_s, n_waves)
+    member_delta = _align_samples(
+        torch.stack([_align_samples(m["delta"]).mean(0) for m in used])
+    )  # (members, n_s, n_waves)
     member_waves = torch.stack([torch.complex(m["waves_re"], m["waves_im"]).mean(0) for m in used])
     pooled = _align_samples(torch.cat([m["delta"] for m in used]))
     central_waves = member_waves.mean(0)
@@ -183,16 +248,31 @@ def _run_gan(problem: PipiProblem, config: PipiAmplitudeConfig, checkpoints: Pat
         amplitude_err = torch.complex(samples.real.std(0), samples.imag.std(0))
     metrics, pulls = data_metrics(problem, central_waves, members[0]["n_shape_parameters"])
     metrics.update(
-        members=n, members_converged=len(converged), converged_fraction=len(converged) / n, is_valid=bool(converged),
+        members=n,
+        members_converged=len(converged),
+        converged_fraction=len(converged) / n,
+        is_valid=bool(converged),
         band="replicas" if len(used) > 1 else "latent",
-        member_epochs_mean=float(np.mean([m["epochs"] for m in members])), member_seconds_mean=float(np.mean([m["seconds"] for m in members])),
+        member_epochs_mean=float(np.mean([m["epochs"] for m in members])),
+        member_seconds_mean=float(np.mean([m["seconds"] for m in members])),
         seconds=time.perf_counter() - started,
     )
     delta_mean = member_delta.mean(0)
-    extraction = Extraction("gan", problem.energies.numpy(), rad2deg(delta_mean), rad2deg(delta_err), central_waves.numpy(), amplitude.numpy(), amplitude_err.numpy(), metrics)
+    extraction = Extraction(
+        "gan",
+        problem.energies.numpy(),
+        rad2deg(delta_mean),
+        rad2deg(delta_err),
+        central_waves.numpy(),
+        amplitude.numpy(),
+        amplitude_err.numpy(),
+        metrics,
+    )
     extraction.pooled_err_deg = rad2deg(pooled.std(0))
     extraction.pulls = pulls
-    plots.plot_training_history(folder / "training.png", [m["history"] for m in members], keys=("mse", "unitarity_loss", "chi2_ndf", "loss_d"))
+    plots.plot_training_history(
+        folder / "training.png", [m["history"] for m in members], keys=("mse", "unitarity_loss", "chi2_ndf", "loss_d")
+    )
     return extraction
 
 
@@ -230,7 +310,13 @@ class _progress:
         if context.progress:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=False)
+            self.bar = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                transient=False,
+            )
             self.bar.start()
             self.task = self.bar.add_task(description, total=total)
 

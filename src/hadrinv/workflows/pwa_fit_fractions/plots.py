@@ -11,15 +11,25 @@ import torch
 from hadrinv.data.io import atomic_write_csv
 from hadrinv.physics import pwa
 
-VARIABLES = (("m_pipi", "m(pi pi) [GeV]", None), ("cos_theta_gamma", "cos theta_gamma", (-1.0, 1.0)), ("cos_theta_pi", "cos theta_pi", (-1.0, 1.0)))
+VARIABLES = (
+    ("m_pipi", "m(pi pi) [GeV]", None),
+    ("cos_theta_gamma", "cos theta_gamma", (-1.0, 1.0)),
+    ("cos_theta_pi", "cos theta_pi", (-1.0, 1.0)),
+)
 
 
 def _variables(gamma, pi1, pi2) -> dict[str, np.ndarray]:
     angles = pwa.helicity_angles(gamma, pi1, pi2)
-    return {"m_pipi": angles.m_pipi.numpy(), "cos_theta_gamma": angles.cos_theta_gamma.numpy(), "cos_theta_pi": torch.cos(angles.theta_pi).numpy()}
+    return {
+        "m_pipi": angles.m_pipi.numpy(),
+        "cos_theta_gamma": angles.cos_theta_gamma.numpy(),
+        "cos_theta_pi": torch.cos(angles.theta_pi).numpy(),
+    }
 
 
-def projections(am, params, data_events, mc_events, data_weights=None, mc_weights=None, bins: int = 60) -> dict[str, dict]:
+def projections(
+    am, params, data_events, mc_events, data_weights=None, mc_weights=None, bins: int = 60
+) -> dict[str, dict]:
     """Histograms of the data and of the fit in m_pipi, cos theta_gamma and cos theta_pi.
 
     The fit is the accepted MC weighted by I(params) (times its own weights if importance-sampled), scaled
@@ -43,17 +53,30 @@ def projections(am, params, data_events, mc_events, data_weights=None, mc_weight
     data_vars, mc_vars = _variables(*data_events), _variables(*mc_events)
     out = {}
     for name, _, fixed in VARIABLES:
-        low, high = fixed or (float(min(data_vars[name].min(), mc_vars[name].min())), float(max(data_vars[name].max(), mc_vars[name].max())))
+        low, high = fixed or (
+            float(min(data_vars[name].min(), mc_vars[name].min())),
+            float(max(data_vars[name].max(), mc_vars[name].max())),
+        )
         edges = np.linspace(low, high, bins + 1)
         counts = np.histogram(data_vars[name], edges, weights=w)[0].astype(float)
         variance = counts if w is None else np.histogram(data_vars[name], edges, weights=w * w)[0]
         fit = np.histogram(mc_vars[name], edges, weights=total.numpy() * scale)[0]
         fit_variance = np.histogram(mc_vars[name], edges, weights=(total.numpy() * scale) ** 2)[0]  # MC statistics
-        components = {r.name: np.histogram(mc_vars[name], edges, weights=alone[:, k].numpy() * scale)[0]
-                      for k, r in enumerate(am.model.resonances)}
+        components = {
+            r.name: np.histogram(mc_vars[name], edges, weights=alone[:, k].numpy() * scale)[0]
+            for k, r in enumerate(am.model.resonances)
+        }
         used = counts >= 5
         chi2 = float((((counts - fit) ** 2) / np.maximum(variance + fit_variance, 1.0))[used].sum())
-        out[name] = {"edges": edges, "data": counts, "error": np.sqrt(variance), "fit": fit, "components": components, "chi2": chi2, "bins": int(used.sum())}
+        out[name] = {
+            "edges": edges,
+            "data": counts,
+            "error": np.sqrt(variance),
+            "fit": fit,
+            "components": components,
+            "chi2": chi2,
+            "bins": int(used.sum()),
+        }
     return out
 
 
@@ -61,7 +84,16 @@ def write_projections(csv_path: Path, png_path: Path, proj: dict[str, dict], tit
     rows = []
     for name, p in proj.items():
         for i in range(len(p["data"])):
-            rows.append((name, p["edges"][i], p["edges"][i + 1], p["data"][i], p["fit"][i], *(c[i] for c in p["components"].values())))
+            rows.append(
+                (
+                    name,
+                    p["edges"][i],
+                    p["edges"][i + 1],
+                    p["data"][i],
+                    p["fit"][i],
+                    *(c[i] for c in p["components"].values()),
+                )
+            )
     names = list(next(iter(proj.values()))["components"])
     atomic_write_csv(csv_path, ["variable", "low", "high", "data", "fit", *[f"alone:{n}" for n in names]], rows)
 
