@@ -71,7 +71,8 @@ def main() -> None:
     width = (problem.space.high - problem.space.low).float()
     fresh = torch.Generator().manual_seed(args.seed)
     print(
-        f"{args.estimator or args.run}: training clouds {k.cloud_points[0]}-{k.cloud_points[1]} bins, layout {k.cloud_layout}; "
+        f"{args.estimator or args.run}: training clouds {k.cloud_points[0]}-{k.cloud_points[1]} bins, "
+        f"layout {k.cloud_layout}; "
         f"{len(truth)} truths, {args.samples} samples each\n"
     )
     print("| evaluated on | marginal 68 / 95 | ellipsoid 68 / 95 | HPD 68 / 95 | rms error / width |")

@@ -19,8 +19,8 @@ import torch
 from hadrinv.inference import Regressor
 from hadrinv.models.femtoscopy import log_c
 from hadrinv.workflows.femto_inverse.config import PARAMETERS, FemtoInverseConfig
+from hadrinv.workflows.femto_inverse.metrics import r_squared
 from hadrinv.workflows.femto_inverse.problem import k_grid, simulate
-from hadrinv.workflows.femto_inverse.run import r_squared
 
 
 def main() -> None:

@@ -21,9 +21,9 @@ import torch
 
 from hadrinv.inference.ensemble import run_tasks
 from hadrinv.models.femtoscopy import SimulatedSet, sample_uniform
-from hadrinv.workflows.femto_inverse.config import FemtoInverseConfig
+from hadrinv.workflows.femto_inverse.config import PARAMETERS, FemtoInverseConfig
 from hadrinv.workflows.femto_inverse.problem import k_grid, save_dataset, simulate
-from hadrinv.workflows.femto_inverse.run import PARAMETERS, simulation_task
+from hadrinv.workflows.femto_inverse.tasks import simulation_task
 
 
 def main() -> None:

@@ -34,5 +34,6 @@ for _ in range(3):
     jac(p[0])
 ad = (time.perf_counter() - t) / 3
 print(
-    f"central differences (11 potentials, one batched call): {fd * 1e3:.1f} ms; jacfwd: {ad * 1e3:.0f} ms; ratio {ad / fd:.0f}x"
+    f"central differences (11 potentials, one batched call): {fd * 1e3:.1f} ms; "
+    f"jacfwd: {ad * 1e3:.0f} ms; ratio {ad / fd:.0f}x"
 )

@@ -1,7 +1,8 @@
 """Joint (HPD) calibration of the femtoscopy posterior: one conditional flow against an equal-weight
 mixture of independently initialised flows (a deep ensemble), on the fixed 60-point grid.
 
-    python benchmarks/femto_flow_ensemble.py --dataset runs/femto-inverse/dataset.h5 [--members 3] [--train 8000] [--box-support]
+    python benchmarks/femto_flow_ensemble.py --dataset runs/femto-inverse/dataset.h5 \\
+        [--members 3] [--train 8000] [--box-support]
 
 The dataset is the HDF5 file of `hadrinv run femto-inverse` (its "five" set). Each curve gets a relative
 error log-uniform in 0.5-5 %; the flow sees (log C_obs at 60 points, log error). Prints marginal and

@@ -77,7 +77,8 @@ def main(argv: list[str] | None = None) -> None:
     print("$ python " + " ".join(shlex.quote(a) for a in [sys.argv[0]] + (sys.argv[1:] if argv is None else argv)))
     torch.set_num_threads(args.threads)
     print(
-        f"torch {torch.__version__}, threads {torch.get_num_threads()}, float64; reduced mass {P_OMEGA_REDUCED_MASS_MEV} MeV"
+        f"torch {torch.__version__}, threads {torch.get_num_threads()}, float64; "
+        f"reduced mass {P_OMEGA_REDUCED_MASS_MEV} MeV"
     )
     rng = np.random.default_rng(args.seed)
     k = np.geomspace(1.0, 300.0, args.k_points)
@@ -106,14 +107,18 @@ def main(argv: list[str] | None = None) -> None:
     worst_d = np.unravel_index(np.argmax(dd), dd.shape)
     n_points = rel.size
     print(
-        f"\n(a) accuracy: {args.potentials} potentials x {args.k_points} momenta (log-spaced 1-300 MeV) = {n_points} points, seed {args.seed}"
+        f"\n(a) accuracy: {args.potentials} potentials x {args.k_points} momenta (log-spaced 1-300 MeV) = "
+        f"{n_points} points, seed {args.seed}"
     )
     print(
-        f"    b1 in [{PARAMETER_LOW[0]}, {PARAMETER_HIGH[0]}] MeV, b2 in [{PARAMETER_LOW[1]}, {PARAMETER_HIGH[1]}] fm^-2, "
-        f"b3 in [{PARAMETER_LOW[2]}, {PARAMETER_HIGH[2]}] MeV fm^2, b4 in [{PARAMETER_LOW[3]}, {PARAMETER_HIGH[3]}] fm^-2, r0 in {list(R0_RANGE)} fm"
+        f"    b1 in [{PARAMETER_LOW[0]}, {PARAMETER_HIGH[0]}] MeV, "
+        f"b2 in [{PARAMETER_LOW[1]}, {PARAMETER_HIGH[1]}] fm^-2, "
+        f"b3 in [{PARAMETER_LOW[2]}, {PARAMETER_HIGH[2]}] MeV fm^2, "
+        f"b4 in [{PARAMETER_LOW[3]}, {PARAMETER_HIGH[3]}] fm^-2, r0 in {list(R0_RANGE)} fm"
     )
     print(
-        f"    ours: StretchedGrid(step_fm={args.step}) (Numerov, {GRID.nodes()['n']} steps); reference: DOP853 rtol 1e-11 + quad"
+        f"    ours: StretchedGrid(step_fm={args.step}) (Numerov, {GRID.nodes()['n']} steps); "
+        "reference: DOP853 rtol 1e-11 + quad"
     )
     print(
         table(
@@ -143,7 +148,8 @@ def main(argv: list[str] | None = None) -> None:
         )
     passed = bool((rel <= 1e-3).all() and (dd < 0.1).all())
     print(
-        f"    accuracy criterion (|dC| <= 1e-3 max(1,|C|) and |d delta| < 0.1 deg everywhere): {'PASS' if passed else 'FAIL'}"
+        "    accuracy criterion (|dC| <= 1e-3 max(1,|C|) and |d delta| < 0.1 deg everywhere): "
+        f"{'PASS' if passed else 'FAIL'}"
     )
 
     # ---------------------------------------------------------------- (b) speed

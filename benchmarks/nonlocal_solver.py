@@ -51,7 +51,8 @@ def main(argv=None) -> int:
         delta, seconds = _timed(lambda: phase_shifts(k, mesh, sep.mass, U=U))
         a0 = float(scattering_length(mesh, sep.mass, U=U))
         print(
-            f"{step:>12g} {mesh.size:>6d} {float((delta - exact).abs().max()) * DEG:>20.2e} {a0 / sep.scattering_length() - 1:>14.1e} {seconds:>8.2f}"
+            f"{step:>12g} {mesh.size:>6d} {float((delta - exact).abs().max()) * DEG:>20.2e} "
+            f"{a0 / sep.scattering_length() - 1:>14.1e} {seconds:>8.2f}"
         )
 
     k_mev = torch.linspace(5.0, 300.0, 60, dtype=torch.float64)

@@ -112,7 +112,8 @@ def main() -> None:
             sel = [r for r in rows if r[1] == method]
             mean = lambda k: sum(r[k] for r in sel) / len(sel)
             print(
-                f"mean over {len(sel)} data sets | {method} | {mean(2):.3g} | {mean(3):.3g} | {mean(4):.3g} | {mean(5):.3g} | {mean(6):.3g} | {mean(7):.3g} | {mean(8):.3g} | {mean(9):.3g}"
+                f"mean over {len(sel)} data sets | {method} | {mean(2):.3g} | {mean(3):.3g} | {mean(4):.3g} | "
+                f"{mean(5):.3g} | {mean(6):.3g} | {mean(7):.3g} | {mean(8):.3g} | {mean(9):.3g}"
             )
     print(
         "talk 000: no accuracy figure (plots of converged / non-converged GANs); GAN time ratio to fit: "

@@ -56,7 +56,8 @@ def main() -> None:
         print(f"fit {k}: valid {fit.is_valid}", flush=True)
     ratio = np.asarray(values).std(0, ddof=1) / errors
     print(
-        f"{args.events} events, {args.samples} {args.sampling} MC samples of {args.mc}, {time.perf_counter() - started:.0f} s"
+        f"{args.events} events, {args.samples} {args.sampling} MC samples of {args.mc}, "
+        f"{time.perf_counter() - started:.0f} s"
     )
     print(f"{'parameter':<26}{'MC spread / stat. error':>24}")
     for name, r in zip(am.names, ratio):

@@ -117,7 +117,8 @@ def main(argv=None) -> int:
         print(f"{name:<36} {seconds:>21.3f} {1 / seconds:>14.2f} {seconds / auto[1]:>7.2f}")
     agreement = float(((auto[3] - fd[3]).abs() / auto[3].abs().clamp_min(1e-3)).max())
     print(
-        f"\n{len(p0)} free parameters; -ln L = {float(auto[2]):.6g}; max relative gradient difference autodiff vs finite differences {agreement:.1e}"
+        f"\n{len(p0)} free parameters; -ln L = {float(auto[2]):.6g}; "
+        f"max relative gradient difference autodiff vs finite differences {agreement:.1e}"
     )
     print(f"peak RSS {_peak_rss_gb():.2f} GB; target: value + gradient <= 1 s on 2 cores (real path, chunked autodiff)")
     return 0

@@ -56,7 +56,8 @@ def main() -> None:
     torch.manual_seed(0)
     generator = torch.Generator().manual_seed(1)
     print(
-        f"torch {torch.__version__}, {args.threads} thread(s), batch {args.batch}, forward + backward, mean of {args.repeats}\n"
+        f"torch {torch.__version__}, {args.threads} thread(s), batch {args.batch}, forward + backward, "
+        f"mean of {args.repeats}\n"
     )
     print("| case | padded (ms) | SetEmbedding (ms) | speed-up |")
     print("|---|---|---|---|")

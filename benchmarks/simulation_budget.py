@@ -104,11 +104,13 @@ def main() -> None:
         return "-" if c is None else f"{c[0.68]:.3f} / {c[0.95]:.3f}"
 
     print(
-        "| problem | method | simulations | members | epochs (best) | train s | marginal 68 / 95 | ellipsoid 68 / 95 | HPD 68 / 95 |"
+        "| problem | method | simulations | members | epochs (best) | train s | "
+        "marginal 68 / 95 | ellipsoid 68 / 95 | HPD 68 / 95 |"
     )
     print("|---|---|---|---|---|---|---|---|---|")
     print(
-        f"| {args.problem} | {args.method} | {args.simulations} | {args.members} | {len(history.train_loss)} ({history.best_epoch + 1}) | "
+        f"| {args.problem} | {args.method} | {args.simulations} | {args.members} | "
+        f"{len(history.train_loss)} ({history.best_epoch + 1}) | "
         f"{seconds:.0f} | {pair(marginal)} | {pair(ellipsoid)} | {pair(hpd)} |"
     )
     print(json.dumps({"args": vars(args), "validation_loss": history.best_validation_loss}))

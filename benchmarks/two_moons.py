@@ -80,7 +80,8 @@ def main() -> None:
             )
             rows.append(row)
             print(
-                f"{method} at {n_sim}: c2st {row[2]:.3f} +- {row[3]:.3f} (per observation: {', '.join(f'{s:.3f}' for s in scores)})",
+                f"{method} at {n_sim}: c2st {row[2]:.3f} +- {row[3]:.3f} "
+                f"(per observation: {', '.join(f'{s:.3f}' for s in scores)})",
                 flush=True,
             )
     print()
@@ -88,7 +89,8 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|---|")
     for n_sim, method, mean, std, worst, train, epochs, ms, published in rows:
         print(
-            f"| {n_sim} | {method} | {mean:.3f} | {std:.3f} | {worst:.3f} | {train:.0f} | {epochs} | {ms:.1f} | {published if published else '-'} |"
+            f"| {n_sim} | {method} | {mean:.3f} | {std:.3f} | {worst:.3f} | {train:.0f} | {epochs} | {ms:.1f} | "
+            f"{published if published else '-'} |"
         )
 
 

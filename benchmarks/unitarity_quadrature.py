@@ -24,7 +24,8 @@ def main() -> None:
     for rule, n_z, n_phi in (("simpson", 64, 10), ("simpson", 65, 11), ("gauss", 4, 4), ("gauss", 16, 16)):
         relation = UnitarityRelation(z, 1, n_z, n_phi, rule)
         print(
-            f"{rule} | {n_z} | {n_phi} | {relation.residual(waves).abs().max().item():.2e} | {relation.loss(waves).item():.2e}"
+            f"{rule} | {n_z} | {n_phi} | {relation.residual(waves).abs().max().item():.2e} | "
+            f"{relation.loss(waves).item():.2e}"
         )
 
 

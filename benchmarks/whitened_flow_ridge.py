@@ -30,7 +30,8 @@ def main() -> None:
     covariance = torch.linalg.inv(torch.eye(2) + a.T @ torch.diag(noise**-2) @ a)
     across, along = torch.tensor([1.0, 1.0]) / 2**0.5, torch.tensor([1.0, -1.0]) / 2**0.5
     print(
-        "| flow | observation | epochs | width across / exact | width along / exact | mean abs log-density error | mean error |"
+        "| flow | observation | epochs | width across / exact | width along / exact | "
+        "mean abs log-density error | mean error |"
     )
     print("|---|---|---|---|---|---|---|")
     for whiten in (True, False):
@@ -44,7 +45,8 @@ def main() -> None:
             samples = flow.sample(x_obs, 4000)
             ratio = [float((samples @ e).std() / (e @ covariance @ e) ** 0.5) for e in (across, along)]
             print(
-                f"| {'whitened' if whiten else 'plain'} | {x_obs.tolist()} | {len(history.train_loss)} | {ratio[0]:.2f} | {ratio[1]:.2f} | "
+                f"| {'whitened' if whiten else 'plain'} | {x_obs.tolist()} | {len(history.train_loss)} | "
+                f"{ratio[0]:.2f} | {ratio[1]:.2f} | "
                 f"{float(error.abs().mean()):.3f} | {float(error.mean()):.3f} |",
                 flush=True,
             )

@@ -80,7 +80,8 @@ def _assert_posterior_moments(samples: torch.Tensor, label: str, mean_tolerance:
     assert samples.shape == (2, N_SAMPLES, 2)
     mean, std = samples.mean(1), samples.std(1)
     print(
-        f"\n{label}: mean {mean.tolist()} (truth {(0.8 * X_OBS).tolist()}), std {std.tolist()} (truth {POSTERIOR_STD:.3f})"
+        f"\n{label}: mean {mean.tolist()} (truth {(0.8 * X_OBS).tolist()}), "
+        f"std {std.tolist()} (truth {POSTERIOR_STD:.3f})"
     )
     assert torch.allclose(mean, 0.8 * X_OBS, atol=mean_tolerance), mean
     assert torch.allclose(std, torch.full_like(std, POSTERIOR_STD), rtol=0.2), std
@@ -171,7 +172,8 @@ def test_flow_matching_density_of_trained_model(flow_matching):
     torch.manual_seed(15)
     samples = flow_matching.sample(x, 20000)
     print(
-        f"\nflow matching: integral {total:.4f}; mean {grid_mean.tolist()} by quadrature, {samples.mean(0).tolist()} sampled"
+        f"\nflow matching: integral {total:.4f}; mean {grid_mean.tolist()} by quadrature, "
+        f"{samples.mean(0).tolist()} sampled"
     )
     assert torch.allclose(grid_mean, samples.mean(0), atol=0.02)
     assert torch.allclose(grid_cov, torch.cov(samples.T), atol=0.015)

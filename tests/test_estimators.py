@@ -36,7 +36,8 @@ FAST = {"max_epochs": 60, "patience": 8, "batch_size": 128}
         (MDN, {"components": 3, "hidden": 64}, 0.1, 0.15),
         # the INN's MMD losses are batch statistics: looser
         (INN, {"hidden": 64, "transforms": 6}, 0.15, 0.2),
-        # VAIM trades reconstruction against the KL with a learned width: looser, but the widths must be right within 35%
+        # VAIM trades reconstruction against the KL with a learned width: looser, but the widths must be right
+        # within 35%
         (VAIM, {"hidden": 64, "blocks": 2, "latent_dim": 4}, 0.15, 0.35),
     ],
 )

@@ -1,4 +1,5 @@
-"""Correlation-function CSV: write/read round trip, and a one-line DataError naming file, row and problem for bad input."""
+"""Correlation-function CSV: write/read round trip, and a one-line DataError naming file, row and problem
+for bad input."""
 
 from __future__ import annotations
 

@@ -15,9 +15,8 @@ from hadrinv.inference.minimize import (
     Objective,
     assess_minimum,
     find_minimum,
-    given,
-    random_restarts,
 )
+from hadrinv.inference.restarts import given, random_restarts
 from hadrinv.inference.unbinned import UnbinnedNLL, fit_unbinned
 
 F64 = torch.float64

@@ -305,8 +305,8 @@ def test_file_that_is_not_what_its_suffix_says(tmp_path, suffix):
     text = tmp_path / f"text{suffix}"
     text.write_text(",".join(COLUMNS) + "\n1,2,3\n")
     assert (
-        error_of(text)
-        == f"{text}: not a {'Parquet' if suffix == '.parquet' else 'ROOT'} file: it looks like a text file (CSV? then name it .csv)"
+        error_of(text) == f"{text}: not a {'Parquet' if suffix == '.parquet' else 'ROOT'} file: "
+        "it looks like a text file (CSV? then name it .csv)"
     )
     other = write_events(tmp_path / f"e{'.root' if suffix == '.parquet' else '.parquet'}", EVENTS)
     swapped = tmp_path / f"swapped{suffix}"

@@ -78,7 +78,8 @@ def test_toy_acceptance_is_an_efficiency():
             "unique",
         ),
         (
-            "resonances:\n  - {name: a, spin: 0, mass: 1.0, width: 0.1}\nconstraints:\n  - {parameter: b.mass, mean: 1.0, alpha: 1.0}",
+            "resonances:\n  - {name: a, spin: 0, mass: 1.0, width: 0.1}\n"
+            "constraints:\n  - {parameter: b.mass, mean: 1.0, alpha: 1.0}",
             "constraint",
         ),
         ("resonances: [", "not a YAML"),

@@ -115,8 +115,8 @@ def test_spin2_general_helicity_amplitudes_integrate_to_the_incoherent_sum():
 
 
 def test_spin2_e1_pion_distribution_is_5_minus_3_cos2_and_spin0_interference_integrates_away():
-    # Integrating over Omega_X instead: sum_lambda |H_lambda|^2 d^2_{lambda 0}^2 = (10 - 6 cos^2 theta_pi) / 4 per photon
-    # helicity, i.e. dN/dcos(theta_pi) ~ 5 - 3 cos^2(theta_pi) for pure E1.
+    # Integrating over Omega_X instead: sum_lambda |H_lambda|^2 d^2_{lambda 0}^2 = (10 - 6 cos^2 theta_pi) / 4
+    # per photon helicity, i.e. dN/dcos(theta_pi) ~ 5 - 3 cos^2(theta_pi) for pure E1.
     cg, wcg = gauss_legendre(8)
     phi, wphi = periodic_trapezoid(8)
     cos_pi = torch.linspace(-1, 1, 7, dtype=DT)
@@ -127,7 +127,8 @@ def test_spin2_e1_pion_distribution_is_5_minus_3_cos2_and_spin0_interference_int
     n = amp.shape[0]
     ones = torch.ones(n, 1, dtype=torch.complex128)
     only_f2 = (intensity(amp[:, 1:], ones, torch.ones(1)).reshape(grids[0].shape) * w).sum((0, 1, 3))
-    # int dOmega_X sum_{M = +-1} |D^1_{M, lambda}|^2 = 8 pi / 3 for every lambda; int dphi_pi = 2 pi; two photon helicities
+    # int dOmega_X sum_{M = +-1} |D^1_{M, lambda}|^2 = 8 pi / 3 for every lambda; int dphi_pi = 2 pi;
+    # two photon helicities
     expected = 2 * (10 - 6 * cos_pi**2) / 4 * 8 * math.pi / 3 * 2 * math.pi
     torch.testing.assert_close(only_f2, expected, rtol=1e-10, atol=0)
 

@@ -49,8 +49,10 @@ def test_two_resonances_fractions_and_the_sf_constraint(tmp_path):
     model = tmp_path / "two.yaml"
     model.write_text("""name: two
 resonances:
-  - {name: "f2'(1525)", spin: 2, lineshape: bw, mass: 1.5223, width: 0.0858, coupling: [1.0, 0.0], float: [mass, width]}
-  - {name: f0(1710), spin: 0, lineshape: bw, mass: 1.6762, width: 0.1627, coupling: [1.24, 1.0], float: [mass, width, coupling]}
+  - {name: "f2'(1525)", spin: 2, lineshape: bw, mass: 1.5223, width: 0.0858,
+     coupling: [1.0, 0.0], float: [mass, width]}
+  - {name: f0(1710), spin: 0, lineshape: bw, mass: 1.6762, width: 0.1627,
+     coupling: [1.24, 1.0], float: [mass, width, coupling]}
 """)
     fits = [
         {"name": "free", "model": str(model)},
@@ -130,8 +132,10 @@ def test_bad_event_file_stops_with_one_line_and_exit_2(tmp_path, capsys):
 
 TWO_RESONANCES = """name: two
 resonances:
-  - {name: "f2'(1525)", spin: 2, lineshape: bw, mass: 1.5223, width: 0.0858, coupling: [1.0, 0.0], float: [mass, width]}
-  - {name: f0(1710), spin: 0, lineshape: bw, mass: 1.6762, width: 0.1627, coupling: [1.24, 1.0], float: [mass, width, coupling]}
+  - {name: "f2'(1525)", spin: 2, lineshape: bw, mass: 1.5223, width: 0.0858,
+     coupling: [1.0, 0.0], float: [mass, width]}
+  - {name: f0(1710), spin: 0, lineshape: bw, mass: 1.6762, width: 0.1627,
+     coupling: [1.24, 1.0], float: [mass, width, coupling]}
 """
 
 

@@ -40,7 +40,8 @@ def main(argv: list[str] | None = None) -> int:
         hint = f" --out {out}" if out else ""
         where = f"hadrinv run {args.workflow} --resume{hint}" if args.command == "run" else "the same command"
         print(
-            f"\ninterrupted: the output is incomplete (no metrics.json); `{where}` continues without redoing finished work",
+            f"\ninterrupted: the output is incomplete (no metrics.json); `{where}` continues without redoing "
+            "finished work",
             file=sys.stderr,
         )
         return EXIT_INTERRUPTED
@@ -149,7 +150,8 @@ def _parser() -> argparse.ArgumentParser:
         "--noise-relative-to",
         choices=["max", "point"],
         default=d.noise_relative_to,
-        help="max: fraction of the largest cross section (the talk's normalised data); point: of each point's cross section",
+        help="max: fraction of the largest cross section (the talk's normalised data); point: of each point's cross "
+        "section",
     )
     p_pipi.add_argument("--seed", type=int, default=d.seed)
     p_pipi.set_defaults(handler=_cmd_simulate_pipi)
@@ -203,8 +205,8 @@ def _parser() -> argparse.ArgumentParser:
     p_corr = sims.add_parser(
         "correlator",
         help="lattice-like R(t, r) of a Gaussian-sum potential (time-dependent HAL QCD, talk 001)",
-        description="Write synthetic R(t, r) = sum_n A_n phi_n(r) exp(-dW_n t) of two equal-mass hadrons in a spherical "
-        "box, one correlator per source, with lattice-like noise per configuration (docs/halqcd.md). "
+        description="Write synthetic R(t, r) = sum_n A_n phi_n(r) exp(-dW_n t) of two equal-mass hadrons in a "
+        "spherical box, one correlator per source, with lattice-like noise per configuration (docs/halqcd.md). "
         "Defaults: the HAL QCD Omega-Omega potential, m = 1711.5 MeV, a = 0.0846 fm. HDF5 for .h5, else CSV.",
     )
     p_corr.add_argument("--out", required=True, help="output file (.h5 or .csv)")
@@ -472,7 +474,8 @@ def _cmd_simulate_pwa(args) -> int:
     # the generating model beside the events; a packaged model given by name (R0) is a file only under model_path
     shutil.copyfile(model_path(args.model), path.with_name(path.name + ".model.yaml"))
     print(
-        f"wrote {args.events} events of {model.name} ({args.acceptance} acceptance) to {path} (model: {path.name}.model.yaml)"
+        f"wrote {args.events} events of {model.name} ({args.acceptance} acceptance) to {path} (model: "
+        f"{path.name}.model.yaml)"
     )
     return 0
 
@@ -507,7 +510,8 @@ def _cmd_simulate_correlator(args) -> int:
     path = write_correlator(args.out, data, truth=spec.truth())
     C, S, T, n = data.samples.shape
     print(
-        f"wrote R(t, r) for {C} configuration(s) x {S} source(s) x {T} slices x {n} radii to {path} (truth: {path.name}.truth.json)"
+        f"wrote R(t, r) for {C} configuration(s) x {S} source(s) x {T} slices x {n} radii to {path} (truth: "
+        f"{path.name}.truth.json)"
     )
     return 0
 

@@ -293,7 +293,8 @@ def _check_point(path: Path, row: int, v: dict) -> None:
     if q2 <= LAMBDA2_GEV2:
         raise DataError(
             path,
-            f"Q2 = {q2:g} GeV^2 is at or below Lambda^2 = {LAMBDA2_GEV2:g} GeV^2, where the model is undefined (is Q2 in GeV^2?)",
+            f"Q2 = {q2:g} GeV^2 is at or below Lambda^2 = {LAMBDA2_GEV2:g} GeV^2, where the model is undefined (is "
+            "Q2 in GeV^2?)",
             row,
         )
     if q2 < Q0_2_GEV2:

@@ -97,7 +97,8 @@ def read_correlation_csv(path: str | Path, require_error: bool = True) -> Correl
 
 
 def write_correlation_csv(path: str | Path, k_mev, C, error=None, delta_deg=None, truth: dict | None = None) -> Path:
-    """Write the CSV `k_mev,C[,error][,delta_deg]` atomically (floats exactly, via repr), and `truth` as its JSON sidecar."""
+    """Write the CSV `k_mev,C[,error][,delta_deg]` atomically (floats exactly, via repr), and `truth` as its
+    JSON sidecar."""
     path = Path(path)
     columns = {"k_mev": k_mev, "C": C, "error": error, "delta_deg": delta_deg}
     columns = {name: np.asarray(a, dtype=np.float64).reshape(-1) for name, a in columns.items() if a is not None}

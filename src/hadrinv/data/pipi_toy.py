@@ -115,8 +115,9 @@ def pipi_grid(spec: PipiToySpec, rng: np.random.Generator) -> tuple[np.ndarray, 
     raise ValueError(f"unknown grid {spec.grid!r}; use 'regular' or 'irregular'")
 
 
-def simulate_pipi(spec: PipiToySpec = PipiToySpec()) -> CrossSectionData:
-    """Noisy cross sections with their errors and the truth (the generating parameters)."""
+def simulate_pipi(spec: PipiToySpec | None = None) -> CrossSectionData:
+    """Noisy cross sections with their errors and the truth (the generating parameters); default: the talk's toy."""
+    spec = spec if spec is not None else PipiToySpec()
     spec.validate()  # again: the fields may have been changed since construction
     rng = np.random.default_rng(spec.seed)
     s, z = pipi_grid(spec, rng)

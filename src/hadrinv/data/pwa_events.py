@@ -259,7 +259,8 @@ def _read_root(path: Path, tree: str | None) -> tuple[dict[str, np.ndarray], int
         if a.ndim != 1 or a.dtype.kind not in "fiu":
             raise DataError(
                 path,
-                f"branch {name} of tree {tree!r} holds {a.dtype} values of shape {a.shape[1:]}; expected one number per event",
+                f"branch {name} of tree {tree!r} holds {a.dtype} values of shape {a.shape[1:]}; expected one number "
+                "per event",
             )
         values[name] = a.astype(np.float64)
     return values, n
@@ -332,7 +333,10 @@ def _check_events(
 
     def describe_negative_energy(i: int) -> str:
         k = int(np.argmin(energies[i].numpy()))
-        return f"{PARTICLES[k]}_E = {float(energies[i, k]):.9g} GeV is negative (energies must be >= 0 within tolerance_gev = {tol:g})"
+        return (
+            f"{PARTICLES[k]}_E = {float(energies[i, k]):.9g} GeV is negative "
+            f"(energies must be >= 0 within tolerance_gev = {tol:g})"
+        )
 
     def describe_violation(i: int) -> str:
         total = (p["gamma"][i] + p["pi1"][i] + p["pi2"][i]).tolist()
@@ -349,7 +353,8 @@ def _check_events(
 
     def describe_photon(i: int) -> str:
         return (
-            f"photon mass^2 = {float(m2['gamma'][i]):.4g} GeV^2 (m = {math.sqrt(abs(float(m2['gamma'][i]))):.4g} GeV); |m^2| must be "
+            f"photon mass^2 = {float(m2['gamma'][i]):.4g} GeV^2 (m = {math.sqrt(abs(float(m2['gamma'][i]))):.4g} "
+            "GeV); |m^2| must be "
             f"<= {float(allowed['gamma'][i]):.3g} GeV^2, what errors of tolerance_gev = {tol:g} in each component allow"
         )
 
@@ -362,7 +367,8 @@ def _check_events(
                     hint = f" (this is {label}: pass pion_mass={label.split(',')[0]})"
             mass = f"{math.sqrt(mass2):.6g} GeV" if mass2 >= 0 else f"imaginary (m^2 = {mass2:.4g} GeV^2)"
             return (
-                f"{name} mass = {mass}, expected pion_mass = {pion_mass:.8g} GeV: m^2 is off by {mass2 - pion_mass**2:.3g} GeV^2, "
+                f"{name} mass = {mass}, expected pion_mass = {pion_mass:.8g} GeV: m^2 is off by "
+                f"{mass2 - pion_mass**2:.3g} GeV^2, "
                 f"beyond the {bound:.3g} GeV^2 that errors of tolerance_gev = {tol:g} in each component allow{hint}"
             )
 

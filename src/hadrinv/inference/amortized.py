@@ -178,7 +178,8 @@ class AmortizedEstimator(nn.Module):
         x = torch.as_tensor(x, dtype=torch.float32)
         if x.shape[-1] != self.x_dim or x.dim() not in (self.event_ndim, self.event_ndim + 1):
             raise ValueError(
-                f"{name} has shape {tuple(x.shape)}; expected (..., {self.x_dim}) with {self.event_ndim} event dimension(s) and an optional batch dimension"
+                f"{name} has shape {tuple(x.shape)}; expected (..., {self.x_dim}) with {self.event_ndim} "
+                "event dimension(s) and an optional batch dimension"
             )
         bad = torch.isinf(x) if self.event_ndim == 2 else ~torch.isfinite(x)  # NaN rows pad point clouds
         if bool(bad.any()):

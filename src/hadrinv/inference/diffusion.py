@@ -267,7 +267,8 @@ class ConditionalDiffusion(AmortizedEstimator):
         for t in range(self.steps, 0, -1):
             a_bar, a_bar_prev, beta = self.alpha_bar[t - 1], self.alpha_bar_prev[t - 1], self.betas[t - 1]
             u0, _ = self._denoised(u, self.predict_noise(u, t, context), a_bar)
-            # mean of q(u_{t-1} | u_t, u_0) with u_0 replaced by its estimate (equal to Ho et al.'s eps form without clipping)
+            # mean of q(u_{t-1} | u_t, u_0) with u_0 replaced by its estimate
+            # (equal to Ho et al.'s eps form without clipping)
             mean = (a_bar_prev.sqrt() * beta * u0 + (1 - beta).sqrt() * (1 - a_bar_prev) * u) / (1 - a_bar)
             if t > 1:
                 variance = beta * (1 - a_bar_prev) / (1 - a_bar)

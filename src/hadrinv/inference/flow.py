@@ -112,7 +112,8 @@ class ConditionalFlow(AmortizedEstimator):
             return -self._log_prob_standardized(u, context)  # validation: the flow's exact likelihood
         # The Gaussian learns from its own likelihood and the splines from theirs given the Gaussian (detached).
         # Through the combined likelihood alone the affine map hardly moved from its start (narrow ridge test:
-        # Cholesky diagonal 0.61 / 0.66 where 0.24 / 0.02 are exact) and the splines did all the work, with tails too heavy.
+        # Cholesky diagonal 0.61 / 0.66 where 0.24 / 0.02 are exact) and the splines did all the work, with tails
+        # too heavy.
         mean, tril = self.whitening(context)
         gaussian = torch.distributions.MultivariateNormal(mean, scale_tril=tril).log_prob(u)
         z = whiten(u, mean.detach(), tril.detach())

@@ -96,7 +96,8 @@ class FlowMatching(AmortizedEstimator):
             u = u.detach().requires_grad_(True)
             v = self.velocity(u, t, context)
             divergence = torch.zeros(u.shape[0], device=u.device, dtype=u.dtype)
-            # rows do not interact (LayerNorm acts per row), so one backward pass per dimension gives d v_i / d u_i for every row
+            # rows do not interact (LayerNorm acts per row), so one backward pass per dimension gives d v_i / d u_i
+            # for every row
             for i in range(self.theta_dim):
                 (grad,) = torch.autograd.grad(v[:, i].sum(), u, retain_graph=i + 1 < self.theta_dim)
                 divergence = divergence + grad[:, i]
@@ -105,7 +106,8 @@ class FlowMatching(AmortizedEstimator):
     def _log_prob_standardized(self, u, context):
         if torch.is_inference_mode_enabled():
             raise RuntimeError(
-                "FlowMatching.log_prob needs autograd for the divergence; call it outside torch.inference_mode() (torch.no_grad() is fine)"
+                "FlowMatching.log_prob needs autograd for the divergence; call it outside torch.inference_mode() "
+                "(torch.no_grad() is fine)"
             )
         h = 1.0 / self.ode_steps
         integral = torch.zeros(u.shape[0], device=u.device, dtype=u.dtype)

@@ -32,16 +32,16 @@ import numpy as np
 import torch
 
 from hadrinv.data.chunks import first_event_dimension, slice_events
-from hadrinv.inference import minimize
+from hadrinv.inference import restarts
 from hadrinv.inference.minimize import (
     NEGATIVE_LOG_LIKELIHOOD,
     Bounds,
     MinimizeResult,
-    RestartResult,
     covariance_from_hessian,
     find_minimum,
     hessian,
 )
+from hadrinv.inference.restarts import RestartResult
 
 __all__ = [
     "RestartResult",
@@ -153,7 +153,8 @@ class UnbinnedNLL:
         n = int(weights.numel()) if weights is not None else first_event_dimension(cache)
         if n is None:
             raise ValueError(
-                f"cannot chunk the {label} cache: no tensor leaf gives the number of events; pass weights or slice_cache"
+                f"cannot chunk the {label} cache: no tensor leaf gives the number of events; "
+                "pass weights or slice_cache"
             )
         out = []
         for start in range(0, n, self.chunk_size):
@@ -504,7 +505,7 @@ def restart_task(
     make_nll: Callable[..., Any], nll_kwargs: dict, x0: list[float], fit_options: dict, threads: int | None = None
 ) -> dict:
     """One restart: nll = make_nll(**nll_kwargs); fit_unbinned(nll, x0, **fit_options).to_dict()."""
-    return minimize.restart_task(make_nll, nll_kwargs, x0, fit_options, threads, fit=fit_unbinned)
+    return restarts.restart_task(make_nll, nll_kwargs, x0, fit_options, threads, fit=fit_unbinned)
 
 
 def random_restarts(
@@ -518,7 +519,7 @@ def random_restarts(
     **options,
 ) -> RestartResult:
     """n `fit_unbinned` fits of the same NLL from starting points sample_start(generator), by
-    `hadrinv.inference.minimize.random_restarts` (Ray or serial, checkpointed; see there for ``options``:
+    `hadrinv.inference.restarts.random_restarts` (Ray or serial, checkpointed; see there for ``options``:
     tolerance, checkpoint_dir, resume, workers, ray_address, threads, on_done, and the fit options).
 
     The NLL usually holds closures and large caches that should not be pickled per task: pass a top-level
@@ -529,10 +530,10 @@ def random_restarts(
     if isinstance(nll_factory_or_nll, UnbinnedNLL):
         if nll_kwargs:
             raise ValueError("nll_kwargs is for a factory, not for an UnbinnedNLL instance")
-        make_nll, kwargs = minimize.given, {"objective": nll_factory_or_nll}
+        make_nll, kwargs = restarts.given, {"objective": nll_factory_or_nll}
     else:
         make_nll, kwargs = nll_factory_or_nll, nll_kwargs
-    return minimize.random_restarts(
+    return restarts.random_restarts(
         make_nll,
         sample_start,
         n,

@@ -71,7 +71,8 @@ class PipiProblem:
         return math.pi * torch.rand(n, self.theta_dim, generator=generator, dtype=self.s.dtype, device=self.s.device)
 
     def elastic_waves(self, delta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Re f_l and Im f_l, each (..., n_s, n_waves), of f_l = exp(i delta_l) sin(delta_l), delta (..., n_s * n_waves)."""
+        """Re f_l and Im f_l, each (..., n_s, n_waves), of f_l = exp(i delta_l) sin(delta_l);
+        delta: (..., n_s * n_waves)."""
         d = delta.view(*delta.shape[:-1], self.n_energies, self.n_waves)
         sin = torch.sin(d)
         return sin * torch.cos(d), sin * sin

@@ -143,8 +143,8 @@ def reference_correlation(
     """Koonin-Pratt C(k) and delta(k) (rad), each (K,), for ONE potential ``V_fn_numpy`` (r_fm -> V in MeV,
     numpy) at every momentum of ``k_mev`` (MeV), one adaptive DOP853 integration per point.
 
-    The independent accuracy check of the Numerov solver and the per-point baseline of the speed benchmark; slow (tens of
-    ms per point). The potential must be negligible beyond r_match_fm."""
+    The independent accuracy check of the Numerov solver and the per-point baseline of the speed benchmark; slow
+    (tens of ms per point). The potential must be negligible beyond r_match_fm."""
     k_all = np.atleast_1d(np.asarray(k_mev, dtype=float))
     if (k_all <= 0).any():
         raise ValueError("momenta must be positive (MeV)")

@@ -19,7 +19,8 @@ Amplitude. With J/psi spin projection M = +-1 on the beam (e+ e- -> J/psi throug
 so M = 0 is absent), photon helicity lambda_gamma = +-1 and X helicity lambda_x,
 
     A(M, lambda_gamma) = sum_k c_k BW_k(m) sum_{lambda_x} H^k_{lambda_x, lambda_gamma}
-                         D^{1*}_{M, lambda_x - lambda_gamma}(phi_x, theta_x, 0) D^{J_k *}_{lambda_x, 0}(phi_pi, theta_pi, 0),
+                         D^{1*}_{M, lambda_x - lambda_gamma}(phi_x, theta_x, 0)
+                         D^{J_k *}_{lambda_x, 0}(phi_pi, theta_pi, 0),
     I = sum_{M, lambda_gamma} |A(M, lambda_gamma)|^2.
 
 Parity: for a -> 1 2, H_{-l1,-l2} = eta_a eta_1 eta_2 (-1)^{J_a - J_1 - J_2} H_{l1,l2}; here
@@ -30,6 +31,9 @@ No sqrt((2J+1)/4pi) normalisation is attached to the D-functions: it is absorbed
 
 Wigner functions follow Rose / Condon-Shortley: D^j_{m'm}(a, b, g) = exp(-i m' a) d^j_{m'm}(b) exp(-i m g),
 d^1_{10}(b) = -sin(b)/sqrt(2) (the PDG table).
+
+The line shapes BW_k live in `hadrinv.physics.line_shapes`, event generation in `hadrinv.physics.phase_space`;
+both are re-exported here, so `pwa` stays the one namespace of the analysis.
 """
 
 from __future__ import annotations
@@ -40,15 +44,72 @@ from dataclasses import dataclass
 
 import torch
 
-# PDG masses in GeV.
-M_JPSI = 3.0969
-M_PI_CHARGED = 0.13957039
-M_PI0 = 0.1349768
-M_K_CHARGED = 0.493677
-M_K0 = 0.497611
+from hadrinv.physics.line_shapes import (
+    DEFAULT_BARRIER_RADIUS_INV_GEV,
+    F0_980_GKK_OVER_GPIPI,
+    M_K0,
+    M_K_CHARGED,
+    M_PI0,
+    M_PI_CHARGED,
+    blatt_weisskopf,
+    breakup_momentum,
+    breakup_momentum_squared,
+    breit_wigner,
+    breit_wigner_parts,
+    breit_wigner_running,
+    flatte,
+    flatte_parts,
+    phase_space_factor,
+    rho_kk,
+    rho_pipi,
+    running_width,
+)
+from hadrinv.physics.phase_space import (
+    M_JPSI,
+    dalitz_s12_limits,
+    phase_space_events,
+    two_body_phase_space_density,
+    weighted_phase_space_events,
+)
 
-DEFAULT_BARRIER_RADIUS_INV_GEV = 3.0  # r in GeV^-1 (about 0.6 fm)
-F0_980_GKK_OVER_GPIPI = 8.570  # default g_KK / g_pipi of the Flatte line shape
+__all__ = [
+    "DEFAULT_BARRIER_RADIUS_INV_GEV",
+    "F0_980_GKK_OVER_GPIPI",
+    "HELICITIES",
+    "M_JPSI",
+    "M_K0",
+    "M_K_CHARGED",
+    "M_PI0",
+    "M_PI_CHARGED",
+    "HelicityAngles",
+    "angular_amplitudes",
+    "blatt_weisskopf",
+    "breakup_momentum",
+    "breakup_momentum_squared",
+    "breit_wigner",
+    "breit_wigner_parts",
+    "breit_wigner_running",
+    "dalitz_s12_limits",
+    "e1_helicity_amplitudes",
+    "energy_momentum_violation",
+    "flatte",
+    "flatte_parts",
+    "helicity_angles",
+    "intensity",
+    "intensity_from_basis",
+    "invariant_mass",
+    "invariant_mass_squared",
+    "phase_space_events",
+    "phase_space_factor",
+    "real_amplitude_basis",
+    "rho_kk",
+    "rho_pipi",
+    "running_width",
+    "two_body_phase_space_density",
+    "weighted_phase_space_events",
+    "wigner_D",
+    "wigner_small_d",
+]
 
 # Index order of the (M, lambda_gamma) axes of the angular amplitudes.
 HELICITIES = (1, -1)
@@ -243,127 +304,6 @@ def wigner_D(j: int, m1: int, m2: int, alpha, beta, gamma) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------------------------------------------
-# Line shapes
-# ---------------------------------------------------------------------------------------------------
-
-
-def breakup_momentum_squared(m, m1: float, m2: float) -> torch.Tensor:
-    """q^2 = (m^2 - (m1 + m2)^2)(m^2 - (m1 - m2)^2) / (4 m^2) in GeV^2; negative below threshold."""
-    m = torch.as_tensor(m, dtype=torch.float64)
-    return (m**2 - (m1 + m2) ** 2) * (m**2 - (m1 - m2) ** 2) / (4.0 * m**2)
-
-
-def breakup_momentum(m, m1: float, m2: float) -> torch.Tensor:
-    """Two-body breakup momentum q(m) in GeV, complex: real above threshold, i |q| below.
-
-    The +i branch is the one reached from above threshold through the upper half of the s plane
-    (the physical sheet), so that rho(m) = 2q/m makes a channel below threshold shift the mass.
-    """
-    q2 = breakup_momentum_squared(m, m1, m2)
-    root = torch.sqrt(q2.abs())
-    zero = torch.zeros_like(root)
-    return torch.complex(torch.where(q2 >= 0, root, zero), torch.where(q2 < 0, root, zero))
-
-
-def phase_space_factor(m, m1: float, m2: float) -> torch.Tensor:
-    """rho(m) = 2 q(m) / m, complex (i |rho| below threshold); -> 1 for m >> m1 + m2."""
-    m = torch.as_tensor(m, dtype=torch.float64)
-    return 2.0 * breakup_momentum(m, m1, m2) / m
-
-
-def blatt_weisskopf(q, L: int, r: float = DEFAULT_BARRIER_RADIUS_INV_GEV) -> torch.Tensor:
-    """Blatt-Weisskopf damping factor B_L(q), normalised to B_L(0) = 1, for L = 0, 1, 2.
-
-    z = (q r)^2 with q in GeV, r in GeV^-1: B_0 = 1, B_1 = sqrt(1 / (1 + z)), B_2 = sqrt(9 / (9 + 3z + z^2)).
-    The von Hippel-Quigg factors are F_L = (q r)^L B_L up to a constant (F_1^2 = 2z / (1 + z),
-    F_2^2 = 13 z^2 / ((z - 3)^2 + 9z)); the threshold power q^L is kept out of B_L so that the running
-    width below can show it as (q / q0)^(2L + 1).
-    """
-    q = torch.as_tensor(q, dtype=torch.float64)
-    z = (q * r) ** 2
-    if L == 0:
-        return torch.ones_like(z)
-    if L == 1:
-        return torch.sqrt(1.0 / (1.0 + z))
-    if L == 2:
-        return torch.sqrt(9.0 / (9.0 + 3.0 * z + z**2))
-    raise NotImplementedError(f"Blatt-Weisskopf factors only for L = 0, 1, 2, not {L}")
-
-
-def breit_wigner(m, m0, gamma0) -> torch.Tensor:
-    """Relativistic Breit-Wigner with constant width, 1 / (m0^2 - m^2 - i m0 Gamma0), GeV^-2.
-
-    |BW|^2 peaks at m = m0 and falls to half at m^2 = m0^2 +- m0 Gamma0.
-    """
-    m = torch.as_tensor(m, dtype=torch.float64)
-    m0 = torch.as_tensor(m0, dtype=torch.float64)
-    gamma0 = torch.as_tensor(gamma0, dtype=torch.float64)
-    real, imag = torch.broadcast_tensors(m0**2 - m**2, -m0 * gamma0)
-    return 1.0 / torch.complex(real, imag)
-
-
-def _real_momentum(m, m1: float, m2: float) -> torch.Tensor:
-    """q in GeV, set to 0 below threshold (where a decay width has to vanish)."""
-    return torch.sqrt(torch.clamp(breakup_momentum_squared(m, m1, m2), min=0.0))
-
-
-def running_width(
-    m, m0, gamma0, L: int, m1: float = M_PI_CHARGED, m2: float = M_PI_CHARGED, r: float = DEFAULT_BARRIER_RADIUS_INV_GEV
-) -> torch.Tensor:
-    """Gamma(m) = Gamma0 (q / q0)^(2L+1) (m0 / m) (B_L(q) / B_L(q0))^2 in GeV, q0 = q(m0); 0 below threshold."""
-    m = torch.as_tensor(m, dtype=torch.float64)
-    m0 = torch.as_tensor(m0, dtype=torch.float64)
-    q, q0 = _real_momentum(m, m1, m2), _real_momentum(m0, m1, m2)
-    return gamma0 * (q / q0) ** (2 * L + 1) * (m0 / m) * (blatt_weisskopf(q, L, r) / blatt_weisskopf(q0, L, r)) ** 2
-
-
-def breit_wigner_running(
-    m, m0, gamma0, L: int, m1: float = M_PI_CHARGED, m2: float = M_PI_CHARGED, r: float = DEFAULT_BARRIER_RADIUS_INV_GEV
-) -> torch.Tensor:
-    """BW(m) = (q / q0)^L (B_L(q) / B_L(q0)) / (m0^2 - m^2 - i m0 Gamma(m)), GeV^-2.
-
-    The numerator is the decay vertex X -> m1 m2 in wave L, F_L(q) / F_L(q0) in von Hippel-Quigg
-    terms, normalised to 1 at m = m0 so that BW(m0) = i / (m0 Gamma0) as for the constant width.
-    """
-    m = torch.as_tensor(m, dtype=torch.float64)
-    m0 = torch.as_tensor(m0, dtype=torch.float64)
-    q, q0 = _real_momentum(m, m1, m2), _real_momentum(m0, m1, m2)
-    vertex = (q / q0) ** L * blatt_weisskopf(q, L, r) / blatt_weisskopf(q0, L, r)
-    width = running_width(m, m0, gamma0, L, m1, m2, r)
-    real, imag = torch.broadcast_tensors(m0**2 - m**2, -m0 * width)
-    return vertex / torch.complex(real, imag)
-
-
-def rho_pipi(m) -> torch.Tensor:
-    """Isospin-averaged pi pi phase space for an I = 0 state: 2/3 rho(pi+ pi-) + 1/3 rho(pi0 pi0)."""
-    return (2.0 / 3.0) * phase_space_factor(m, M_PI_CHARGED, M_PI_CHARGED) + (1.0 / 3.0) * phase_space_factor(
-        m, M_PI0, M_PI0
-    )
-
-
-def rho_kk(m) -> torch.Tensor:
-    """Isospin-averaged K Kbar phase space: 1/2 rho(K+ K-) + 1/2 rho(K0 K0bar), i |rho| below threshold."""
-    return 0.5 * phase_space_factor(m, M_K_CHARGED, M_K_CHARGED) + 0.5 * phase_space_factor(m, M_K0, M_K0)
-
-
-def flatte(m, m0, g_pipi, g_kk=None) -> torch.Tensor:
-    """Flatte line shape of the f0(980): 1 / (m0^2 - m^2 - i (g_pipi rho_pipi(m) + g_KK rho_KK(m))).
-
-    rho = 2q/m from `rho_pipi` / `rho_kk` (isospin-averaged thresholds), continued below threshold as
-    i |rho|, so under the K Kbar threshold the K Kbar term is real and pulls the mass; g_KK defaults to
-    8.570 g_pipi. The couplings are added to m0^2 - m^2 and so carry GeV^2 in this formula. Example
-    with the talk's f0(980) 'width 0.107', which the notes identify with g_pipi (quoted in GeV; we use the
-    number as it stands): flatte(m, 0.980, 0.107), i.e. g_pipi = 0.107, g_KK = 0.917.
-    """
-    m = torch.as_tensor(m, dtype=torch.float64)
-    m0 = torch.as_tensor(m0, dtype=torch.float64)
-    g_pipi = torch.as_tensor(g_pipi, dtype=torch.float64)
-    g_kk = F0_980_GKK_OVER_GPIPI * g_pipi if g_kk is None else torch.as_tensor(g_kk, dtype=torch.float64)
-    width_term = g_pipi * rho_pipi(m) + g_kk * rho_kk(m)
-    return 1.0 / ((m0**2 - m**2) - 1j * width_term)
-
-
-# ---------------------------------------------------------------------------------------------------
 # Amplitude and intensity
 # ---------------------------------------------------------------------------------------------------
 
@@ -452,186 +392,3 @@ def intensity_from_basis(basis: torch.Tensor, z_re: torch.Tensor, z_im: torch.Te
     columns = torch.stack([torch.cat([z_re, -z_im], -1), torch.cat([z_im, z_re], -1)], -1)  # (N, 2K, 2)
     amplitude = torch.bmm(basis, columns)  # (N, 4, 2): real and imaginary part of each (M, lambda_gamma)
     return (amplitude * amplitude).sum((-2, -1))
-
-
-def breit_wigner_parts(m2: torch.Tensor, m0: torch.Tensor, gamma0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Real and imaginary parts of `breit_wigner` from m^2 (GeV^2): (a, b) / (a^2 + b^2), a = m0^2 - m^2, b = m0 Gamma0."""
-    a = m0 * m0 - m2
-    b = m0 * gamma0
-    d = a * a + b * b
-    return a / d, b / d
-
-
-def flatte_parts(
-    m2: torch.Tensor,
-    m0: torch.Tensor,
-    g_pipi: torch.Tensor,
-    rho_pipi_m: torch.Tensor,
-    rho_kk_m: torch.Tensor,
-    g_kk: torch.Tensor | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Real and imaginary parts of `flatte` with the phase-space factors rho_pipi(m), rho_kk(m) (complex,
-    parameter-free) computed once per event by the caller."""
-    g_kk = F0_980_GKK_OVER_GPIPI * g_pipi if g_kk is None else g_kk
-    width = g_pipi * rho_pipi_m + g_kk * rho_kk_m  # complex: rho_kk is imaginary below the K Kbar threshold
-    a = m0 * m0 - m2 + width.imag
-    b = width.real
-    d = a * a + b * b
-    return a / d, b / d
-
-
-# ---------------------------------------------------------------------------------------------------
-# Phase space
-# ---------------------------------------------------------------------------------------------------
-
-
-def dalitz_s12_limits(
-    s23: torch.Tensor, masses: Sequence[float], M: float = M_JPSI
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Kinematic range of s12 = m12^2 at given s23 = m23^2 (GeV^2), from the energies in the 23 rest frame."""
-    m1, m2, m3 = masses
-    m23 = torch.sqrt(s23)
-    e2 = (s23 - m3**2 + m2**2) / (2.0 * m23)
-    e1 = (M**2 - s23 - m1**2) / (2.0 * m23)
-    p2 = torch.sqrt(torch.clamp(e2**2 - m2**2, min=0.0))
-    p1 = torch.sqrt(torch.clamp(e1**2 - m1**2, min=0.0))
-    return (e1 + e2) ** 2 - (p1 + p2) ** 2, (e1 + e2) ** 2 - (p1 - p2) ** 2
-
-
-def _rotate(v: torch.Tensor, phi: torch.Tensor, theta: torch.Tensor, psi: torch.Tensor) -> torch.Tensor:
-    """R_z(phi) R_y(theta) R_z(psi) applied to 3-vectors (N, 3)."""
-
-    def rz(a, x, y):
-        return torch.cos(a) * x - torch.sin(a) * y, torch.sin(a) * x + torch.cos(a) * y
-
-    x, y = rz(psi, v[..., 0], v[..., 1])
-    z = v[..., 2]
-    x, z = torch.cos(theta) * x + torch.sin(theta) * z, -torch.sin(theta) * x + torch.cos(theta) * z
-    x, y = rz(phi, x, y)
-    return torch.stack([x, y, z], dim=-1)
-
-
-def phase_space_events(
-    n: int, masses: Sequence[float] = (0.0, M_PI_CHARGED, M_PI_CHARGED), M: float = M_JPSI, generator=None
-):
-    """n events uniform in three-body Lorentz-invariant phase space of M -> 1 2 3, J/psi rest frame.
-
-    Returns the four-momenta (p1, p2, p3), each (n, 4) in GeV, i.e. (gamma, pi1, pi2) by default.
-    d Phi_3 is proportional to ds12 ds23 dOmega_1 dpsi, so we draw (s12, s23) uniform in the enclosing
-    rectangle, keep the points inside the Dalitz boundary (batch rejection), and orient the event by
-    R_z(phi) R_y(theta) R_z(psi) with cos(theta), phi and psi uniform (psi: rotation about particle 1).
-    """
-    m1, m2, m3 = (float(x) for x in masses)
-    if M < m1 + m2 + m3:
-        raise ValueError("decay below threshold")
-    opts = {"dtype": torch.float64, "generator": generator}
-    s23_lo, s23_hi = (m2 + m3) ** 2, (M - m1) ** 2
-    s12_lo, s12_hi = (m1 + m2) ** 2, (M - m3) ** 2
-    kept_s12, kept_s23, count = [], [], 0
-    while count < n:  # a loop over batches; the acceptance is about 1/2 for gamma pi pi
-        batch = max(2 * (n - count) + 1000, 1000)
-        s23 = s23_lo + (s23_hi - s23_lo) * torch.rand(batch, **opts)
-        s12 = s12_lo + (s12_hi - s12_lo) * torch.rand(batch, **opts)
-        lo, hi = dalitz_s12_limits(s23, (m1, m2, m3), M)
-        inside = (s12 >= lo) & (s12 <= hi)
-        kept_s12.append(s12[inside])
-        kept_s23.append(s23[inside])
-        count += int(inside.sum())
-    s12 = torch.cat(kept_s12)[:n]
-    s23 = torch.cat(kept_s23)[:n]
-    return _events_from_dalitz(s12, s23, (m1, m2, m3), M, generator)
-
-
-def _events_from_dalitz(
-    s12: torch.Tensor, s23: torch.Tensor, masses: Sequence[float], M: float, generator
-) -> tuple[torch.Tensor, ...]:
-    """Four-momenta (p1, p2, p3) of Dalitz points (s12, s23), with an isotropic orientation."""
-    m1, m2, m3 = masses
-    n = s12.shape[0]
-    opts = {"dtype": torch.float64, "generator": generator}
-    e1 = (M**2 + m1**2 - s23) / (2.0 * M)
-    e3 = (M**2 + m3**2 - s12) / (2.0 * M)
-    e2 = M - e1 - e3
-    p1 = torch.sqrt(torch.clamp(e1**2 - m1**2, min=0.0))
-    p2 = torch.sqrt(torch.clamp(e2**2 - m2**2, min=0.0))
-    p3_sq = torch.clamp(e3**2 - m3**2, min=0.0)
-    # p3 = -(p1 + p2) fixes the opening angle between particles 1 and 2.
-    cos12 = torch.clamp((p3_sq - p1**2 - p2**2) / torch.clamp(2.0 * p1 * p2, min=1e-300), -1.0, 1.0)
-    sin12 = torch.sqrt(1.0 - cos12**2)
-    zero = torch.zeros_like(p1)
-    v1 = torch.stack([zero, zero, p1], dim=-1)
-    v2 = torch.stack([p2 * sin12, zero, p2 * cos12], dim=-1)
-
-    cos_theta = 2.0 * torch.rand(n, **opts) - 1.0
-    phi = 2.0 * math.pi * torch.rand(n, **opts)
-    psi = 2.0 * math.pi * torch.rand(n, **opts)
-    theta = torch.acos(cos_theta)
-    v1, v2 = _rotate(v1, phi, theta, psi), _rotate(v2, phi, theta, psi)
-    v3 = -(v1 + v2)
-    return (
-        torch.cat([e1[:, None], v1], dim=-1),
-        torch.cat([e2[:, None], v2], dim=-1),
-        torch.cat([e3[:, None], v3], dim=-1),
-    )
-
-
-def weighted_phase_space_events(
-    n: int,
-    m_edges: torch.Tensor | None = None,
-    m_probabilities: torch.Tensor | None = None,
-    flat_fraction: float = 0.2,
-    masses: Sequence[float] = (0.0, M_PI_CHARGED, M_PI_CHARGED),
-    M: float = M_JPSI,
-    generator=None,
-):
-    """n weighted three-body phase-space events whose m23 follows a given spectrum (importance sampling).
-
-    s23 = m23^2 is drawn from a mixture: ``flat_fraction`` uniform on its range, the rest from the
-    histogram (``m_edges`` (B + 1,) in GeV, ``m_probabilities`` (B,), m uniform inside a bin); s12 is
-    uniform in its range at that s23, the orientation isotropic. The weight w = (s12 range at s23) / g(s23),
-    normalised to mean 1, makes sum w f / sum w an estimate of the flat phase-space average of any f. With
-    the histogram shaped like the data's m23 spectrum (`data.pwa_model.model_m_spectrum`), an MC average of
-    the intensity has about the data's own per-event variance, where flat events leave narrow resonances
-    with few events and the normalisation's MC noise scatters their fitted masses and widths by a sizeable
-    fraction of their statistical errors (measured: benchmarks/pwa_mc_noise.py). Without a histogram, s23
-    is uniform. Returns (p1, p2, p3, weights)."""
-    m1, m2, m3 = (float(x) for x in masses)
-    opts = {"dtype": torch.float64, "generator": generator}
-    lo, hi = (m2 + m3) ** 2, (M - m1) ** 2
-    if m_edges is None:
-        flat_fraction = 1.0
-    elif not 0.0 < flat_fraction <= 1.0:
-        raise ValueError(f"flat_fraction must be in (0, 1], got {flat_fraction}")
-    u = torch.rand(n, **opts)
-    s23 = lo + (hi - lo) * u
-    density = torch.full_like(s23, flat_fraction / (hi - lo))
-    if flat_fraction < 1.0:
-        edges = torch.as_tensor(m_edges, dtype=torch.float64).clamp(math.sqrt(lo), math.sqrt(hi))
-        prob = torch.as_tensor(m_probabilities, dtype=torch.float64).clamp(min=0.0)
-        prob = prob / prob.sum()
-        from_histogram = torch.rand(n, **opts) >= flat_fraction
-        k = torch.multinomial(prob, int(from_histogram.sum()), replacement=True, generator=generator)
-        m = edges[k] + (edges[k + 1] - edges[k]) * u[from_histogram]
-        s23[from_histogram] = m * m
-        m_all = torch.sqrt(s23)
-        b = torch.searchsorted(edges, m_all, right=True).clamp(1, len(prob)) - 1
-        inside = (m_all >= edges[0]) & (m_all <= edges[-1])
-        # dN/ds23 of the histogram part: p_b / (bin width in m) / (2 m)
-        hist = torch.where(inside, prob[b] / (edges[b + 1] - edges[b]) / (2.0 * m_all), torch.zeros_like(m_all))
-        density = density + (1.0 - flat_fraction) * hist
-    s12_lo, s12_hi = dalitz_s12_limits(s23, (m1, m2, m3), M)
-    s12 = s12_lo + (s12_hi - s12_lo) * torch.rand(n, **opts)
-    weights = (s12_hi - s12_lo) / density
-    return (*_events_from_dalitz(s12, s23, (m1, m2, m3), M, generator), weights / weights.mean())
-
-
-def two_body_phase_space_density(
-    m_pipi, masses: Sequence[float] = (0.0, M_PI_CHARGED, M_PI_CHARGED), M: float = M_JPSI
-) -> torch.Tensor:
-    """dN/dm23 of flat phase space, unnormalised: p q / M (p: particle 1 in the M frame, q: particle 2 in
-    the 23 frame, both GeV); 0 outside the kinematic range."""
-    m = torch.as_tensor(m_pipi, dtype=torch.float64)
-    m1, m2, m3 = masses
-    p = _real_momentum(torch.full_like(m, M), m1, m)
-    q = _real_momentum(m, m2, m3)
-    return p * q / M

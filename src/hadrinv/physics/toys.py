@@ -118,7 +118,8 @@ def _rejection_collect(
         if bool(low.any()):
             row = int(rows[low.nonzero()[0]])
             raise RuntimeError(
-                f"{what}: acceptance rate below {min_acceptance:g} for observation {row}; the observation lies far outside the simulator's range"
+                f"{what}: acceptance rate below {min_acceptance:g} for observation {row}; "
+                "the observation lies far outside the simulator's range"
             )
     return torch.stack([torch.cat(parts)[:n] for parts in kept]).reshape(batch, n, d)
 
@@ -362,7 +363,9 @@ def ring_posterior(
     sigma: float = 0.05,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """n exact samples of p((x, y) | z) ∝ 1_disk N(z; x^2 + y^2, sigma^2): scalar or (1,) -> (n, 2), (batch, 1) -> (batch, n, 2).
+    """n exact samples of p((x, y) | z) ∝ 1_disk N(z; x^2 + y^2, sigma^2).
+
+    Shapes: z_obs scalar or (1,) -> (n, 2), (batch, 1) -> (batch, n, 2).
 
     Exact polar sampling: a uniform disk has s = x^2 + y^2 uniform on [0, radius^2] and an independent
     uniform angle, so the posterior of s is N(z, sigma^2) truncated to [0, radius^2] (drawn by the

@@ -56,7 +56,8 @@ def prepare_output(out: str | Path, config: BaseModel, context, resumable: tuple
             )
         if ours and (out / METRICS).is_file() and not context.resume:
             raise OutputInUse(
-                f"{out}: holds a finished run; use another --out, --resume to reuse its results, or --force to run again"
+                f"{out}: holds a finished run; use another --out, --resume to reuse its results, or --force to run "
+                "again"
             )
     if context.resume and previous.is_file():
         difference = _first_difference(

@@ -7,7 +7,8 @@ from hadrinv.workflows.registry import Workflow, register
 WORKFLOW = register(
     Workflow(
         "dis-pdf",
-        "u, d quark distributions from sigma_p, sigma_n: VAIM on a grid, point-cloud VAIM/flow on experiments' bins, vs a fit (talk 003)",
+        "u, d quark distributions from sigma_p, sigma_n: VAIM on a grid, point-cloud VAIM/flow on experiments' bins, "
+        "vs a fit (talk 003)",
         DISPdfConfig,
         run,
         PRESETS,

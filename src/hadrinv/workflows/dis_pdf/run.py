@@ -212,7 +212,8 @@ def run(config: DISPdfConfig, context: RunContext | None = None) -> DISPdfResult
         problem, config.test_sets, config.seed, k.test_experiments
     )
     context.log(
-        f"dis-pdf: {problem.theta_dim} free parameters, grid of {len(problem.grid_x)} bins, {config.test_sets} held-out sets "
+        f"dis-pdf: {problem.theta_dim} free parameters, grid of {len(problem.grid_x)} bins, {config.test_sets} "
+        "held-out sets "
         f"(clouds of {test_cloud.shape[1]} bins of {', '.join(k.test_experiments)})"
     )
     tasks, names = [], []
@@ -269,7 +270,8 @@ def run(config: DISPdfConfig, context: RunContext | None = None) -> DISPdfResult
     def on_done(i: int, result: dict) -> None:
         m = result["metrics"]
         context.log(
-            f"{names[i]}: coverage 68/95 {m['coverage_68']:.2f}/{m['coverage_95']:.2f}, within 2 sigma (worst parameter) {m['within_2sigma_min']:.2f}"
+            f"{names[i]}: coverage 68/95 {m['coverage_68']:.2f}/{m['coverage_95']:.2f}, within 2 sigma (worst "
+            f"parameter) {m['within_2sigma_min']:.2f}"
         )
 
     results = run_tasks(
@@ -328,7 +330,8 @@ def analyse_user_data(data, names, results, problem: DISProblem, config: DISPdfC
         summary["median_relative_error_in_file"] = relative
         if not 0.5 < relative / config.relative_noise < 2:
             summary["warnings"].append(
-                f"the file's errors (median {relative:.3g} relative) differ from the training noise ({config.relative_noise}): "
+                f"the file's errors (median {relative:.3g} relative) differ from the training noise "
+                f"({config.relative_noise}): "
                 f"retrain with relative_noise = {relative:.3g}"
             )
     low, high = config.kinematics.cloud_points

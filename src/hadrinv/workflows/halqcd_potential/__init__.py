@@ -7,7 +7,8 @@ from hadrinv.workflows.registry import Workflow, register
 WORKFLOW = register(
     Workflow(
         "halqcd-potential",
-        "non-local potential U(r, r') as a symmetric neural network from NBS wave functions / R(t, r); phase shifts, V_eff (talk 001)",
+        "non-local potential U(r, r') as a symmetric neural network from NBS wave functions / R(t, r); phase shifts, "
+        "V_eff (talk 001)",
         HalqcdPotentialConfig,
         run,
         PRESETS,

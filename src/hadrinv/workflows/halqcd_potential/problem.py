@@ -92,8 +92,10 @@ class OmegaOmegaWithBaseline(OmegaOmegaCase):
         V_fit = lambda rr: fitted(rr)[None]
 
         return {
-            "method": f"leading-order local potential V_LO(r) at t/a = {self.settings.report_time} (same data), fitted by {n_terms} Gaussians "
-            f"on r <= {fit_radius_fm} fm; phase shifts of the fit",
+            "method": (
+                f"leading-order local potential V_LO(r) at t/a = {self.settings.report_time} (same data), "
+                f"fitted by {n_terms} Gaussians on r <= {fit_radius_fm} fm; phase shifts of the fit"
+            ),
             "parameters": {n: [float(v), float(e)] for n, v, e in zip(fit.names, fit.values, fit.errors)},
             "chi2_per_ndf": fit.chi2_per_ndf,
             "phase_shifts_rad": solve_s_wave(V_fit, k, self.settings.hadron_mass_mev / 2).delta[0],

@@ -171,7 +171,8 @@ def run(config: HalqcdPotentialConfig, context: RunContext | None = None) -> Hal
     options = network_options(config, case)
     context.log(
         f"halqcd-potential ({case.name}): {config.execution.members} members, {config.training.adam_steps} Adam + "
-        f"{config.training.lbfgs_steps} L-BFGS steps each; regulator '{options['regulator']}' at {options['regulator_radius']:g} {case.units.length}"
+        f"{config.training.lbfgs_steps} L-BFGS steps each; regulator '{options['regulator']}' at "
+        f"{options['regulator_radius']:g} {case.units.length}"
     )
     tasks = [
         {"data": case.member_data(i, config.seed), "seed": config.seed * 1000 + i}

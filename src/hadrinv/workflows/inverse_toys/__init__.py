@@ -7,7 +7,8 @@ from hadrinv.workflows.registry import Workflow, register
 WORKFLOW = register(
     Workflow(
         "inverse-toys",
-        "toy inverse problems (sum of squares 2-D/10-D, ring): VAIM, MDN, INN, flow, diffusion, flow matching; active learning (talk 003)",
+        "toy inverse problems (sum of squares 2-D/10-D, ring): VAIM, MDN, INN, flow, diffusion, flow matching; "
+        "active learning (talk 003)",
         InverseToysConfig,
         run,
         PRESETS,

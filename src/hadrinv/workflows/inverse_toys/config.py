@@ -65,7 +65,8 @@ class InverseToysConfig(AmortizedRunConfig):
     noise: float = Field(
         0.05,
         gt=0,
-        description="Gaussian noise on y (the talk's toys are noise-free; a little noise makes the posterior a density)",
+        description="Gaussian noise on y (the talk's toys are noise-free; a little noise makes the posterior a "
+        "density)",
     )
     ring_radius: float = Field(
         2.0, gt=0, description="ring toy prior: uniform in this disk, so training z = x^2 + y^2 lies in [0, 4] (talk)"

@@ -257,7 +257,8 @@ def run(config: InverseToysConfig, context: RunContext | None = None) -> Inverse
         if "metrics" in result:
             m = result["metrics"]
             context.log(
-                f"{toy} / {method}: c2st {m['c2st']:.3f}, coverage 68/95 {m['coverage_68']:.2f}/{m['coverage_95']:.2f}, {m['train_seconds']:.0f} s"
+                f"{toy} / {method}: c2st {m['c2st']:.3f}, coverage 68/95 "
+                f"{m['coverage_68']:.2f}/{m['coverage_95']:.2f}, {m['train_seconds']:.0f} s"
             )
         else:
             context.log(f"{toy} / active learning: done in {result['seconds']:.0f} s")

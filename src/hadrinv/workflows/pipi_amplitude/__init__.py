@@ -7,7 +7,8 @@ from hadrinv.workflows.registry import Workflow, register
 WORKFLOW = register(
     Workflow(
         "pipi-amplitude",
-        "pi pi amplitude (modulus + phase) from dsigma/dOmega: unitarity fit vs physics-constrained GAN ensemble (talk 000)",
+        "pi pi amplitude (modulus + phase) from dsigma/dOmega: unitarity fit vs physics-constrained GAN ensemble "
+        "(talk 000)",
         PipiAmplitudeConfig,
         run,
         PRESETS,

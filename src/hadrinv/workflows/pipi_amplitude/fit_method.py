@@ -1,9 +1,10 @@
 """Baseline: energy-independent fit of elastic phase shifts, unitarity exact by construction.
 
 At every measured energy the partial waves are f_l = exp(i delta_l) sin(delta_l), and all delta_l(s_i)
-are fitted at once (trust-region least squares) to the chi^2 of all points; errors come from the exact Hessian. The energies
-decouple, so a grid scan of every energy gives the starts (its best local minima), and the fits from them
-are combined energy by energy (the best solution at each energy); a last fit polishes the combination, and the A -> -A* ambiguity is resolved by choosing rising phase shifts.
+are fitted at once (trust-region least squares) to the chi^2 of all points; errors come from the exact
+Hessian. The energies decouple, so a grid scan of every energy gives the starts (its best local minima),
+and the fits from them are combined energy by energy (the best solution at each energy); a last fit
+polishes the combination, and the A -> -A* ambiguity is resolved by choosing rising phase shifts.
 """
 
 from __future__ import annotations

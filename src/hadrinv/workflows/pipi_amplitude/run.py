@@ -208,7 +208,8 @@ def _run_gan(
     def on_done(i: int, result: dict) -> None:
         done[0] += 1
         progress.advance(
-            f"member {i}: {'converged' if result['converged'] else 'not converged'} after {result['epochs']} epochs, {result['seconds']:.0f} s"
+            f"member {i}: {'converged' if result['converged'] else 'not converged'} after {result['epochs']} epochs, "
+            f"{result['seconds']:.0f} s"
         )
 
     members = run_tasks(

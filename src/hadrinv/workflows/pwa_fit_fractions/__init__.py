@@ -8,7 +8,8 @@ from hadrinv.workflows.registry import Workflow, register
 WORKFLOW = register(
     Workflow(
         "pwa-fit-fractions",
-        "J/psi -> gamma pi pi unbinned fits of the talk's R0 / R+4 models, fit fractions and the SF constraint (talk 002)",
+        "J/psi -> gamma pi pi unbinned fits of the talk's R0 / R+4 models, fit fractions and the SF constraint "
+        "(talk 002)",
         PwaFitFractionsConfig,
         run,
         PRESETS,

@@ -3,7 +3,8 @@
 Defaults are the talk's study: data generated with its model R0 (Table 1), fitted with -ln L (Table 2),
 with the fit-fraction constraint L~ = -ln L + lambda N (SF - SF_target)^2 at SF_target = 1.20, lambda =
 1e-2 (Table 3), and the over-complete model R+4 with lambda = 1e2, SF_target = 1.15 (Table 4).
-The talk does not give its sample size; the default is 1e5 events, the size at which pwa-pull-study checks the fit's errors.
+The talk does not give its sample size; the default is 1e5 events, the size at which pwa-pull-study
+checks the fit's errors.
 Presets: `quick` (minutes on a laptop: 2e4 events, the first two fits), `paper` (1e5 events, 8 restarts).
 """
 
@@ -61,7 +62,8 @@ class PwaFitSettings(WorkflowConfig):
     )
     method: Literal["newton", "minuit"] = Field(
         "minuit",
-        description="MIGRAD with the autodiff gradient (then the exact Hessian), or Newton steps with the exact Hessian "
+        description="MIGRAD with the autodiff gradient (then the exact Hessian), or Newton steps with the exact "
+        "Hessian "
         "(trust-constr; one Hessian costs about 9 gradients on 1e5 events, measured, and it takes many iterations)",
     )
     max_iterations: int = Field(200, ge=1)
@@ -76,7 +78,8 @@ class PwaFitFractionsConfig(PwaFitSettings):
     fraction_mc_events: int = Field(400_000, ge=100, description="generator-level phase-space MC for the fit fractions")
     normalisation: Literal["binned", "events"] = Field(
         "binned",
-        description="MC sums compressed in m_pipi bins (AmplitudeModel.binned_cache; 2e-5 relative on <I>) or event by event",
+        description="MC sums compressed in m_pipi bins (AmplitudeModel.binned_cache; 2e-5 relative on <I>) or event "
+        "by event",
     )
     fits: list[FitSpec] = Field(default_factory=talk_fits)
     restarts: int = Field(4, ge=1, description="random restarts per fit (the talk's tools use 30-50)")

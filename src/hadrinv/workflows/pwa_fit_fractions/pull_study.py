@@ -210,7 +210,8 @@ def run(config: PwaPullStudyConfig, context: RunContext | None = None) -> PwaPul
     def report(i: int, result: dict) -> None:
         done.append(i)
         context.log(
-            f"toy {i}: {'valid' if result['valid'] else 'NOT valid'}, {result['n_calls']} calls, {result['seconds']:.0f} s "
+            f"toy {i}: {'valid' if result['valid'] else 'NOT valid'}, {result['n_calls']} calls, "
+            f"{result['seconds']:.0f} s "
             f"({len(done)}/{config.toys})"
         )
 

@@ -407,7 +407,8 @@ def _write_component_scan(out: Path, scan: dict) -> None:
         "|---|---|---|---|---|---|",
     ]
     lines += [
-        f"| {c['candidate']} | {c['spin']} | {c['delta_ln_l']:.2f} | {c['delta_ndf']} | {c['significance']:.2f} | {100 * c['F']:.3f} |"
+        f"| {c['candidate']} | {c['spin']} | {c['delta_ln_l']:.2f} | {c['delta_ndf']} | {c['significance']:.2f} | "
+        f"{100 * c['F']:.3f} |"
         for c in scan["candidates"]
     ]
     atomic_write_text(out / "component_scan.md", "\n".join(lines) + "\n")
@@ -495,7 +496,8 @@ def _write_table(csv_path: Path, md_path: Path, fit: dict) -> None:
     atomic_write_csv(csv_path, header, rows)
     fmt = lambda v, spec: "-" if v is None else format(v, spec)
     lines = [
-        f"## {fit['name']} (SF = {100 * fit['SF']:.1f} +- {100 * fit['SF_err']:.1f} %, -ln L = {fit['nll']:.2f}, {fit['restarts']})",
+        f"## {fit['name']} (SF = {100 * fit['SF']:.1f} +- {100 * fit['SF_err']:.1f} %, -ln L = {fit['nll']:.2f}, "
+        f"{fit['restarts']})",
         "",
         "| resonance | F (%) | talk F (%) | mass (GeV) | talk mass | width (GeV) | talk width |",
         "|---|---|---|---|---|---|---|",
@@ -503,7 +505,8 @@ def _write_table(csv_path: Path, md_path: Path, fit: dict) -> None:
     for r, t in zip(fit["resonances"], [talk.get(r["name"]) for r in fit["resonances"]]):
         lines.append(
             f"| {r['name']} | {100 * r['F']:.2f} +- {100 * r['F_err']:.2f} | {fmt(t and t[0], '.2f')} | "
-            f"{r['mass']:.4f} +- {fmt(r['mass_err'], '.4f')} | {fmt(t and t[1], '.4f')} | {r['width']:.4f} +- {fmt(r['width_err'], '.4f')} | "
+            f"{r['mass']:.4f} +- {fmt(r['mass_err'], '.4f')} | {fmt(t and t[1], '.4f')} | {r['width']:.4f} +- "
+            f"{fmt(r['width_err'], '.4f')} | "
             f"{fmt(t and t[2], '.4f')} |"
         )
     atomic_write_text(md_path, "\n".join(lines) + "\n")
