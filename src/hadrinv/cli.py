@@ -114,8 +114,10 @@ def _parser() -> argparse.ArgumentParser:
         "simulate", help="simulate a data set", description="Simulate pseudo-data of a physics model."
     )
     sims = p_sim.add_subparsers(dest="model")
-    p_pipi = sims.add_parser(
+    p_pipi = _simulator(
+        sims,
         "pipi",
+        _cmd_simulate_pipi,
         help="pi pi dsigma/dOmega from Breit-Wigner S and P waves (talk 000)",
         description="Write the talk-000 toy: dsigma/dOmega (GeV^-2) on an (s, cos theta) grid, with errors; "
         "the generating parameters go to FILE.truth.json.",
@@ -127,18 +129,13 @@ def _parser() -> argparse.ArgumentParser:
     p_pipi.add_argument("--n-s", type=int, default=d.n_s, help=f"energies (default {d.n_s})")
     p_pipi.add_argument("--n-z", type=int, default=d.n_z, help=f"angles per energy (default {d.n_z}; irregular: mean)")
     p_pipi.add_argument("--grid", choices=["regular", "irregular"], default=d.grid)
-    p_pipi.add_argument("--s-max", type=float, default=d.s_max_gev2, help="largest s in GeV^2 (default 1)")
-    p_pipi.add_argument(
-        "--f0-mass", type=float, default=d.f0_mass_gev, help=f"f0(500) mass in GeV (default {d.f0_mass_gev})"
-    )
-    p_pipi.add_argument(
-        "--f0-width", type=float, default=d.f0_width_gev, help=f"f0(500) width in GeV (default {d.f0_width_gev})"
-    )
-    p_pipi.add_argument(
-        "--rho-mass", type=float, default=d.rho_mass_gev, help=f"rho(770) mass in GeV (default {d.rho_mass_gev})"
-    )
-    p_pipi.add_argument(
-        "--rho-width", type=float, default=d.rho_width_gev, help=f"rho(770) width in GeV (default {d.rho_width_gev})"
+    _numbers(
+        p_pipi,
+        ("--s-max", d.s_max_gev2, "largest s in GeV^2"),
+        ("--f0-mass", d.f0_mass_gev, "f0(500) mass in GeV"),
+        ("--f0-width", d.f0_width_gev, "f0(500) width in GeV"),
+        ("--rho-mass", d.rho_mass_gev, "rho(770) mass in GeV"),
+        ("--rho-width", d.rho_width_gev, "rho(770) width in GeV"),
     )
     p_pipi.add_argument(
         "--noise",
@@ -154,12 +151,13 @@ def _parser() -> argparse.ArgumentParser:
         "section",
     )
     p_pipi.add_argument("--seed", type=int, default=d.seed)
-    p_pipi.set_defaults(handler=_cmd_simulate_pipi)
 
     from hadrinv.physics.femtoscopy import HAL_N_OMEGA, HAL_N_OMEGA_PION_MASS_MEV, P_OMEGA_REDUCED_MASS_MEV
 
-    p_femto = sims.add_parser(
+    p_femto = _simulator(
+        sims,
         "femto",
+        _cmd_simulate_femto,
         help="femtoscopic C(k) and delta(k) of a Gaussian-Yukawa potential (talk 001)",
         description="Solve the s-wave Schroedinger equation for V(r) = b1 exp(-b2 r^2) + b3 (1 - exp(-b4 r^2)) "
         "(exp(-m_pi r)/r)^n_pi and write the Koonin-Pratt correlation function of a Gaussian source "
@@ -198,12 +196,13 @@ def _parser() -> argparse.ArgumentParser:
         "`run femto-inverse --data`",
     )
     p_femto.add_argument("--out", required=True, help="output CSV file")
-    p_femto.set_defaults(handler=_cmd_simulate_femto)
     from hadrinv.models.halqcd import OmegaOmegaSettings
 
     o = OmegaOmegaSettings()
-    p_corr = sims.add_parser(
+    p_corr = _simulator(
+        sims,
         "correlator",
+        _cmd_simulate_correlator,
         help="lattice-like R(t, r) of a Gaussian-sum potential (time-dependent HAL QCD, talk 001)",
         description="Write synthetic R(t, r) = sum_n A_n phi_n(r) exp(-dW_n t) of two equal-mass hadrons in a "
         "spherical box, one correlator per source, with lattice-like noise per configuration (docs/halqcd.md). "
@@ -214,17 +213,11 @@ def _parser() -> argparse.ArgumentParser:
         "--strengths", default=",".join(str(v) for v in o.strengths_mev), help="c_j in MeV, comma-separated"
     )
     p_corr.add_argument("--ranges", default=",".join(str(v) for v in o.ranges_fm), help="d_j in fm, comma-separated")
-    p_corr.add_argument(
-        "--hadron-mass", type=float, default=o.hadron_mass_mev, help=f"hadron mass in MeV (default {o.hadron_mass_mev})"
-    )
-    p_corr.add_argument(
-        "--lattice-spacing",
-        type=float,
-        default=o.lattice_spacing_fm,
-        help=f"a in fm (default {o.lattice_spacing_fm:.5f})",
-    )
-    p_corr.add_argument(
-        "--box-sites", type=int, default=o.box_sites, help=f"box radius in lattice units (default {o.box_sites})"
+    _numbers(
+        p_corr,
+        ("--hadron-mass", o.hadron_mass_mev, "hadron mass in MeV"),
+        ("--lattice-spacing", o.lattice_spacing_fm, "a in fm"),
+        ("--box-sites", o.box_sites, "box radius in lattice units"),
     )
     p_corr.add_argument(
         "--times", default=f"{o.times[0]},{o.times[1]}", help="first,last time slice t/a (default %(default)s)"
@@ -244,9 +237,10 @@ def _parser() -> argparse.ArgumentParser:
         help=f"noise at the first slice (default {o.relative_error}; 0: exact)",
     )
     p_corr.add_argument("--seed", type=int, default=0)
-    p_corr.set_defaults(handler=_cmd_simulate_correlator)
-    p_pwa = sims.add_parser(
+    p_pwa = _simulator(
+        sims,
         "pwa",
+        _cmd_simulate_pwa,
         help="J/psi -> gamma pi pi events of a partial-wave model (talk 002)",
         description="Generate events of a YAML partial-wave model (examples/pwa/): flat phase space, a detector "
         "acceptance, accept-reject on the intensity. One row per event: four-momenta (GeV) in the J/psi "
@@ -260,9 +254,20 @@ def _parser() -> argparse.ArgumentParser:
     )
     p_pwa.add_argument("--seed", type=int, default=0)
     p_pwa.add_argument("--out", required=True, help="output file (.parquet, .root or .csv)")
-    p_pwa.set_defaults(handler=_cmd_simulate_pwa)
     p_sim.set_defaults(handler=lambda args: (p_sim.print_help(), EXIT_BAD_INPUT)[1])
     return parser
+
+
+def _simulator(sims, name: str, handler, help: str, description: str) -> argparse.ArgumentParser:
+    parser = sims.add_parser(name, help=help, description=description)
+    parser.set_defaults(handler=handler)
+    return parser
+
+
+def _numbers(parser: argparse.ArgumentParser, *options: tuple[str, float | int, str]) -> None:
+    """Numeric options (flag, default, help): the default's type is the option's type."""
+    for flag, default, text in options:
+        parser.add_argument(flag, type=type(default), default=default, help=f"{text} (default %(default)s)")
 
 
 def _workflows():

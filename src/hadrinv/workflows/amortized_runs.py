@@ -4,6 +4,8 @@ measurements every method gets (accuracy against an exact posterior, calibration
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, ClassVar, Literal
 
 import torch
@@ -41,6 +43,20 @@ class TrainingConfig(Strict):
         "plateau",
         description="plateau: the lr_decay rule; cosine: a half cosine from learning_rate to zero over max_epochs",
     )
+
+
+# the talk's DDPM: T = 1000, beta 1e-4 .. 0.02, 6 MLP blocks of 256 units with FiLM conditioning; samples by
+# deterministic DDIM on 100 of the 1000 steps (sampling_steps null: 1000 ancestral steps)
+TALK_DIFFUSION = {"steps": 1000, "beta_min": 1e-4, "beta_max": 0.02, "hidden": 256, "blocks": 6, "sampling_steps": 100}
+
+
+def embedded(kind: str, features: int, hidden: int, /, *, count: bool = False, **options) -> dict:
+    """Estimator options with an embedding network ("mlp", "set", ...) of ``features`` outputs and ``hidden``
+    units; count: a set embedding that sees, and hands on, log(number of points)."""
+    embedding = {"features": features, "hidden": hidden}
+    if count:
+        embedding.update(count_feature=True, count_output=True)
+    return {**options, "embedding": kind, "embedding_options": embedding}
 
 
 def default_method_training() -> dict[str, dict]:
@@ -99,6 +115,31 @@ class AmortizedRunConfig(WorkflowConfig):
     method_training: MethodTraining = Field(
         default_factory=default_method_training, description="per-method changes to training"
     )
+
+
+@dataclass
+class MethodTableResult:
+    """A run whose terminal summary is one row per method: a label, then ``table_keys`` of its metrics."""
+
+    out: Path
+    metrics: dict
+    first_column: ClassVar[str] = "method"
+    table_keys: ClassVar[tuple[str, ...]] = ()
+
+    def summary_columns(self) -> list[str]:
+        return [self.first_column, *self.table_keys]
+
+    def row(self, label: str, metrics: dict) -> tuple[str, ...]:
+        return (label, *("-" if metrics.get(k) is None else f"{metrics[k]:.3g}" for k in self.table_keys))
+
+
+def start_task(problem, simulations: int, seed: int, threads: int | None) -> tuple[torch.Generator, torch.Tensor]:
+    """The start of a training task: its share of the cores, its seeds, and the prior draw of its simulations
+    (in this order, so that a task's numbers depend on its seed alone)."""
+    thread_limit(threads)
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
+    return generator, problem.sample_prior(simulations, generator)
 
 
 def with_members(options: dict, members: int | None) -> dict:

@@ -11,39 +11,25 @@ from typing import Literal
 
 from pydantic import Field
 
-from hadrinv.workflows.amortized_runs import AmortizedRunConfig, EstimatorOptions, MethodName, MethodTraining, Strict
+from hadrinv.workflows.amortized_runs import (
+    TALK_DIFFUSION,
+    AmortizedRunConfig,
+    EstimatorOptions,
+    MethodName,
+    MethodTraining,
+    Strict,
+    embedded,
+)
 
 
 def default_grid_options() -> dict[str, dict]:
     return {
-        "vaim": {
-            "latent_dim": 16,
-            "hidden": 256,
-            "blocks": 3,
-            "embedding": "mlp",
-            "embedding_options": {"features": 64, "hidden": 256},
-        },
-        "flow": {"embedding": "mlp", "embedding_options": {"features": 64, "hidden": 256}, "hidden": 128},
-        "mdn": {"embedding": "mlp", "embedding_options": {"features": 64, "hidden": 256}},
+        "vaim": embedded("mlp", 64, 256, latent_dim=16, hidden=256, blocks=3),
+        "flow": embedded("mlp", 64, 256, hidden=128),
+        "mdn": embedded("mlp", 64, 256),
         # whitened: unwhitened samples were too wide across the correlations (docs/inverse-mappers.md)
-        "diffusion": {
-            "steps": 1000,
-            "beta_min": 1e-4,
-            "beta_max": 0.02,
-            "hidden": 256,
-            "blocks": 6,
-            "sampling_steps": 100,
-            "ema_decay": 0.999,
-            "whiten": True,
-            "embedding": "mlp",
-            "embedding_options": {"features": 64, "hidden": 256},
-        },
-        "flow_matching": {
-            "hidden": 256,
-            "blocks": 6,
-            "embedding": "mlp",
-            "embedding_options": {"features": 64, "hidden": 256},
-        },
+        "diffusion": embedded("mlp", 64, 256, **TALK_DIFFUSION, ema_decay=0.999, whiten=True),
+        "flow_matching": embedded("mlp", 64, 256, hidden=256, blocks=6),
         "inn": {},
     }
 
@@ -52,24 +38,13 @@ def default_cloud_options() -> dict[str, dict]:
     return {
         # PC-VAIM: PointNet backward mapper over (log x, log Q2, log sigma_p, log sigma_n); the forward
         # mapper predicts log sigma at each point's kinematics (the first 2 columns)
-        "vaim": {
-            "latent_dim": 16,
-            "hidden": 256,
-            "blocks": 3,
-            "kinematic_columns": 2,
-            "embedding": "set",
-            "embedding_options": {"features": 64, "hidden": 64},
-        },
+        "vaim": embedded("set", 64, 64, latent_dim=16, hidden=256, blocks=3, kinematic_columns=2),
         # count_feature: the held-out clouds (135 bins) are at the top of the training range (40-135), and a
         # count-blind encoder gives every cloud the width of a mid-sized one; it goes with the "regions" layout,
         # without which the count alone made the experiments' clouds too narrow (docs/inverse-mappers.md).
         # count_output: the flow's own network sees the count too; with the count in the encoder's head only,
         # the joint width followed the cloud's size too little (HPD 0.46 at 40 bins, 0.73 at 135; docs/results.md)
-        "flow": {
-            "embedding": "set",
-            "embedding_options": {"features": 64, "hidden": 64, "count_feature": True, "count_output": True},
-            "hidden": 128,
-        },
+        "flow": embedded("set", 64, 64, count=True, hidden=128),
     }
 
 
@@ -133,41 +108,20 @@ PRESETS: dict[str, dict] = {
         "cloud_methods": ["flow", "vaim"],
         "grid_options": {
             **default_grid_options(),
-            "flow": {"embedding": "mlp", "embedding_options": {"features": 48, "hidden": 128}, "hidden": 96},
-            "vaim": {
-                "latent_dim": 12,
-                "hidden": 128,
-                "blocks": 2,
-                "embedding": "mlp",
-                "embedding_options": {"features": 48, "hidden": 128},
-            },
+            "flow": embedded("mlp", 48, 128, hidden=96),
+            "vaim": embedded("mlp", 48, 128, latent_dim=12, hidden=128, blocks=2),
             # DDIM on 25 steps: half the sampling time of 50, and coverage as close to nominal (measured 68/95%
             # 0.68/0.97 on 25 steps, 0.70/0.97 on 50), with weight averaging (ema_decay)
-            "diffusion": {
-                "steps": 1000,
-                "beta_min": 1e-4,
-                "beta_max": 0.02,
-                "hidden": 128,
-                "blocks": 3,
-                "sampling_steps": 25,
-                "ema_decay": 0.999,
-                "embedding": "mlp",
-                "embedding_options": {"features": 48, "hidden": 128},
-            },
+            "diffusion": embedded(
+                "mlp", 48, 128, **{**TALK_DIFFUSION, "hidden": 128, "blocks": 3, "sampling_steps": 25}, ema_decay=0.999
+            ),
         },
         # count-blind, log-uniform bins (as measured for the quick figures in docs/results.md): the quick clouds
         # (30-80 bins) stop short of the held-out 135, and a count feature would be extrapolated; covering 135
         # costs 1.7x per epoch, which the 5-minute budget has not got
         "cloud_options": {
-            "vaim": {
-                "latent_dim": 12,
-                "hidden": 128,
-                "blocks": 2,
-                "kinematic_columns": 2,
-                "embedding": "set",
-                "embedding_options": {"features": 48, "hidden": 64},
-            },
-            "flow": {"embedding": "set", "embedding_options": {"features": 48, "hidden": 64}, "hidden": 96},
+            "vaim": embedded("set", 48, 64, latent_dim=12, hidden=128, blocks=2, kinematic_columns=2),
+            "flow": embedded("set", 48, 64, hidden=96),
         },
     },
     "paper": {"simulations": 200000, "posterior_samples": 2000},

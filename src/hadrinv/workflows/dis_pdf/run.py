@@ -17,6 +17,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -29,7 +30,15 @@ from hadrinv.inference.ensemble import run_tasks
 from hadrinv.inference.fit import least_squares
 from hadrinv.models.dis import DISProblem, held_out_sets, make_problem, training_clouds
 from hadrinv.physics.dis import cross_sections
-from hadrinv.workflows.amortized_runs import build_estimator, thread_limit, timed_sample, training_for, with_members
+from hadrinv.workflows.amortized_runs import (
+    MethodTableResult,
+    build_estimator,
+    start_task,
+    thread_limit,
+    timed_sample,
+    training_for,
+    with_members,
+)
 from hadrinv.workflows.dis_pdf import plots
 from hadrinv.workflows.dis_pdf.config import DISPdfConfig
 from hadrinv.workflows.execution import require_device
@@ -54,18 +63,11 @@ TWO_SIGMA = 0.9545
 
 
 @dataclass
-class DISPdfResult:
-    out: Path
-    metrics: dict
-
-    def summary_columns(self) -> list[str]:
-        return ["method", *TABLE_KEYS]
+class DISPdfResult(MethodTableResult):
+    table_keys: ClassVar[tuple[str, ...]] = TABLE_KEYS
 
     def summary_rows(self) -> list[tuple[str, ...]]:
-        return [
-            (name, *("-" if m.get(k) is None else f"{m[k]:.3g}" for k in TABLE_KEYS))
-            for name, m in self.metrics["methods"].items()
-        ]
+        return [self.row(name, m) for name, m in self.metrics["methods"].items()]
 
     def invalid_methods(self) -> list[str]:
         return [name for name, m in self.metrics["methods"].items() if not m.get("is_valid", True)]
@@ -114,10 +116,7 @@ def estimator_task(
     threads: int | None,
     device: str,
 ) -> dict:
-    thread_limit(threads)
-    torch.manual_seed(seed)
-    generator = torch.Generator().manual_seed(seed)
-    theta = problem.sample_prior(simulations, generator)
+    generator, theta = start_task(problem, simulations, seed, threads)
     if kind == "grid":
         x = problem.grid_observation(theta, generator)
         x_dim = x.shape[-1]
@@ -226,34 +225,25 @@ def run(config: DISPdfConfig, context: RunContext | None = None) -> DISPdfResult
         "device": config.execution.device,
     }
     # the point-cloud models take longest: start them first so the parallel workers finish together
-    for i, method in enumerate(config.cloud_methods):
-        tasks.append(
-            {
-                "kind": "cloud",
-                "method": method,
-                "options": with_members(config.cloud_options[method], config.execution.members),
-                "training": training_for(method, config.training, config.method_training, "cloud"),
-                "test_theta": test_theta,
-                "test_x": test_cloud,
-                "seed": config.seed * 1000 + 100 + i,
-                **common,
-            }
-        )
-        names.append(f"cloud/{method}")
-    for i, method in enumerate(config.grid_methods):
-        tasks.append(
-            {
-                "kind": "grid",
-                "method": method,
-                "options": with_members(config.grid_options[method], config.execution.members),
-                "training": training_for(method, config.training, config.method_training, "grid"),
-                "test_theta": test_theta,
-                "test_x": test_grid,
-                "seed": config.seed * 1000 + i,
-                **common,
-            }
-        )
-        names.append(f"grid/{method}")
+    kinds = (
+        ("cloud", config.cloud_methods, config.cloud_options, test_cloud, 100),
+        ("grid", config.grid_methods, config.grid_options, test_grid, 0),
+    )
+    for kind, methods, options, test_x, seed_offset in kinds:
+        for i, method in enumerate(methods):
+            tasks.append(
+                {
+                    "kind": kind,
+                    "method": method,
+                    "options": with_members(options[method], config.execution.members),
+                    "training": training_for(method, config.training, config.method_training, kind),
+                    "test_theta": test_theta,
+                    "test_x": test_x,
+                    "seed": config.seed * 1000 + seed_offset + i,
+                    **common,
+                }
+            )
+            names.append(f"{kind}/{method}")
     if config.baseline_fit:
         tasks.append(
             {

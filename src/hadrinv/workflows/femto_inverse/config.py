@@ -14,7 +14,7 @@ from pydantic import Field, model_validator
 from hadrinv.inference import ConditionalFlow
 from hadrinv.inference.regression import Regressor
 from hadrinv.physics.femtoscopy import P_OMEGA_REDUCED_MASS_MEV
-from hadrinv.workflows.amortized_runs import AmortizedRunConfig, Strict, options_of
+from hadrinv.workflows.amortized_runs import AmortizedRunConfig, Strict, embedded, options_of
 
 PARAMETERS = ("r0", "b1", "b2", "b3", "b4")
 UNITS = {"r0": "fm", "b1": "MeV", "b2": "fm^-2", "b3": "MeV fm^2", "b4": "fm^-2"}
@@ -84,24 +84,12 @@ class FemtoInverseConfig(AmortizedRunConfig):
     # the talk's DNN: standardised log C straight into a residual MLP (a narrow embedding costs R^2 on r0, b3)
     regressor: options_of(Regressor) = Field(default_factory=lambda: {"hidden": 512, "blocks": 4})
     flexible_regressor: options_of(Regressor) = Field(
-        default_factory=lambda: {
-            "hidden": 256,
-            "blocks": 3,
-            "embedding": "set",
-            "embedding_options": {"features": 128, "hidden": 128},
-        }
+        default_factory=lambda: embedded("set", 128, 128, hidden=256, blocks=3)
     )
     # a mixture of 3 flows on the prior box: one flow's joint density is too concentrated (HPD 0.53 / 0.88),
     # independent members average its bumps out, and box support keeps the flat directions (b1, b2, b4) flat
     flow: options_of(ConditionalFlow) = Field(
-        default_factory=lambda: {
-            "members": 3,
-            "box_support": True,
-            "transforms": 5,
-            "hidden": 128,
-            "embedding": "set",
-            "embedding_options": {"features": 128, "hidden": 128},
-        }
+        default_factory=lambda: embedded("set", 128, 128, members=3, box_support=True, transforms=5, hidden=128)
     )
     data: str | None = Field(None, description="a CSV of measurements k_mev, C, error: analysed by the posterior flow")
     out: str = "runs/femto-inverse"
@@ -113,21 +101,9 @@ PRESETS: dict[str, dict] = {
         "training": {"max_epochs": 80, "patience": 10},
         "posterior": {"samples": 500, "test_sets": 300, "fit_sets": 8, "fit_starts": 2, "fit_max_evaluations": 40},
         "regressor": {"hidden": 256, "blocks": 3},
-        "flexible_regressor": {
-            "hidden": 128,
-            "blocks": 2,
-            "embedding": "set",
-            "embedding_options": {"features": 64, "hidden": 96},
-        },
+        "flexible_regressor": embedded("set", 64, 96, hidden=128, blocks=2),
         # one flow: the mixture of 3 trains 3 times longer on one worker and took the preset past 5 minutes
-        "flow": {
-            "members": 1,
-            "box_support": False,
-            "transforms": 4,
-            "hidden": 96,
-            "embedding": "set",
-            "embedding_options": {"features": 64, "hidden": 96},
-        },
+        "flow": embedded("set", 64, 96, members=1, box_support=False, transforms=4, hidden=96),
     },
     "paper": {"method_training": {"regressor": {"patience": 30}}},
 }

@@ -12,19 +12,20 @@ def _np(x):
     return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
 
 
+def _band(ax, x, band: dict, alpha: float, label: str, mean_label: str) -> None:
+    """The ensemble's mean and its 2-sigma band."""
+    ax.fill_between(
+        x, _np(band["mean"] - 2 * band["std"]), _np(band["mean"] + 2 * band["std"]), alpha=alpha, label=label
+    )
+    ax.plot(x, _np(band["mean"]), label=mean_label)
+
+
 def plot_phase_shifts(path, k, band: dict, truth, baseline, units, case: str):
     plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     k = _np(k)
     ax = axes[0]
-    ax.fill_between(
-        k,
-        _np(band["mean"] - 2 * band["std"]),
-        _np(band["mean"] + 2 * band["std"]),
-        alpha=0.25,
-        label="NN ensemble (2 sigma)",
-    )
-    ax.plot(k, _np(band["mean"]), label="NN ensemble mean")
+    _band(ax, k, band, 0.25, "NN ensemble (2 sigma)", "NN ensemble mean")
     if truth is not None:
         ax.plot(k, _np(truth), "k--", label="truth")
     ax.plot(k, _np(baseline), ":", label="baseline")
@@ -46,14 +47,7 @@ def plot_v_eff(path, r, band: dict, truth, baseline, units, window, case: str):
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
     r = _np(r)
-    ax.fill_between(
-        r,
-        _np(band["mean"] - 2 * band["std"]),
-        _np(band["mean"] + 2 * band["std"]),
-        alpha=0.3,
-        label="V_eff, NN (2 sigma)",
-    )
-    ax.plot(r, _np(band["mean"]), label="V_eff, NN mean")
+    _band(ax, r, band, 0.3, "V_eff, NN (2 sigma)", "V_eff, NN mean")
     if truth is not None:
         ax.plot(r, _np(truth), "k--", label="truth")
     if baseline is not None:

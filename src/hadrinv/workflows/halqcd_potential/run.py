@@ -373,6 +373,11 @@ def _construction_checks(kernels: list[SymmetricKernel], seed: int) -> dict:
     }
 
 
+def _band_columns(band: dict) -> list[list[float]]:
+    """The mean, standard deviation and 16 / 84 % quantiles of an ensemble band, as CSV columns."""
+    return [band[key].tolist() for key in ("mean", "std", "low", "high")]
+
+
 def _write_outputs(
     out, case, k, d_band, v_band, truth_delta, truth_v, base_delta, baseline, r, U, units, window, results, construction
 ) -> None:
@@ -385,27 +390,12 @@ def _write_outputs(
     atomic_write_csv(
         out / "phase_shifts_comparison.csv",
         ["k", "delta_deg", "delta_err_deg", "delta_low_deg", "delta_high_deg", "delta_true_deg", "delta_baseline_deg"],
-        zip(
-            k.tolist(),
-            d_band["mean"].tolist(),
-            d_band["std"].tolist(),
-            d_band["low"].tolist(),
-            d_band["high"].tolist(),
-            nan(truth_delta, len(k)),
-            base_delta.tolist(),
-        ),
+        zip(k.tolist(), *_band_columns(d_band), nan(truth_delta, len(k)), base_delta.tolist()),
     )
     atomic_write_csv(
         out / "potential.csv",
         ["r", "v_eff", "v_eff_err", "v_eff_low", "v_eff_high", "v_true"],
-        zip(
-            r.tolist(),
-            v_band["mean"].tolist(),
-            v_band["std"].tolist(),
-            v_band["low"].tolist(),
-            v_band["high"].tolist(),
-            nan(truth_v, len(r)),
-        ),
+        zip(r.tolist(), *_band_columns(v_band), nan(truth_v, len(r))),
     )
     true_U = case.true_kernel(r)
     atomic_torch_save(

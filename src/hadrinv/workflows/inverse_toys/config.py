@@ -8,7 +8,14 @@ from typing import Literal
 
 from pydantic import Field
 
-from hadrinv.workflows.amortized_runs import AmortizedRunConfig, EstimatorOptions, MethodName, Strict, TrainingConfig
+from hadrinv.workflows.amortized_runs import (
+    TALK_DIFFUSION,
+    AmortizedRunConfig,
+    EstimatorOptions,
+    MethodName,
+    Strict,
+    TrainingConfig,
+)
 
 ToyName = Literal["sum_of_squares_2d", "sum_of_squares_10d", "ring"]
 
@@ -21,16 +28,7 @@ def default_estimator_options() -> dict[str, dict]:
         # a deep ensemble of 3 flows: one flow's joint (HPD) density is not calibrated on the 10-D shell
         # (0.53 / 0.91 at 68 / 95 %), the mixture is (0.63 / 0.96; 2e4 simulations, measured)
         "flow": {"members": 3},
-        # talk: T = 1000, beta 1e-4 .. 0.02, 6 MLP blocks of 256 units with FiLM conditioning;
-        # samples by deterministic DDIM on 100 of the 1000 steps (1000 ancestral steps: sampling_steps null)
-        "diffusion": {
-            "steps": 1000,
-            "beta_min": 1e-4,
-            "beta_max": 0.02,
-            "hidden": 256,
-            "blocks": 6,
-            "sampling_steps": 100,
-        },
+        "diffusion": dict(TALK_DIFFUSION),
         "flow_matching": {"hidden": 256, "blocks": 6},
     }
 
@@ -98,14 +96,7 @@ PRESETS: dict[str, dict] = {
         "estimator_options": {
             **default_estimator_options(),
             "vaim": {"latent_dim": 8, "hidden": 128, "blocks": 2},
-            "diffusion": {
-                "steps": 1000,
-                "beta_min": 1e-4,
-                "beta_max": 0.02,
-                "hidden": 128,
-                "blocks": 3,
-                "sampling_steps": 50,
-            },
+            "diffusion": {**TALK_DIFFUSION, "hidden": 128, "blocks": 3, "sampling_steps": 50},
             "flow_matching": {"hidden": 128, "blocks": 3, "ode_steps": 20},
         },
         "active_learning": {

@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from dataclasses import dataclass
-from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -25,9 +25,11 @@ from hadrinv.inference.active_learning import active_learning, random_acquisitio
 from hadrinv.inference.ensemble import run_tasks
 from hadrinv.models.toys import ToyProblem, make_problem
 from hadrinv.workflows.amortized_runs import (
+    MethodTableResult,
     accuracy_against_exact,
     build_estimator,
     calibration,
+    start_task,
     thread_limit,
     timed_sample,
     training_for,
@@ -55,19 +57,16 @@ TABLE_KEYS = (
 
 
 @dataclass
-class InverseToysResult:
-    out: Path
-    metrics: dict
-
-    def summary_columns(self) -> list[str]:
-        return ["toy / method", *TABLE_KEYS]
+class InverseToysResult(MethodTableResult):
+    first_column: ClassVar[str] = "toy / method"
+    table_keys: ClassVar[tuple[str, ...]] = TABLE_KEYS
 
     def summary_rows(self) -> list[tuple[str, ...]]:
-        rows = []
-        for toy, methods in self.metrics["toys"].items():
-            for method, m in methods.items():
-                rows.append((f"{toy} / {method}", *("-" if m.get(k) is None else f"{m[k]:.3g}" for k in TABLE_KEYS)))
-        return rows
+        return [
+            self.row(f"{toy} / {method}", m)
+            for toy, methods in self.metrics["toys"].items()
+            for method, m in methods.items()
+        ]
 
 
 def showcase_observations(problem: ToyProblem, config: InverseToysConfig) -> list[float]:
@@ -88,10 +87,7 @@ def train_and_evaluate(
     threads: int | None,
     device: str,
 ) -> dict:
-    thread_limit(threads)
-    torch.manual_seed(seed)
-    generator = torch.Generator().manual_seed(seed)
-    theta = problem.sample_prior(simulations, generator)
+    generator, theta = start_task(problem, simulations, seed, threads)
     x = problem.simulate(theta, generator)
     estimator = build_estimator(method, problem.theta_dim, problem.x_dim, options, bounds=problem.bounds).to(device)
     history = estimator.fit(theta, x, seed=seed, **training)
