@@ -44,7 +44,7 @@ def dis_grid(method: str, simulations: int, test_sets: int, generator: torch.Gen
     )  # the workflow's, seed 0
     theta = problem.sample_prior(simulations, generator)
     options = dict(DIS_PRESETS["quick"]["grid_options"][method])
-    return theta, problem.grid_observation(theta, generator), test_theta, test_x, problem.bounds, options
+    return theta, problem.simulate(theta, generator), test_theta, test_x, problem.bounds, options
 
 
 def toy_10d(method: str, simulations: int, test_sets: int, generator: torch.Generator):

@@ -105,12 +105,11 @@ def least_squares(
         gtol=1e-10,
     )
     chi2 = lambda p: (pulls(p) ** 2).sum()
-    gradient = lambda p: 2.0 * jacobian(p).detach().T @ pulls(p).detach()
-
-    def gauss_newton(p):
-        J = jacobian(p).detach()
-        return 2.0 * J.T @ J
-
+    # scipy hands back the pulls and the Jacobian at its solution, the only point assessed below: a costly
+    # Jacobian (a batched finite-difference model) is not evaluated again
+    J, r = torch.as_tensor(solution.jac), torch.as_tensor(solution.fun)
+    gradient = lambda p: 2.0 * J.T @ r
+    gauss_newton = lambda p: 2.0 * J.T @ J
     objective = Objective(chi2, gradient=gradient, hessian=None if exact_hessian else gauss_newton)
     result = assess_minimum(
         objective,

@@ -24,11 +24,7 @@ _EXTRA = {"members": (int, 1)}
 
 
 class OptionsError(ValueError):
-    """An unknown or mistyped option; ``path`` is the dotted key inside the options mapping."""
-
-    def __init__(self, path: str, problem: str):
-        super().__init__(f"{path}: {problem}")
-        self.path, self.problem = path, problem
+    """An unknown or mistyped option: 'dotted.key: problem'."""
 
 
 def _parameters(cls: type) -> dict[str, tuple[Any, Any]]:
@@ -67,7 +63,7 @@ def _model(cls: type, extra: dict[str, tuple[Any, Any]]):
 
 def _validate(cls: type, options: dict, prefix: str, extra: dict) -> None:
     if not isinstance(options, dict):
-        raise OptionsError(prefix or cls.__name__, f"expected a mapping of options, got {type(options).__name__}")
+        raise OptionsError(f"{prefix or cls.__name__}: expected a mapping of options, got {type(options).__name__}")
     try:
         _model(cls, extra).model_validate(options)
     except ValidationError as exc:
@@ -76,8 +72,8 @@ def _validate(cls: type, options: dict, prefix: str, extra: dict) -> None:
         where = f"{prefix}.{key}" if prefix else key
         if first["type"] == "extra_forbidden":
             allowed = ", ".join(sorted({*_parameters(cls), *extra}))
-            raise OptionsError(where, f"unknown option of {cls.__name__} (options: {allowed})") from None
-        raise OptionsError(where, first["msg"]) from None
+            raise OptionsError(f"{where}: unknown option of {cls.__name__} (options: {allowed})") from None
+        raise OptionsError(f"{where}: {first['msg']}") from None
 
 
 def check_estimator_options(estimator_class: type, options: dict, prefix: str = "") -> dict:
@@ -86,10 +82,8 @@ def check_estimator_options(estimator_class: type, options: dict, prefix: str = 
     embedding = options.get("embedding")
     if isinstance(embedding, str):
         if embedding not in EMBEDDINGS:
-            raise OptionsError(
-                f"{prefix}.embedding" if prefix else "embedding",
-                f"unknown embedding {embedding!r}; choose from {', '.join(EMBEDDINGS)}",
-            )
+            where = f"{prefix}.embedding" if prefix else "embedding"
+            raise OptionsError(f"{where}: unknown embedding {embedding!r}; choose from {', '.join(EMBEDDINGS)}")
         inner = f"{prefix}.embedding_options" if prefix else "embedding_options"
         _validate(EMBEDDINGS[embedding], options.get("embedding_options") or {}, inner, {})
     return options

@@ -44,13 +44,11 @@ from hadrinv.inference.minimize import (
 from hadrinv.inference.restarts import RestartResult
 
 __all__ = [
-    "RestartResult",
     "UnbinnedFitResult",
     "UnbinnedNLL",
     "fit_unbinned",
     "gaussian_constraint",
     "random_restarts",
-    "restart_task",
     "sandwich_matrix",
     "slice_events",
 ]
@@ -499,13 +497,6 @@ def fit_unbinned(
     result.penalties = nll.penalty_values(x) if hasattr(nll, "penalty_values") else {}
     result.nll = float(nll.nll_only(x).detach()) if hasattr(nll, "nll_only") else found.fval
     return result
-
-
-def restart_task(
-    make_nll: Callable[..., Any], nll_kwargs: dict, x0: list[float], fit_options: dict, threads: int | None = None
-) -> dict:
-    """One restart: nll = make_nll(**nll_kwargs); fit_unbinned(nll, x0, **fit_options).to_dict()."""
-    return restarts.restart_task(make_nll, nll_kwargs, x0, fit_options, threads, fit=fit_unbinned)
 
 
 def random_restarts(

@@ -40,14 +40,11 @@ class DISProblem:
     def sample_prior(self, n: int, generator: torch.Generator) -> torch.Tensor:
         return self.space.sample_prior(n, generator)
 
-    def grid_observation(self, theta: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-        """(n, 2 * n_points) log sigma on the regular grid (sigma_p and sigma_n of each point in turn)."""
+    def simulate(self, theta: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """(n, 2 * n_points) log sigma on the regular grid (sigma_p and sigma_n of each point in turn): the
+        fixed-length observation every estimator can take."""
         sigma = simulate(theta.double(), self.space, self.grid_x, self.grid_q2, self.relative_noise, generator)
         return torch.log(sigma).flatten(1).float()
-
-    def simulate(self, theta: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """The grid observation: the fixed-length view every estimator can take."""
-        return self.grid_observation(theta, generator)
 
     def cloud_observation(
         self,
@@ -180,6 +177,6 @@ def held_out_sets(
     experiments' bins: (theta, grid, clouds, kinematics of each cloud). Benchmarks rebuild them from here."""
     held = torch.Generator().manual_seed(seed * 7919 + 4242)
     theta = problem.sample_prior(n_sets, held)
-    grid = problem.grid_observation(theta, held)
+    grid = problem.simulate(theta, held)
     clouds, kinematics = experiment_clouds(problem, theta, experiments, seed + 31337, held)
     return theta, grid, clouds, kinematics

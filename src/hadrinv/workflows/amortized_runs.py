@@ -16,7 +16,7 @@ from hadrinv.inference.amortized import AmortizedEstimator
 from hadrinv.inference.diagnostics import c2st, ellipsoid_coverage, hpd_coverage, marginal_coverage, mmd
 from hadrinv.inference.mixture import EstimatorMixture
 from hadrinv.inference.options import check_estimator_options
-from hadrinv.workflows.execution import Strict, WorkflowConfig, thread_limit  # noqa: F401  (thread_limit: used by the tasks)
+from hadrinv.workflows.execution import Strict, WorkflowConfig, thread_limit
 
 ESTIMATOR_CLASSES: dict[str, type[AmortizedEstimator]] = {
     "vaim": VAIM,

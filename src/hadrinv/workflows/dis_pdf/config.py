@@ -17,9 +17,9 @@ from hadrinv.workflows.amortized_runs import (
     EstimatorOptions,
     MethodName,
     MethodTraining,
-    Strict,
     embedded,
 )
+from hadrinv.workflows.execution import Strict
 
 
 def default_grid_options() -> dict[str, dict]:

@@ -34,14 +34,13 @@ from hadrinv.workflows.amortized_runs import (
     MethodTableResult,
     build_estimator,
     start_task,
-    thread_limit,
     timed_sample,
     training_for,
     with_members,
 )
 from hadrinv.workflows.dis_pdf import plots
 from hadrinv.workflows.dis_pdf.config import DISPdfConfig
-from hadrinv.workflows.execution import require_device
+from hadrinv.workflows.execution import require_device, thread_limit
 from hadrinv.workflows.output import CHECKPOINTS, finish_output, prepare_output
 from hadrinv.workflows.registry import RunContext
 
@@ -118,7 +117,7 @@ def estimator_task(
 ) -> dict:
     generator, theta = start_task(problem, simulations, seed, threads)
     if kind == "grid":
-        x = problem.grid_observation(theta, generator)
+        x = problem.simulate(theta, generator)
         x_dim = x.shape[-1]
     else:
         x = training_clouds(

@@ -14,7 +14,8 @@ from pydantic import Field, model_validator
 from hadrinv.inference import ConditionalFlow
 from hadrinv.inference.regression import Regressor
 from hadrinv.physics.femtoscopy import P_OMEGA_REDUCED_MASS_MEV
-from hadrinv.workflows.amortized_runs import AmortizedRunConfig, Strict, embedded, options_of
+from hadrinv.workflows.amortized_runs import AmortizedRunConfig, embedded, options_of
+from hadrinv.workflows.execution import Strict
 
 PARAMETERS = ("r0", "b1", "b2", "b3", "b4")
 UNITS = {"r0": "fm", "b1": "MeV", "b2": "fm^-2", "b3": "MeV fm^2", "b4": "fm^-2"}

@@ -10,7 +10,8 @@ import torch
 from hadrinv.inference import Regressor
 from hadrinv.inference.diagnostics import hpd_coverage
 from hadrinv.inference.fit import least_squares
-from hadrinv.workflows.amortized_runs import build_estimator, thread_limit, timed_sample
+from hadrinv.workflows.amortized_runs import build_estimator, timed_sample
+from hadrinv.workflows.execution import thread_limit
 from hadrinv.workflows.femto_inverse.config import PARAMETERS, PhysicsConfig
 from hadrinv.workflows.femto_inverse.metrics import LEVELS
 from hadrinv.workflows.femto_inverse.problem import simulate

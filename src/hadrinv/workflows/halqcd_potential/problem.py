@@ -25,7 +25,7 @@ class SeparableWithBaseline(SeparableCase):
 
     def baseline(self) -> dict:
         """A least-squares fit of the separable form w exp(-mu r) exp(-mu r') to the same residual (Hessian errors)."""
-        d = self._data
+        d = self.member_data(0, 0)  # exact wave functions: the same data for every member
         r = d.nodes
         m = d.outputs.shape[-1]
         norm = torch.sqrt((d.outputs**2 * d.residual_weights).sum())

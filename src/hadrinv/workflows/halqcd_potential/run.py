@@ -30,7 +30,7 @@ from hadrinv.inference.integral_kernel import SymmetricKernel, fit_integral_kern
 from hadrinv.models.halqcd import KernelData
 from hadrinv.physics.halqcd import potential_action
 from hadrinv.physics.nonlocal_scattering import bound_state_energies, phase_shifts, scattering_length
-from hadrinv.workflows.execution import require_device
+from hadrinv.workflows.execution import require_device, thread_limit
 from hadrinv.workflows.halqcd_potential import plots
 from hadrinv.workflows.halqcd_potential.config import HalqcdPotentialConfig
 from hadrinv.workflows.halqcd_potential.problem import build_case
@@ -119,8 +119,7 @@ class HalqcdPotentialResult:
 
 def member_task(data: KernelData, network: dict, training: dict, seed: int, threads: int | None, device: str) -> dict:
     """Train one U_theta on one member's data (float32 for speed; evaluated in float64 by the driver)."""
-    if threads:
-        torch.set_num_threads(threads)
+    thread_limit(threads)
     torch.manual_seed(seed)
     kernel = SymmetricKernel(**network).to(device)
     to = lambda x: x.to(device=device, dtype=torch.float32)

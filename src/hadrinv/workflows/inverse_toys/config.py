@@ -13,9 +13,9 @@ from hadrinv.workflows.amortized_runs import (
     AmortizedRunConfig,
     EstimatorOptions,
     MethodName,
-    Strict,
     TrainingConfig,
 )
+from hadrinv.workflows.execution import Strict
 
 ToyName = Literal["sum_of_squares_2d", "sum_of_squares_10d", "ring"]
 

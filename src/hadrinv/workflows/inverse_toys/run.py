@@ -30,12 +30,11 @@ from hadrinv.workflows.amortized_runs import (
     build_estimator,
     calibration,
     start_task,
-    thread_limit,
     timed_sample,
     training_for,
     with_members,
 )
-from hadrinv.workflows.execution import require_device
+from hadrinv.workflows.execution import require_device, thread_limit
 from hadrinv.workflows.inverse_toys import plots
 from hadrinv.workflows.inverse_toys.config import InverseToysConfig
 from hadrinv.workflows.output import CHECKPOINTS, finish_output, prepare_output

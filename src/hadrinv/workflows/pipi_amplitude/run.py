@@ -160,7 +160,7 @@ def _run_fit(problem: PipiProblem, config: PipiAmplitudeConfig, checkpoint: Path
             "delta": fitted.delta,
             "delta_err": fitted.delta_err,
             "covariance": torch.as_tensor(fitted.fit.covariance),
-            "is_valid": fitted.is_valid,
+            "is_valid": fitted.fit.is_valid,  # the minimiser's verdict; the p-value is judged below
             "has_accurate_covar": fitted.fit.has_accurate_covar,
             "seconds": fitted.seconds,
         }
@@ -173,7 +173,7 @@ def _run_fit(problem: PipiProblem, config: PipiAmplitudeConfig, checkpoint: Path
     waves = elastic_wave(delta)
     amplitude, amplitude_err = amplitude_with_errors(problem, delta, saved["covariance"].numpy())
     metrics, pulls = data_metrics(problem, waves, delta.numel())
-    # from the central waves, so a checkpoint written before the p-value counted is judged the same way
+    # the p-value of the central waves, judged here once, for a fresh fit and a checkpoint alike
     p_value = chi2_p_value(metrics["chi2"], metrics["ndf"])
     metrics.update(
         is_valid=fit_is_valid(saved["is_valid"], p_value),

@@ -29,7 +29,7 @@ from hadrinv.data.pwa_model import ACCEPTANCES, generate_events, m_spectrum, mc_
 from hadrinv.inference.ensemble import run_tasks
 from hadrinv.inference.unbinned import UnbinnedNLL, fit_unbinned
 from hadrinv.models.pwa import AmplitudeModel, constraint_penalties
-from hadrinv.workflows.execution import require_device
+from hadrinv.workflows.execution import require_device, thread_limit
 from hadrinv.workflows.output import CHECKPOINTS, finish_output, prepare_output
 from hadrinv.workflows.pwa_fit_fractions.config import PwaFitSettings
 from hadrinv.workflows.registry import RunContext
@@ -72,8 +72,7 @@ def pull_toy(
     """Generate, fit and summarise one toy (a top-level function: it runs as a Ray task)."""
     from hadrinv.data.pwa_model import PWAModel
 
-    if threads:
-        torch.set_num_threads(threads)
+    thread_limit(threads)
     started = time.perf_counter()
     pwa_model = PWAModel.model_validate(model)
     am = AmplitudeModel(pwa_model)
