@@ -482,6 +482,31 @@ def test_select_rising_branch_resolves_mixed_branches_with_a_batch_dimension(bw_
     torch.testing.assert_close(out2, truths[:, None].expand(3, 2, 64, 2), rtol=0, atol=1e-13)
 
 
+def test_select_rising_branch_keeps_a_small_falling_step_rather_than_a_large_jump(bw_truth):
+    # near 160 degrees |A| is small and the fit at a noisy energy can be 15 degrees low in one wave (seen
+    # on 2% data); its mirror (-delta) would be a jump of +53 degrees: the path keeps it on its own branch
+    noisy = bw_truth.clone()
+    noisy[-1] = noisy[-2] + torch.tensor([-15.0, 5.0], dtype=DT).deg2rad()
+    torch.testing.assert_close(select_rising_branch(noisy), noisy, rtol=0, atol=1e-13)
+
+
+def test_rising_path_chooses_among_allowed_candidates_only(bw_truth):
+    from hadrinv.physics.partial_waves import rising_path
+
+    # candidate 0 leaves the curve at energy 30 (another minimum of equal chi^2), candidate 1 does not
+    off = bw_truth.clone()
+    off[30] = off[30] + torch.tensor([0.6, -0.4], dtype=DT)
+    candidates = torch.stack([off, bw_truth])  # (2, 64, 2)
+    allowed = torch.ones(2, 64, dtype=torch.bool)
+    torch.testing.assert_close(rising_path(candidates, allowed=allowed), bw_truth, rtol=0, atol=1e-13)
+    allowed[1, 30] = False  # the data exclude the smooth candidate there
+    torch.testing.assert_close(rising_path(candidates, allowed=allowed), off, rtol=0, atol=1e-13)
+    with_branches = torch.cat([candidates, -candidates])
+    torch.testing.assert_close(
+        rising_path(with_branches, allowed=torch.cat([allowed, allowed])), off, rtol=0, atol=1e-13
+    )
+
+
 def test_monotonic_phase_loss_zero_for_rising_phases(bw_truth):
     assert float(monotonic_phase_loss(bw_truth.T)) == 0.0
     assert float(monotonic_phase_loss(torch.linspace(0.0, 1.0, 10, dtype=DT))) == 0.0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 
 import pytest
@@ -224,3 +225,103 @@ def test_an_interrupted_rerun_never_leaves_results_that_look_complete(tmp_path, 
         workflow.run(config, RunContext(force=True, progress=False, log=lambda message: None))
     assert not (tmp_path / "out" / "metrics.json").exists()
     assert not (tmp_path / "out" / "checkpoints").exists(), "a new run must not keep the previous run's checkpoints"
+
+
+def test_gan_started_at_the_fit_converges_on_per_point_errors_with_calibrated_bands(tmp_path):
+    """Per-point 2% errors on an irregular grid, non-default resonances: the data on which a GAN started
+    from a rising ramp ends in wrong basins (chi2/ndf in the hundreds); started at the fit it converges."""
+    data_path = write_cross_sections(simulate_pipi(PipiToySpec(**IRREGULAR)), tmp_path / "irregular.csv")
+    workflow = get_workflow("pipi-amplitude")
+    overrides = {
+        "data": str(data_path),
+        "out": str(tmp_path / "out"),
+        "method": "gan",
+        "execution": {"members": 3, "executor": "serial"},
+    }
+    result = workflow.run(workflow.config(preset="quick", overrides=overrides), QUIET)
+    m = result.metrics["gan"]
+    assert m["is_valid"] and m["members_converged"] == 3
+    assert m["delta0_rms_error_deg"] < 1.0 and m["delta1_rms_error_deg"] < 1.0
+    assert 0.4 <= m["delta0_band_coverage"] <= 0.95 and 0.4 <= m["delta1_band_coverage"] <= 0.95
+    assert m["chi2_ndf"] < 1.5
+    assert "fit" not in result.metrics, "the fit that starts the GAN is not reported unless asked for"
+
+
+def test_a_run_whose_method_did_not_converge_exits_3_without_complete_looking_results(tmp_path, capsys, monkeypatch):
+    from hadrinv.workflows.pipi_amplitude import plots
+
+    titles = {}
+    for name in ("plot_amplitude_maps", "plot_phase_shifts", "plot_pulls", "plot_training_history"):
+        original = getattr(plots, name)
+
+        def recorded(*args, _original=original, _name=name, **kwargs):
+            titles[_name] = kwargs.get("title", "")
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(plots, name, recorded)
+    data_path = write_cross_sections(simulate_pipi(PipiToySpec(n_s=12, n_z=10)), tmp_path / "toy.csv")
+    config = tmp_path / "short.yaml"
+    config.write_text("gan:\n  start: ramp\n  epochs: 1\n  steps_per_epoch: 2\n")
+    out = tmp_path / "out"
+    argv = ["run", "pipi-amplitude", "--data", str(data_path), "--out", str(out), "--config", str(config)]
+    code = main([*argv, "--method", "gan", "--members", "2", "--serial", "--no-progress"])
+    captured = capsys.readouterr()
+    assert code == 3
+    assert "not converged" in captured.err and "0 of 2 members converged" in captured.err
+    assert not (out / "metrics.json").exists()
+    report = json.loads((out / "metrics.NOT-CONVERGED.json").read_text())
+    assert report["gan"]["is_valid"] is False
+    assert len(titles) == 4 and all("NOT VALID" in t for t in titles.values()), titles
+    # a rerun that converges replaces the report by metrics.json
+    assert (
+        main(["run", "pipi-amplitude", "--data", str(data_path), "--out", str(out), "--method", "fit", "--force"]) == 0
+    )
+    assert (out / "metrics.json").is_file() and not (out / "metrics.NOT-CONVERGED.json").exists()
+
+
+def test_combining_fits_keeps_the_smooth_one_of_two_minima_the_data_cannot_tell_apart():
+    from hadrinv.physics.pipi import breit_wigner_phase_shifts
+    from hadrinv.workflows.pipi_amplitude.fit_method import combine_solutions
+
+    truth = breit_wigner_phase_shifts(torch.linspace(0.1, 1.0, 40, dtype=torch.float64))
+    other = truth.clone()
+    other[25] = torch.tensor([0.3, 2.9], dtype=torch.float64)  # another minimum, slightly lower chi^2
+    chi2 = torch.full((2, 40), 20.0, dtype=torch.float64)
+    chi2[0, 25] = 18.5
+    solutions = torch.stack([other, -truth])  # the second fit on the other branch of A -> -A*
+    torch.testing.assert_close(combine_solutions(solutions, chi2, ambiguity_chi2=4.0), truth)
+    # a minimum clearly better than the smooth one is kept: the data decide where they can
+    assert torch.allclose(
+        torch.remainder(combine_solutions(solutions, chi2, ambiguity_chi2=1.0)[25], math.pi), other[25]
+    )
+
+
+def test_scattered_grid_draws_energies_at_random_with_the_same_angles_at_each():
+    data = simulate_pipi(PipiToySpec(n_s=15, n_z=9, grid="scattered", seed=4))
+    s, z = torch.as_tensor(data.s), torch.as_tensor(data.cos_theta)
+    energies = torch.unique(s)
+    assert len(energies) == 15 and len(s) == 15 * 9
+    assert float(torch.diff(energies).std()) > 0.1 * float(torch.diff(energies).mean()), "energies not regular"
+    first = torch.sort(z[s == energies[0]]).values
+    for e in energies:
+        torch.testing.assert_close(torch.sort(z[s == e]).values, first)
+
+
+def test_waves_between_energies_stay_unitary_and_pass_through_the_measured_ones():
+    from hadrinv.physics.partial_waves import elastic_wave
+    from hadrinv.physics.pipi import breit_wigner_phase_shifts
+    from hadrinv.workflows.pipi_amplitude.extraction import waves_on_fine_grid
+
+    energies = torch.linspace(0.1, 1.0, 12, dtype=torch.float64)[torch.randperm(12)]
+    delta = breit_wigner_phase_shifts(energies)
+    waves = elastic_wave(delta)
+    eta = 1.0 - 0.3 * energies  # an inelastic P wave: f = (eta exp(2i delta) - 1) / 2i
+    waves[:, 1] = (eta * torch.exp(2j * delta[:, 1]) - 1) / 2j
+    eta = (1 + 2j * waves).abs().numpy()
+    fine = waves_on_fine_grid(energies.numpy(), delta.numpy() * 180 / math.pi, waves.numpy(), energies.numpy())
+    assert abs(fine - waves.numpy()).max() < 1e-12
+    s_fine = torch.linspace(0.1, 1.0, 500, dtype=torch.float64).numpy()
+    between = waves_on_fine_grid(energies.numpy(), delta.numpy() * 180 / math.pi, waves.numpy(), s_fine)
+    assert abs(abs(1 + 2j * between[:, 0]) - 1).max() < 1e-12  # the elastic wave stays on the unitarity circle
+    assert abs(1 + 2j * between[:, 1]).min() >= eta[:, 1].min() - 1e-12
+    assert abs(1 + 2j * between[:, 1]).max() <= eta[:, 1].max() + 1e-12

@@ -16,6 +16,7 @@ from hadrinv.inference.diagnostics import (
     hpd_coverage,
     marginal_coverage,
     mmd,
+    replica_band_factor,
 )
 from hadrinv.physics.toys import (
     TWO_MOONS_OBSERVATIONS,
@@ -314,3 +315,21 @@ def test_hpd_coverage_refuses_estimators_without_density():
 
     with pytest.raises(ValueError, match="no tractable density"):
         hpd_coverage(NoDensity(0.5), torch.zeros(3, 2), torch.zeros(3, 2))
+
+
+@pytest.mark.parametrize("members", [3, 4, 10])
+def test_replica_band_covers_the_truth_at_its_level_for_members_fitted_to_replicas(members):
+    # data = truth + noise; member k estimates data + its own replica noise; the band mean +- f * std
+    # must contain the truth in 68.3% of experiments (independent Monte Carlo of that set-up)
+    g = torch.Generator().manual_seed(members)
+    trials = 200_000
+    data = torch.randn(trials, 1, generator=g, dtype=torch.float64)
+    estimates = data + torch.randn(trials, members, generator=g, dtype=torch.float64)
+    half = replica_band_factor(members) * estimates.std(dim=1)
+    covered = (estimates.mean(dim=1).abs() <= half).double().mean()
+    assert abs(float(covered) - 0.6827) < 0.005
+    naive = (estimates.mean(dim=1).abs() <= estimates.std(dim=1)).double().mean()
+    assert float(naive) < 0.6827 - 0.04, "the plain spread of the members is too narrow a band"
+    assert replica_band_factor(400) == pytest.approx(1.0, abs=0.005)
+    with pytest.raises(ValueError, match="at least 2"):
+        replica_band_factor(1)

@@ -1,6 +1,7 @@
 """hadrinv command line: list | run WORKFLOW | simulate MODEL.
 
-Exit codes: 0 success, 1 unexpected failure, 2 bad input (file, row and problem on one line), 130 interrupted.
+Exit codes: 0 success, 1 unexpected failure, 2 bad input (file, row and problem on one line),
+3 a method did not converge (the reason first on stderr, metrics in metrics.NOT-CONVERGED.json), 130 interrupted.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pydantic import ValidationError
 from hadrinv.data.validation import DataError
 
 EXIT_BAD_INPUT = 2
+EXIT_NOT_CONVERGED = 3
 EXIT_INTERRUPTED = 130
 
 
@@ -122,13 +124,13 @@ def _parser() -> argparse.ArgumentParser:
         description="Write the talk-000 toy: dsigma/dOmega (GeV^-2) on an (s, cos theta) grid, with errors; "
         "the generating parameters go to FILE.truth.json.",
     )
-    from hadrinv.data.pipi_toy import PipiToySpec
+    from hadrinv.data.pipi_toy import GRIDS, PipiToySpec
 
     d = PipiToySpec()
     p_pipi.add_argument("--out", required=True, help="output CSV file")
     p_pipi.add_argument("--n-s", type=int, default=d.n_s, help=f"energies (default {d.n_s})")
     p_pipi.add_argument("--n-z", type=int, default=d.n_z, help=f"angles per energy (default {d.n_z}; irregular: mean)")
-    p_pipi.add_argument("--grid", choices=["regular", "irregular"], default=d.grid)
+    p_pipi.add_argument("--grid", choices=list(GRIDS), default=d.grid)
     _numbers(
         p_pipi,
         ("--s-max", d.s_max_gev2, "largest s in GeV^2"),
@@ -323,7 +325,10 @@ def _cmd_run(args) -> int:
             resume=args.resume, force=args.force, progress=not args.no_progress and console.is_terminal, log=console.log
         ),
     )
-    table = Table(title=f"{workflow.name}: summary")
+    failures = getattr(result, "failures", [])
+    for line in failures:  # first: a reader of the summary must not miss it
+        Console(stderr=True).print(f"[bold red]not converged[/]: {line}", highlight=False)
+    table = Table(title=f"{workflow.name}: summary" + (" (NOT CONVERGED)" if failures else ""))
     for i, column in enumerate(result.summary_columns()):
         table.add_column(column, justify="left" if i == 0 else "right")
     for row in result.summary_rows():
@@ -333,7 +338,13 @@ def _cmd_run(args) -> int:
         output = Console(width=200)
     output.print(table)
     invalid = result.invalid_methods() if hasattr(result, "invalid_methods") else []
-    if invalid:
+    if failures:
+        Console(stderr=True).print(
+            f"[bold red]error[/]: not converged: {'; '.join(failures)} (metrics in metrics.NOT-CONVERGED.json)",
+            highlight=False,
+        )
+        return EXIT_NOT_CONVERGED
+    if invalid:  # reference methods beside the workflow's own (baselines) that did not converge
         Console().print(f"[bold red]warning[/]: not valid: {', '.join(invalid)} (see metrics.json)")
     Console().print(f"results: {result.out.resolve()}")
     return 0

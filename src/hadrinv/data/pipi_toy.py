@@ -19,6 +19,8 @@ from hadrinv.physics.pipi import (
     differential_cross_section,
 )
 
+GRIDS = ("regular", "irregular", "scattered")
+
 
 class PipiSpecError(ValueError):
     """A PipiToySpec field that cannot be simulated; `field` lets a caller name its own option for it."""
@@ -36,7 +38,8 @@ class PipiToySpec:
     whole grid (noise_relative_to="max", default: the talk's noise std on a cross section normalised to
     its maximum), or noise * dsigma_true at each point (noise_relative_to="point").
     grid="irregular" draws n_s energies uniformly in [s_min, s_max] and, per energy, a number of angles
-    uniformly in [n_z // 2, 3 n_z // 2], at uniform random cos(theta).
+    uniformly in [n_z // 2, 3 n_z // 2], at uniform random cos(theta); grid="scattered" draws the energies
+    so and measures the same n_z regular angles at each (a fixed detector, beam energies as they came).
     """
 
     n_s: int = 64
@@ -68,8 +71,8 @@ class PipiToySpec:
                 raise PipiSpecError(field, f"{what} must be an integer >= {least}, not {value!r}")
 
         positive_int("n_s", "the number of energies")
-        if self.grid not in ("regular", "irregular"):
-            raise PipiSpecError("grid", f"unknown grid {self.grid!r}; use 'regular' or 'irregular'")
+        if self.grid not in GRIDS:
+            raise PipiSpecError("grid", f"unknown grid {self.grid!r}; use one of {', '.join(GRIDS)}")
         # the irregular grid draws between n_z // 2 (at least 3) and 3 n_z // 2 angles: that range is empty below 2
         positive_int("n_z", "the number of angles per energy", 2 if self.grid == "irregular" else 1)
         if not (math.isfinite(self.s_min_gev2) and self.s_min_gev2 >= S_THRESHOLD_GEV2):
@@ -98,11 +101,13 @@ class PipiToySpec:
 
 def pipi_grid(spec: PipiToySpec, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """(s, cos_theta) of every point. The lowest regular energy sits just above threshold."""
-    if spec.grid == "regular":
+    if spec.grid in ("regular", "scattered"):
         # the talk's grid starts at threshold, where s = (2 m_pi)^2 exactly is not a scattering state;
         # we start one step above it and end at s_max
         step = (spec.s_max_gev2 - spec.s_min_gev2) / spec.n_s
         energies = spec.s_min_gev2 + step * (np.arange(spec.n_s) + 1.0)
+        if spec.grid == "scattered":
+            energies = np.sort(rng.uniform(spec.s_min_gev2, spec.s_max_gev2, spec.n_s))
         angles = np.linspace(-1.0, 1.0, spec.n_z)
         s, z = np.meshgrid(energies, angles, indexing="ij")
         return s.ravel(), z.ravel()
@@ -112,7 +117,7 @@ def pipi_grid(spec: PipiToySpec, rng: np.random.Generator) -> tuple[np.ndarray, 
         s = np.repeat(energies, counts)
         z = np.concatenate([np.sort(rng.uniform(-1.0, 1.0, c)) for c in counts])
         return s, z
-    raise ValueError(f"unknown grid {spec.grid!r}; use 'regular' or 'irregular'")
+    raise ValueError(f"unknown grid {spec.grid!r}; use one of {', '.join(GRIDS)}")
 
 
 def simulate_pipi(spec: PipiToySpec | None = None) -> CrossSectionData:

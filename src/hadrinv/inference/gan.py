@@ -94,6 +94,31 @@ class PhysicsConstrainedGAN:
             return torch.randn(n, self.latent_dim, generator=generator).to(device)
         return torch.randn(n, self.latent_dim, device=device)
 
+    def pretrain(self, target: torch.Tensor, steps: int, batch_size: int, lr: float = 1e-3) -> float:
+        """Supervised start: fit the generator's output to `target` (one physics object) for `steps` steps.
+
+        A generator that starts near a known solution (a classical fit's) trains from the right basin of
+        a non-convex data term. Uses its own Adam, so the game starts with fresh moments; the averaged
+        generator restarts from the result. Returns the last mean squared difference.
+        """
+        optimiser = torch.optim.Adam(self.generator.parameters(), lr=lr)
+        self.generator.train()
+        loss = torch.zeros(())
+        for _ in range(steps):
+            optimiser.zero_grad(set_to_none=True)
+            loss = ((self.generator(self.latent(batch_size)) - target) ** 2).mean()
+            loss.backward()
+            optimiser.step()
+        self.restart_average()
+        return loss.item()
+
+    @torch.no_grad()
+    def restart_average(self) -> None:
+        """Make the averaged generator a copy of the current one (after its start was set by hand)."""
+        if self.averaged is not None:
+            self.averaged.module.load_state_dict(self.generator.state_dict())
+            self.averaged.n_averaged.zero_()
+
     def step(self, real: torch.Tensor, adversarial: bool = True) -> dict[str, float]:
         """One discriminator update and one generator update on a batch of real observables.
 

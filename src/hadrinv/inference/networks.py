@@ -52,6 +52,35 @@ class SplineCurveGenerator(nn.Module):
         coefficients = self.head(self.body(z)).view(-1, self.n_curves, self.n_basis)
         return torch.einsum("pk,bck->bpc", self.design_matrix, coefficients)
 
+    @torch.no_grad()
+    def start_at(
+        self, curves: torch.Tensor, errors: torch.Tensor | None = None, iterations: int = 5, smoothing: float = 1e-4
+    ) -> torch.Tensor:
+        """Set the head's bias so that the untrained generator's curves are the spline closest to `curves`.
+
+        curves, errors: (n_points, n_curves). The head's weights are small at initialisation, so the bias
+        alone sets the curves. The spline is a Huber fit (iteratively reweighted least squares, threshold 2
+        errors), so that a few outlying points, such as a per-point solver's wrong branch, do not bend it,
+        with a small second-difference penalty on the coefficients (a P-spline): basis functions that no
+        point constrains, in a gap between measured energies, follow their neighbours instead of being
+        undetermined. Returns the spline's curves at the points.
+        """
+        design = self.design_matrix.to(torch.float64)
+        target = curves.to(torch.float64)
+        sigma = torch.ones_like(target) if errors is None else errors.to(torch.float64)
+        second = torch.diff(torch.eye(self.n_basis, dtype=torch.float64), n=2, dim=0)
+        penalty = second.T @ second
+        weights = 1.0 / sigma**2  # (n_points, n_curves)
+        for _ in range(iterations):
+            normal = torch.einsum("pk,pc,pj->ckj", design, weights, design)  # (n_curves, n_basis, n_basis)
+            scale = normal.diagonal(dim1=-2, dim2=-1).mean(-1)[:, None, None]
+            rhs = torch.einsum("pk,pc->ck", design, weights * target)
+            coefficients = torch.linalg.solve(normal + smoothing * scale * penalty, rhs)  # (n_curves, n_basis)
+            pull = ((design @ coefficients.T - target) / sigma).abs()
+            weights = torch.where(pull <= 2.0, 1.0, 2.0 / pull) / sigma**2
+        self.head.bias.copy_(coefficients.reshape(-1).to(self.head.bias.dtype))
+        return design @ coefficients.T
+
 
 class ConvImageGenerator(nn.Module):
     """The talk's generator (talk 000, back-up slide): FC -> (4, H, W) -> 4 x ConvTranspose2d -> Conv2d.

@@ -69,39 +69,56 @@ def unwrap_phase(delta: torch.Tensor, dim: int = -1, period: float = math.pi) ->
     return torch.cat([first, first + torch.cumsum(steps, dim=dim)], dim=dim)
 
 
-def select_rising_branch(delta: torch.Tensor, falling_penalty: float = 100.0) -> torch.Tensor:
+def select_rising_branch(delta: torch.Tensor, falling_penalty: float = 10.0) -> torch.Tensor:
     """Resolve the A -> -A* ambiguity energy by energy, choosing phase shifts that rise with s.
 
     |A|^2 and unitarity are invariant under delta_l -> -delta_l for all l at once, so each energy has
-    two equivalent solutions. A Viterbi pass over the energies picks the sequence of branches that
-    minimises sum_steps sum_l cost(step), where cost = step^2 for a rising step and
-    falling_penalty * step^2 for a falling one. This keeps the physical branch also where the branches
-    touch (delta = 0 or 90 degrees) and a per-energy solver may have switched.
+    two equivalent solutions; `rising_path` picks the sequence of branches. This keeps the physical
+    branch also where the branches touch (delta = 0 or 90 degrees) and a per-energy solver may have switched.
 
     delta: radians, shape (..., n_s, n_waves), energies sorted in s. Returns the unwrapped phase
     shifts of the chosen branch, same shape, with the first energy in [0, pi).
     """
-    candidates = torch.stack([torch.remainder(delta, math.pi), torch.remainder(-delta, math.pi)], dim=-3)
-    n_s = delta.shape[-2]
-    batch = delta.shape[:-2]
-    # candidates: (..., 2 branches, n_s, n_waves)
-    cost = torch.zeros(*batch, 2, dtype=delta.dtype, device=delta.device)
+    return rising_path(torch.stack([delta, -delta], dim=-3), falling_penalty=falling_penalty)
+
+
+def rising_path(
+    candidates: torch.Tensor, allowed: torch.Tensor | None = None, falling_penalty: float = 10.0
+) -> torch.Tensor:
+    """The smoothest rising sequence of phase shifts through per-energy candidates (a Viterbi pass).
+
+    candidates: radians, (..., K, n_s, n_waves), energies sorted in s; allowed: bool (..., K, n_s), the
+    candidates that may be chosen (default all; at least one per energy). Minimises
+    sum_steps sum_l cost(step), cost = step^2 for a rising step and falling_penalty * step^2 for a falling
+    one, steps taken modulo pi. A falling step costs ten times a rising one by default: enough to keep
+    the rising branch where the branches touch (a step +x against -x), while a falling step of a few
+    degrees (noise where |A| is small) still beats a spurious jump of tens of degrees. Returns the
+    chosen phase shifts unwrapped, (..., n_s, n_waves), with the first energy in [0, pi).
+    """
+    candidates = torch.remainder(candidates, math.pi)
+    k, n_s, n_waves = candidates.shape[-3:]
+    batch = candidates.shape[:-3]
+    barrier = torch.zeros(*batch, k, n_s, dtype=candidates.dtype, device=candidates.device)
+    if allowed is not None:
+        barrier = barrier.masked_fill(~allowed, math.inf)
+    cost = barrier[..., 0]  # (..., K)
     back = []
     for i in range(1, n_s):  # a loop over energies of a post-processing step, not a hot path
-        prev = candidates[..., :, i - 1, :].unsqueeze(-2)  # (..., 2 from, 1, w)
-        cur = candidates[..., :, i, :].unsqueeze(-3)  # (..., 1, 2 to, w)
+        prev = candidates[..., :, i - 1, :].unsqueeze(-2)  # (..., K from, 1, w)
+        cur = candidates[..., :, i, :].unsqueeze(-3)  # (..., 1, K to, w)
         step = wrap_half_period(cur - prev)
         step_cost = torch.where(step >= 0, step**2, falling_penalty * step**2).sum(-1)  # (..., from, to)
         total = cost.unsqueeze(-1) + step_cost
         cost, arg = total.min(dim=-2)
+        cost = cost + barrier[..., i]
         back.append(arg)
-    branch = cost.argmin(dim=-1)
-    chosen = [branch]
+    choice = cost.argmin(dim=-1)
+    chosen = [choice]
     for arg in reversed(back):
-        branch = torch.gather(arg, -1, branch.unsqueeze(-1)).squeeze(-1)
-        chosen.append(branch)
+        choice = torch.gather(arg, -1, choice.unsqueeze(-1)).squeeze(-1)
+        chosen.append(choice)
     chosen = torch.stack(chosen[::-1], dim=-1)  # (..., n_s)
-    index = chosen[..., None, :, None].expand(*batch, 1, n_s, delta.shape[-1])
+    index = chosen[..., None, :, None].expand(*batch, 1, n_s, n_waves)
     picked = torch.gather(candidates, -3, index).squeeze(-3)
     return unwrap_phase(picked, dim=-2)
 

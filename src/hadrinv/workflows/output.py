@@ -1,9 +1,11 @@
 """A run's output folder: resolved config first, results as they come, metrics.json last.
 
 metrics.json is the mark of a finished run: it is removed when a new run starts and written atomically
-at the very end, so an interrupted run never looks complete. Checkpoints live in OUT/checkpoints/: a new
-run clears them (they belong to the previous config), --resume keeps them and requires the same config.
-A run claims its folder (OUT/.hadrinv-run) and never clears a folder that another run or a user owns.
+at the very end, so an interrupted run never looks complete. A run whose method did not converge writes
+its metrics to metrics.NOT-CONVERGED.json instead, so it does not look complete either. Checkpoints
+live in OUT/checkpoints/: a new run clears them (they belong to the previous config), --resume keeps
+them and requires the same config. A run claims its folder (OUT/.hadrinv-run) and never clears a folder
+that another run or a user owns.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from hadrinv.data.io import atomic_write_json, atomic_write_text
 from hadrinv.workflows.execution import RESUMABLE_KEYS
 
 METRICS = "metrics.json"
+NOT_CONVERGED = "metrics.NOT-CONVERGED.json"
 CONFIG = "config.yaml"
 CHECKPOINTS = "checkpoints"
 
@@ -67,6 +70,7 @@ def prepare_output(out: str | Path, config: BaseModel, context, resumable: tuple
             raise ResumeMismatch(f"{previous}: {difference}; resume with the run's settings or use a new --out")
     out.mkdir(parents=True, exist_ok=True)
     (out / METRICS).unlink(missing_ok=True)
+    (out / NOT_CONVERGED).unlink(missing_ok=True)
     if not context.resume:
         shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
     atomic_write_text(out / MARKER, kind + "\n")
@@ -87,7 +91,10 @@ def _first_difference(before, now, path: str = "") -> str | None:
     return None
 
 
-def finish_output(out: Path, metrics: dict) -> Path:
+def finish_output(out: Path, metrics: dict, failures: list[str] | None = None) -> Path:
+    """Write the metrics last; with failures (one line each), as NOT_CONVERGED and without metrics.json."""
+    if failures:
+        return atomic_write_json(out / NOT_CONVERGED, {"not_converged": failures, **metrics})
     return atomic_write_json(out / METRICS, metrics)
 
 

@@ -17,7 +17,9 @@ class SimulationConfig(Strict):
     n_s: int = Field(64, ge=2, description="energies (talk: 64)")
     n_z: int = Field(64, ge=3, description="angles per energy (talk: 64)")
     s_max_gev2: float = 1.0
-    grid: Literal["regular", "irregular"] = "regular"
+    grid: Literal["regular", "irregular", "scattered"] = Field(
+        "regular", description="irregular: random energies and angles; scattered: random energies, regular angles"
+    )
     f0_mass_gev: float = F0_500.mass_gev
     f0_width_gev: float = F0_500.width_gev
     rho_mass_gev: float = RHO_770.mass_gev
@@ -74,9 +76,23 @@ class GANConfig(Strict):
     early_stop_change: float = Field(0.01, description="talk: |L_u,n - L_u,n-1| < 0.01")
     early_stop_patience: int = Field(10, description="talk: 10 consecutive epochs")
     converged_chi2_ndf: float = Field(1.5, description="a member also needs chi2/ndf below this to count as converged")
-    initial_phase_deg: tuple[float, float] = Field(
-        (10.0, 170.0), description="phase shifts of the untrained generator: a rising ramp"
+    min_converged_fraction: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="the ensemble is valid when at least this fraction of its members converged (and at least one); "
+        "the band uses the converged members only",
     )
+    start: Literal["fit", "ramp"] = Field(
+        "fit",
+        description="where the untrained generator begins: the baseline fit's phase shifts (a robust spline "
+        "through them), or a rising ramp (initial_phase_deg); from the ramp, training can end in a wrong "
+        "basin of the data term when per-point errors weight the minima of |A|^2",
+    )
+    initial_phase_deg: tuple[float, float] = Field(
+        (10.0, 170.0), description="phase shifts of the untrained generator with start: ramp"
+    )
+    cnn_pretrain_steps: int = Field(300, ge=0, description="supervised steps towards the fit's amplitude (cnn)")
     replicas: bool = Field(
         True, description="each member trains on its own replica of the data drawn within the errors"
     )

@@ -87,5 +87,20 @@ def amplitude_at_points(problem: PipiProblem, waves: torch.Tensor) -> torch.Tens
     return amplitude_from_waves(waves[..., problem.energy_index, :], problem.cos_theta)
 
 
+def waves_on_fine_grid(energies: np.ndarray, delta_deg: np.ndarray, waves: np.ndarray, s_fine: np.ndarray):
+    """Partial waves (len(s_fine), n_waves) between the measured energies.
+
+    Interpolates the phase shift (on its continuous branch) and the inelasticity eta = |1 + 2i f|
+    linearly in s, then rebuilds f = (eta exp(2i delta) - 1) / 2i: interpolating Re f and Im f
+    instead would cut across the unitarity circle near a narrow resonance.
+    """
+    order = np.argsort(energies)
+    s, delta = energies[order], np.radians(delta_deg[order])
+    eta = np.abs(1.0 + 2.0j * waves[order])
+    d = np.stack([np.interp(s_fine, s, delta[:, l]) for l in range(delta.shape[1])], axis=-1)
+    e = np.stack([np.interp(s_fine, s, eta[:, l]) for l in range(eta.shape[1])], axis=-1)
+    return (e * np.exp(2.0j * d) - 1.0) / 2.0j
+
+
 def rad2deg(x: torch.Tensor) -> np.ndarray:
     return (x * (180.0 / math.pi)).numpy()

@@ -3,8 +3,9 @@
 At every measured energy the partial waves are f_l = exp(i delta_l) sin(delta_l), and all delta_l(s_i)
 are fitted at once (trust-region least squares) to the chi^2 of all points; errors come from the exact
 Hessian. The energies decouple, so a grid scan of every energy gives the starts (its best local minima),
-and the fits from them are combined energy by energy (the best solution at each energy); a last fit
-polishes the combination, and the A -> -A* ambiguity is resolved by choosing rising phase shifts.
+and the fits from them are combined energy by energy (among the minima the data cannot tell apart, the
+one continuing the neighbouring energies smoothly); a last fit polishes the combination, and the
+A -> -A* ambiguity is resolved by choosing rising phase shifts.
 """
 
 from __future__ import annotations
@@ -19,11 +20,14 @@ from scipy import stats
 
 from hadrinv.inference.fit import FitResult, least_squares
 from hadrinv.models.pipi import PipiProblem
-from hadrinv.physics.partial_waves import select_rising_branch
+from hadrinv.physics.partial_waves import rising_path, select_rising_branch
 
 # A minimiser that converged to a minimum of a chi^2 the model cannot reach (chi2/ndf of hundreds) has
 # Hessian errors that mean nothing: below this p-value the fit is not reported as valid.
 MIN_P_VALUE = 1e-3
+# Local minima of one energy's chi^2 closer than this to its best are not told apart by the data (about
+# two standard deviations for the one-parameter difference between them); see `combine_solutions`.
+AMBIGUITY_CHI2 = 4.0
 
 
 def chi2_p_value(chi2: float, ndf: int) -> float:
@@ -80,8 +84,13 @@ class PhaseShiftFit:
         return fit_is_valid(self.fit.is_valid, self.chi2_p_value)
 
 
-def fit_phase_shifts(problem: PipiProblem, restarts: int = 2, seed: int = 0) -> PhaseShiftFit:
-    """restarts: number of starts (the best grid minima per energy; random starts for l_max > 2)."""
+def fit_phase_shifts(
+    problem: PipiProblem, restarts: int = 2, seed: int = 0, ambiguity_chi2: float = AMBIGUITY_CHI2
+) -> PhaseShiftFit:
+    """restarts: number of starts (the best grid minima per energy; random starts for l_max > 2);
+    ambiguity_chi2: minima within this chi^2 of an energy's best are equally acceptable there, and
+    the one continuing the phase shifts of the neighbouring energies smoothly is kept (`combine_solutions`).
+    """
     start = time.perf_counter()
     basis = problem.angular_basis()
 
@@ -97,25 +106,34 @@ def fit_phase_shifts(problem: PipiProblem, restarts: int = 2, seed: int = 0) -> 
         starts = grid_scan_starts(problem, chi2_per_energy, restarts)
     else:  # a grid in more than 3 dimensions is too large: random starts
         starts = [generator.uniform(0.05, math.pi - 0.05, n_par) for _ in range(restarts)]
-    best = None
+    solutions, chi2 = [], []
     for x0 in starts:  # a handful of independent fits
         values = torch.as_tensor(least_squares(pulls, x0).values)
         with torch.no_grad():
-            per_energy = chi2_per_energy(values)
-        if best is None:
-            best, best_chi2 = values.clone(), per_energy
-        else:
-            better = per_energy < best_chi2
-            view = best.view(problem.n_energies, problem.n_waves)
-            view[better] = values.view(problem.n_energies, problem.n_waves)[better]
-            best_chi2 = torch.minimum(best_chi2, per_energy)
+            chi2.append(chi2_per_energy(values))
+        solutions.append(values.view(problem.n_energies, problem.n_waves))
+    combined = combine_solutions(torch.stack(solutions), torch.stack(chi2), ambiguity_chi2)
     names = list(problem.names)
-    result = least_squares(pulls, best.numpy(), names=names)
+    result = least_squares(pulls, combined.reshape(-1).numpy(), names=names)
     delta = select_rising_branch(torch.as_tensor(result.values).view(problem.n_energies, problem.n_waves))
     delta_err = torch.as_tensor(result.errors).view(problem.n_energies, problem.n_waves)
     return PhaseShiftFit(
         delta=delta, delta_err=delta_err, fit=result, restarts=restarts, seconds=time.perf_counter() - start
     )
+
+
+def combine_solutions(solutions: torch.Tensor, chi2: torch.Tensor, ambiguity_chi2: float) -> torch.Tensor:
+    """One solution per energy from several fits: the smoothest rising path through the acceptable minima.
+
+    solutions: radians (R, n_s, n_waves), R fits of all energies; chi2: (R, n_s), per energy. Where the
+    data leave discrete ambiguities (two minima with chi^2 within `ambiguity_chi2` of each other, common
+    where |A| is small and near the edges of the range), the best chi^2 alone picks by noise and can jump
+    by tens of degrees between neighbouring energies; among the acceptable minima and both branches of
+    A -> -A*, `rising_path` keeps the sequence with the smallest steps in s.
+    """
+    allowed = chi2 <= chi2.min(dim=0).values + ambiguity_chi2
+    candidates = torch.cat([solutions, -solutions])
+    return rising_path(candidates, allowed=torch.cat([allowed, allowed]))
 
 
 def grid_scan_starts(

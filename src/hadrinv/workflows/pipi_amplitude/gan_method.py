@@ -37,6 +37,8 @@ from hadrinv.inference.networks import (
 from hadrinv.models.pipi import PipiProblem
 from hadrinv.physics.partial_waves import (
     UnitarityRelation,
+    amplitude_from_waves,
+    elastic_wave,
     monotonic_phase_loss,
     phase_shift,
     project_partial_waves,
@@ -63,7 +65,15 @@ def waves_from_output(out: torch.Tensor, n_waves: int) -> tuple[torch.Tensor, to
 class PipiGANModel:
     """Generator, discriminator and losses of one member, for a given problem (float32)."""
 
-    def __init__(self, problem: PipiProblem, cfg: GANConfig, replica: torch.Tensor):
+    def __init__(
+        self,
+        problem: PipiProblem,
+        cfg: GANConfig,
+        replica: torch.Tensor,
+        start: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ):
+        """start: (delta, delta_err), each (n_s, n_waves) in radians, rising branch: the curves the
+        untrained generator begins at (a fit's phase shifts); None: a rising ramp (initial_phase_deg)."""
         self.problem, self.cfg = problem, cfg
         self.replica = replica
         self.basis = problem.angular_basis()
@@ -78,10 +88,17 @@ class PipiGANModel:
                 energies, cfg.n_basis, float(energies.min() - pad), float(energies.max() + pad)
             )
             self.generator = SplineCurveGenerator(design, 2 * self.n_waves, cfg.latent_dim, cfg.hidden, cfg.depth)
-            with torch.no_grad():  # start on a rising ramp: breaks the delta -> -delta symmetry of |A|^2 at delta = 0
-                lo, hi = (math.radians(v) for v in cfg.initial_phase_deg)
-                bias = self.generator.head.bias.view(2 * self.n_waves, cfg.n_basis)
-                bias[: self.n_waves] = torch.linspace(lo, hi, cfg.n_basis)
+            if start is not None:  # eta = 1 (ln eta = 0): the fit's waves are elastic
+                delta, delta_err = (t.to(torch.float64).cpu() for t in start)
+                self.generator.start_at(
+                    torch.cat([delta, torch.zeros_like(delta)], -1),
+                    torch.cat([delta_err.clamp(min=math.radians(0.1)), torch.ones_like(delta)], -1),
+                )
+            else:
+                with torch.no_grad():  # a rising ramp breaks the delta -> -delta symmetry of |A|^2 at delta = 0
+                    lo, hi = (math.radians(v) for v in cfg.initial_phase_deg)
+                    bias = self.generator.head.bias.view(2 * self.n_waves, cfg.n_basis)
+                    bias[: self.n_waves] = torch.linspace(lo, hi, cfg.n_basis)
             self.discriminator = nn.Sequential(_Clamp(), MLPDiscriminator(n_points, cfg.discriminator_hidden))
         else:
             self.grid = problem.regular_grid()
@@ -153,22 +170,34 @@ class PipiGANModel:
         return self.n_waves * (self.cfg.n_basis if self.cfg.generator == "spline" else self.problem.n_energies)
 
 
-def train_member(problem: PipiProblem, cfg: GANConfig, seed: int, device: str = "cpu", threads: int = 1) -> dict:
+def train_member(
+    problem: PipiProblem,
+    cfg: GANConfig,
+    seed: int,
+    device: str = "cpu",
+    threads: int = 1,
+    start: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> dict:
     """Train one GAN; return plain CPU tensors and numbers (checkpoint-safe): samples, history, convergence.
 
-    One thread per member: members run in parallel, and a fixed thread count keeps CPU results
-    bit-identical for the same seed.
+    start: (delta, delta_err) of a fit, radians, (n_s, n_waves): where the generator begins (see
+    PipiGANModel); None: the rising ramp. One thread per member: members run in parallel, and a fixed
+    thread count keeps CPU results bit-identical for the same seed.
     """
-    start = time.perf_counter()
+    started = time.perf_counter()
     torch.manual_seed(seed)
     torch.set_num_threads(threads)
     problem32 = problem.to(dtype=torch.float32, device=device)
     noise = torch.randn(len(problem32)).to(device)
     replica = problem32.dsigma + (problem32.error * noise if cfg.replicas else 0.0)
-    model = PipiGANModel(problem32, cfg, replica)
+    model = PipiGANModel(problem32, cfg, replica, start)
     model.generator.to(device)
     model.discriminator.to(device)
     gan = model.gan()
+    if start is not None and cfg.generator == "cnn":  # the image generator has no bias to set: pre-train it
+        amplitude = amplitude_from_waves(elastic_wave(start[0].to(torch.float64))[:, None, :], model.grid_z[None, :])
+        target = torch.stack([amplitude.real, amplitude.imag], -1).to(torch.float32).to(device)
+        gan.pretrain(target, cfg.cnn_pretrain_steps, cfg.batch_size, cfg.lr_generator)
     z_monitor = gan.latent(64)
     ndf = max(len(problem) - model.n_shape_parameters(), 1)
 
@@ -208,7 +237,7 @@ def train_member(problem: PipiProblem, cfg: GANConfig, seed: int, device: str = 
         "waves_im": waves.imag.contiguous(),
         "history": history.epochs,
         "generator_state": {k: v.detach().cpu().clone() for k, v in gan.sampler.state_dict().items()},
-        "seconds": time.perf_counter() - start,
+        "seconds": time.perf_counter() - started,
     }
 
 

@@ -2,10 +2,9 @@
 
 Every function takes plain numpy arrays (float64 / complex128), writes one PNG (dpi 120) to the
 given path with the non-interactive Agg backend, closes its figure and returns the path as a
-``pathlib.Path``. Data grids are treated as scattered points: the energies s (GeV^2) may be
-irregularly spaced and each energy may have its own set of cos(theta) values, so the maps are
-drawn on a Delaunay triangulation of the measured points (computed in coordinates scaled to the
-unit square), with a coloured scatter as a fallback when the points cannot be triangulated.
+``pathlib.Path``. The amplitude maps are drawn on a regular (s, cos theta) grid on which the caller
+has evaluated the partial waves; the data points, which may lie on any grid, are shown as dots.
+Every function takes a ``title``: the workflow puts "NOT VALID" there for a result that is not.
 
 Functions:
     plot_amplitude_maps    |A| and arg A over the (s, cos theta) plane, optionally vs a truth
@@ -66,31 +65,6 @@ def _wrap_deg(d: np.ndarray) -> np.ndarray:
     return (np.asarray(d) + 180.0) % 360.0 - 180.0
 
 
-def _triangulation(x: np.ndarray, y: np.ndarray):
-    """Delaunay triangulation of scattered points in coordinates scaled to the unit square
-    (s and cos theta have different ranges), or None if the points cannot be triangulated."""
-    from matplotlib.tri import Triangulation
-
-    if x.size < 3:
-        return None
-    xr, yr = np.ptp(x), np.ptp(y)
-    if xr <= 0 or yr <= 0:
-        return None
-    try:
-        scaled = Triangulation((x - x.min()) / xr, (y - y.min()) / yr)
-        if len(scaled.triangles) == 0:
-            return None
-        return Triangulation(x, y, scaled.triangles)
-    except (RuntimeError, ValueError):  # qhull failure, e.g. all points collinear
-        return None
-
-
-def _circular_face_values(tri, phase_deg: np.ndarray) -> np.ndarray:
-    """Per-triangle circular mean of vertex phases (avoids spurious bands at the +-180 wrap)."""
-    rad = np.deg2rad(phase_deg[tri.triangles])
-    return np.rad2deg(np.arctan2(np.sin(rad).mean(axis=1), np.cos(rad).mean(axis=1)))
-
-
 def _limits(values: np.ndarray, symmetric: bool = False) -> tuple[float, float]:
     v = values[np.isfinite(values)]
     if v.size == 0:
@@ -106,28 +80,11 @@ def _limits(values: np.ndarray, symmetric: bool = False) -> tuple[float, float]:
     return lo, hi
 
 
-def _map_panel(fig, ax, s, c, values, *, cmap, vmin, vmax, cyclic, label, title):
-    """Colour map of values at scattered (s, cos theta) points, with a colour bar."""
-    ok = np.isfinite(s) & np.isfinite(c) & np.isfinite(values)
-    s, c, values = s[ok], c[ok], values[ok]
-    tri = _triangulation(s, c)
-    if tri is None:
-        mappable = ax.scatter(s, c, c=values, cmap=cmap, vmin=vmin, vmax=vmax, s=25, edgecolors="0.5", linewidths=0.4)
-    elif cyclic:
-        mappable = ax.tripcolor(
-            tri, facecolors=_circular_face_values(tri, values), cmap=cmap, vmin=vmin, vmax=vmax, shading="flat"
-        )
-    else:
-        from matplotlib.ticker import MaxNLocator
-
-        levels = MaxNLocator(nbins=40).tick_values(vmin, vmax)  # round level values -> readable ticks
-        mappable = ax.tricontourf(
-            tri, np.clip(values, levels[0], levels[-1]), levels=levels, cmap=cmap, vmin=vmin, vmax=vmax
-        )
-    if tri is not None:  # show where the data actually are; same limits for contour and tripcolor panels
-        ax.plot(s, c, ",", color="k", alpha=0.35)
-        ax.set_xlim(s.min(), s.max())
-        ax.set_ylim(c.min(), c.max())
+def _grid_panel(fig, ax, s, z, values, *, cmap, vmin, vmax, label, title, points=None, cyclic=False):
+    """Colour map of values (n_s, n_z) on the regular grid s (n_s,) x z (n_z,), data points as dots."""
+    mappable = ax.pcolormesh(s, z, values.T, cmap=cmap, vmin=vmin, vmax=vmax, shading="nearest", rasterized=True)
+    if points is not None:
+        ax.plot(points[0], points[1], ",", color="k", alpha=0.35)
     cb = fig.colorbar(mappable, ax=ax)
     cb.set_label(label)
     if cyclic:
@@ -135,95 +92,49 @@ def _map_panel(fig, ax, s, c, values, *, cmap, vmin, vmax, cyclic, label, title)
     ax.set_xlabel(r"$s$ [GeV$^2$]")
     ax.set_ylabel(r"$\cos\theta$")
     ax.set_title(title)
-    if s.size == 0:
-        ax.text(0.5, 0.5, "no finite values", transform=ax.transAxes, ha="center", va="center")
 
 
-def plot_amplitude_maps(path, s, cos_theta, amplitude, truth=None, title="") -> Path:
-    """|A| and arg(A) [deg] over the (s, cos theta) plane; with a truth, rows for the truth and for
-    the differences (|A| - |A_true| and the phase difference wrapped to [-180, 180))."""
+def plot_amplitude_maps(path, s, cos_theta, amplitude, truth=None, title="", points=None) -> Path:
+    """|A| and arg(A) [deg] on the regular grid s (n_s,) x cos_theta (n_z,) (amplitude (n_s, n_z),
+    evaluated from the partial waves, so nothing is interpolated across the phase wrap); with a truth,
+    rows for the truth and the differences (|A| - |A_true| and the phase difference in [-180, 180)).
+    points = (s, cos_theta) of the data, drawn as dots."""
     plt = _pyplot()
     s = _real(s)
     c = _real(cos_theta)
-    a = _complex(amplitude)
-    t = _complex(truth) if truth is not None else None
-    if not (s.size == c.size == a.size) or (t is not None and t.size != a.size):
-        raise ValueError("s, cos_theta, amplitude (and truth) must have the same number of points")
+    a = np.asarray(amplitude, dtype=np.complex128)
+    t = None if truth is None else np.asarray(truth, dtype=np.complex128)
+    if a.shape != (s.size, c.size) or (t is not None and t.shape != a.shape):
+        raise ValueError(f"amplitude (and truth) must have shape (len(s), len(cos_theta)) = {(s.size, c.size)}")
 
     nrows = 3 if t is not None else 1
     fig, axes = plt.subplots(nrows, 2, figsize=(11.0, 3.6 * nrows + 0.4), squeeze=False, constrained_layout=True)
     mag = np.abs(a)
     phase = np.rad2deg(np.angle(a))
-    mag_all = mag if t is None else np.concatenate([mag, np.abs(t)])
-    mag_lim = _limits(mag_all)
-    if mag_lim[0] > 0 and mag_lim[0] < 0.2 * mag_lim[1]:
+    mag_lim = _limits(mag if t is None else np.concatenate([mag, np.abs(t)]))
+    if 0 < mag_lim[0] < 0.2 * mag_lim[1]:
         mag_lim = (0.0, mag_lim[1])
-    common = dict(vmin=-180.0, vmax=180.0, cmap="twilight", cyclic=True)
-
+    grid = dict(fig=fig, s=s, z=c, points=points)
+    cyclic = dict(cmap="twilight", vmin=-180.0, vmax=180.0, cyclic=True)
     rows = [("model", mag, phase)]
     if t is not None:
         rows.append(("truth", np.abs(t), np.rad2deg(np.angle(t))))
     for r, (name, m, p) in enumerate(rows):
-        _map_panel(
-            fig,
-            axes[r, 0],
-            s,
-            c,
-            m,
-            cmap="viridis",
-            vmin=mag_lim[0],
-            vmax=mag_lim[1],
-            cyclic=False,
-            label=r"$|A|$",
-            title=rf"{name}: $|A|$",
-        )
-        _map_panel(fig, axes[r, 1], s, c, p, label=r"arg $A$ [deg]", title=rf"{name}: arg $A$", **common)
+        _grid_panel(ax=axes[r, 0], values=m, cmap="viridis", vmin=mag_lim[0], vmax=mag_lim[1],
+                    label=r"$|A|$", title=rf"{name}: $|A|$", **grid)  # fmt: skip
+        _grid_panel(ax=axes[r, 1], values=p, label=r"arg $A$ [deg]", title=rf"{name}: arg $A$", **cyclic, **grid)
     if t is not None:
         dmag = mag - np.abs(t)
-        dphase = _wrap_deg(phase - np.rad2deg(np.angle(t)))
         lo, hi = _limits(dmag, symmetric=True)
-        _map_panel(
-            fig,
-            axes[2, 0],
-            s,
-            c,
-            dmag,
-            cmap="RdBu_r",
-            vmin=lo,
-            vmax=hi,
-            cyclic=False,
-            label=r"$|A| - |A_\mathrm{true}|$",
-            title=r"difference: $|A| - |A_\mathrm{true}|$",
-        )
+        _grid_panel(ax=axes[2, 0], values=dmag, cmap="RdBu_r", vmin=lo, vmax=hi, label=r"$|A| - |A_\mathrm{true}|$",
+                    title=r"difference: $|A| - |A_\mathrm{true}|$", **grid)  # fmt: skip
+        dphase = _wrap_deg(phase - np.rad2deg(np.angle(t)))
         finite = dphase[np.isfinite(dphase)]
-        # phase differences are usually small: use a linear diverging scale unless they span the circle
+        # phase differences are usually small: a linear diverging scale unless they span the circle
         pmax = float(np.max(np.abs(finite))) if finite.size else 1.0
-        if pmax > 90.0:
-            _map_panel(
-                fig,
-                axes[2, 1],
-                s,
-                c,
-                dphase,
-                label=r"$\Delta$ arg $A$ [deg]",
-                title=r"difference: arg $A$ - arg $A_\mathrm{true}$",
-                **common,
-            )
-        else:
-            pmax = pmax if pmax > 0 else 1.0
-            _map_panel(
-                fig,
-                axes[2, 1],
-                s,
-                c,
-                dphase,
-                cmap="RdBu_r",
-                vmin=-pmax,
-                vmax=pmax,
-                cyclic=False,
-                label=r"$\Delta$ arg $A$ [deg]",
-                title=r"difference: arg $A$ - arg $A_\mathrm{true}$",
-            )
+        scale = cyclic if pmax > 90.0 else dict(cmap="RdBu_r", vmin=-max(pmax, 1e-9), vmax=max(pmax, 1e-9))
+        _grid_panel(ax=axes[2, 1], values=dphase, label=r"$\Delta$ arg $A$ [deg]",
+                    title=r"difference: arg $A$ - arg $A_\mathrm{true}$", **scale, **grid)  # fmt: skip
     if title:
         fig.suptitle(title)
     return _save(plt, fig, path)
@@ -234,7 +145,7 @@ def _as_waves(d, n_s: int) -> np.ndarray:
     return d.reshape(n_s, -1) if d.ndim != 2 else d
 
 
-def plot_phase_shifts(path, curves: Sequence[Mapping[str, Any]], truth=None) -> Path:
+def plot_phase_shifts(path, curves: Sequence[Mapping[str, Any]], truth=None, title="") -> Path:
     """One panel per wave l: delta_l(s) [deg] of each curve (points with error bars for a few
     energies, otherwise a line with a shaded 1-sigma band) and the truth as a black line."""
     plt = _pyplot()
@@ -289,10 +200,12 @@ def plot_phase_shifts(path, curves: Sequence[Mapping[str, Any]], truth=None) -> 
     handles, labels = axes[0, 0].get_legend_handles_labels()
     if handles:
         axes[0, 0].legend(handles, labels, fontsize=8, loc="best")
+    if title:
+        fig.suptitle(title)
     return _save(plt, fig, path)
 
 
-def plot_pulls(path, s, pulls, label="") -> Path:
+def plot_pulls(path, s, pulls, label="", title="") -> Path:
     """Histogram of pulls (model - data)/error with the standard normal density, and pulls vs s."""
     plt = _pyplot()
     s = _real(s)
@@ -356,6 +269,8 @@ def plot_pulls(path, s, pulls, label="") -> Path:
     ax_s.set_ylabel("pull")
     ax_s.set_title("pulls vs energy" + (f" ({label})" if label else ""))
     ax_s.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title)
     return _save(plt, fig, path)
 
 
@@ -367,7 +282,7 @@ def _numeric(v) -> float | None:
     return x if math.isfinite(x) else None
 
 
-def plot_training_history(path, histories, keys=("mse", "unitarity", "chi2_ndf", "loss_d")) -> Path:
+def plot_training_history(path, histories, keys=("mse", "unitarity", "chi2_ndf", "loss_d"), title="") -> Path:
     """One panel per key found in any history (log y scale when all values are > 0), one thin line
     per ensemble member against the epoch."""
     plt = _pyplot()
@@ -431,4 +346,6 @@ def plot_training_history(path, histories, keys=("mse", "unitarity", "chi2_ndf",
         ax.grid(alpha=0.3, which="both" if ax.get_yscale() == "log" else "major")
         if j == 0 and 1 < n_members <= 10:
             ax.legend(fontsize=7, ncol=2)
+    if title:
+        fig.suptitle(title)
     return _save(plt, fig, path)

@@ -17,9 +17,10 @@ import torch
 from hadrinv.data.cross_sections import CrossSectionData, read_cross_sections, write_cross_sections
 from hadrinv.data.io import atomic_torch_save, load_checkpoint
 from hadrinv.data.pipi_toy import PipiToySpec, simulate_pipi, truth_resonances
+from hadrinv.inference.diagnostics import replica_band_factor
 from hadrinv.inference.ensemble import run_tasks
 from hadrinv.models.pipi import PipiProblem
-from hadrinv.physics.partial_waves import elastic_wave
+from hadrinv.physics.partial_waves import amplitude_from_waves, elastic_wave
 from hadrinv.physics.pipi import S_THRESHOLD_GEV2, breit_wigner_phase_shifts, breit_wigner_waves
 from hadrinv.workflows.execution import require_device
 from hadrinv.workflows.output import CHECKPOINTS, finish_output, prepare_output
@@ -32,6 +33,7 @@ from hadrinv.workflows.pipi_amplitude.extraction import (
     data_metrics,
     rad2deg,
     truth_metrics,
+    waves_on_fine_grid,
 )
 from hadrinv.workflows.pipi_amplitude.fit_method import (
     amplitude_with_errors,
@@ -55,6 +57,11 @@ class PipiAmplitudeResult:
 
     def invalid_methods(self) -> list[str]:
         return [m for m, e in self.extractions.items() if not e.metrics.get("is_valid", True)]
+
+    @property
+    def failures(self) -> list[str]:
+        """One line per method that did not converge; a run with any exits non-zero from the CLI."""
+        return [failure_line(name, self.extractions[name].metrics) for name in self.invalid_methods()]
 
     def summary_rows(self) -> list[tuple[str, ...]]:
         """(quantity, value per method) rows for the terminal summary."""
@@ -97,8 +104,13 @@ def run(config: PipiAmplitudeConfig, context: RunContext | None = None) -> PipiA
     data = load_data(config)  # validates before anything is written
     require_device(config.execution.device)
     problem = PipiProblem.from_data(data, config.l_max, config.assumed_relative_error)
-    if config.method in ("fit", "both"):  # the GAN's smooth curves share information across energies
+    if config.method in ("fit", "both"):
         require_degrees_of_freedom(problem, data.source)
+    elif config.gan.start == "fit":  # the GAN's smooth curves share information across energies; its start does not
+        try:
+            require_degrees_of_freedom(problem, data.source)
+        except ValueError as error:
+            raise ValueError(f"{error}; or start the GAN from a ramp (gan.start: ramp)") from None
     out = prepare_output(config.out, config, context)
     if not config.data:
         write_cross_sections(data, out / "data.csv")
@@ -111,10 +123,16 @@ def run(config: PipiAmplitudeConfig, context: RunContext | None = None) -> PipiA
     context.log(f"data: {data.source}: {len(problem)} points at {problem.n_energies} energies, l_max = {config.l_max}")
 
     extractions: dict[str, Extraction] = {}
+    fit = None
+    if config.method in ("fit", "both") or config.gan.start == "fit":
+        fit = _run_fit(problem, config, out / CHECKPOINTS / "fit.pt", context)
     if config.method in ("fit", "both"):
-        extractions["fit"] = _run_fit(problem, config, out / CHECKPOINTS / "fit.pt", context)
+        extractions["fit"] = fit
     if config.method in ("gan", "both"):
-        extractions["gan"] = _run_gan(problem, config, out / CHECKPOINTS / "gan", out / "gan", context)
+        start = None
+        if config.gan.start == "fit":
+            start = (torch.as_tensor(np.radians(fit.delta_deg)), torch.as_tensor(np.radians(fit.delta_err_deg)))
+        extractions["gan"] = _run_gan(problem, config, out / CHECKPOINTS / "gan", out / "gan", context, start)
 
     for name, extraction in extractions.items():
         folder = out / name
@@ -131,12 +149,18 @@ def run(config: PipiAmplitudeConfig, context: RunContext | None = None) -> PipiA
                     }
                 )
         extraction.write(folder, problem)
-        _plots(folder, problem, extraction, resonances)
+        _plots(folder, problem, extraction, resonances, plot_title(name, extraction.metrics))
     curves = [
-        {"label": n, "s": e.energies, "delta_deg": e.delta_deg, "delta_err_deg": e.delta_err_deg}
+        {
+            "label": n if e.metrics.get("is_valid", True) else f"{n} (NOT VALID)",
+            "s": e.energies,
+            "delta_deg": e.delta_deg,
+            "delta_err_deg": e.delta_err_deg,
+        }
         for n, e in extractions.items()
     ]
-    plots.plot_phase_shifts(out / "phase_shifts.png", curves, _fine_truth(problem, resonances))
+    invalid = "; ".join(plot_title(n, e.metrics) for n, e in extractions.items() if not e.metrics.get("is_valid", True))
+    plots.plot_phase_shifts(out / "phase_shifts.png", curves, _fine_truth(problem, resonances), title=invalid)
     metrics = {
         "workflow": "pipi-amplitude",
         "data": data.source,
@@ -146,8 +170,21 @@ def run(config: PipiAmplitudeConfig, context: RunContext | None = None) -> PipiA
         "seconds": time.perf_counter() - started,
         **{name: e.metrics for name, e in extractions.items()},
     }
-    finish_output(out, metrics)
-    return PipiAmplitudeResult(out=out, extractions=extractions, metrics=metrics)
+    result = PipiAmplitudeResult(out=out, extractions=extractions, metrics=metrics)
+    finish_output(out, metrics, result.failures)
+    return result
+
+
+def failure_line(method: str, metrics: dict) -> str:
+    """Why a method's result is not valid, in one line."""
+    if "members_converged" in metrics:
+        return (
+            f"{method}: {metrics['members_converged']} of {metrics['members']} members converged (at least "
+            f"{metrics['members_required']} needed); chi2/ndf of the mean {metrics['chi2_ndf']:.3g}"
+        )
+    return f"{method}: chi2/ndf {metrics['chi2_ndf']:.3g}, p-value {metrics.get('chi2_p_value', float('nan')):.2g}" + (
+        "" if metrics.get("minimiser_valid", True) else ", the minimiser did not converge"
+    )
 
 
 def _run_fit(problem: PipiProblem, config: PipiAmplitudeConfig, checkpoint: Path, context: RunContext) -> Extraction:
@@ -177,6 +214,7 @@ def _run_fit(problem: PipiProblem, config: PipiAmplitudeConfig, checkpoint: Path
     p_value = chi2_p_value(metrics["chi2"], metrics["ndf"])
     metrics.update(
         is_valid=fit_is_valid(saved["is_valid"], p_value),
+        minimiser_valid=bool(saved["is_valid"]),
         chi2_p_value=p_value,
         has_accurate_covar=bool(saved["has_accurate_covar"]),
         seconds=float(saved["seconds"]),
@@ -196,7 +234,12 @@ def _run_fit(problem: PipiProblem, config: PipiAmplitudeConfig, checkpoint: Path
 
 
 def _run_gan(
-    problem: PipiProblem, config: PipiAmplitudeConfig, checkpoints: Path, folder: Path, context: RunContext
+    problem: PipiProblem,
+    config: PipiAmplitudeConfig,
+    checkpoints: Path,
+    folder: Path,
+    context: RunContext,
+    start: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> Extraction:
     started = time.perf_counter()
     n = config.execution.members
@@ -219,6 +262,7 @@ def _run_gan(
             "cfg": config.gan,
             "device": config.execution.device,
             "threads": config.execution.threads_per_task or 1,
+            "start": start,
         },
         per_task=[{"seed": config.seed * 100_003 + i} for i in range(n)],
         checkpoints=member_files,
@@ -228,6 +272,7 @@ def _run_gan(
     )
     progress.close()
     converged = [m for m in members if m["converged"]]
+    required = max(1, math.ceil(config.gan.min_converged_fraction * n))
     used = converged or members  # with none converged we still report, flagged as not valid
     # each member: mean over its latent samples; the band is the spread of these over the members, each
     # trained on its own replica of the data (a bootstrap); the latent spread within a member is reported
@@ -240,9 +285,10 @@ def _run_gan(
     central_waves = member_waves.mean(0)
     amplitudes = amplitude_at_points(problem, member_waves)
     amplitude = amplitudes.mean(0)
-    if len(used) > 1:
-        delta_err = member_delta.std(0)
-        amplitude_err = torch.complex(amplitudes.real.std(0), amplitudes.imag.std(0))
+    if len(used) > 1:  # a 68 % prediction band for the truth: the spread of the members, widened for their number
+        factor = replica_band_factor(len(used))
+        delta_err = factor * member_delta.std(0)
+        amplitude_err = factor * torch.complex(amplitudes.real.std(0), amplitudes.imag.std(0))
     else:  # one member: only its latent spread is there to show
         delta_err = pooled.std(0)
         samples = amplitude_at_points(problem, torch.complex(used[0]["waves_re"], used[0]["waves_im"]))
@@ -252,7 +298,8 @@ def _run_gan(
         members=n,
         members_converged=len(converged),
         converged_fraction=len(converged) / n,
-        is_valid=bool(converged),
+        members_required=required,
+        is_valid=len(converged) >= required,
         band="replicas" if len(used) > 1 else "latent",
         member_epochs_mean=float(np.mean([m["epochs"] for m in members])),
         member_seconds_mean=float(np.mean([m["seconds"] for m in members])),
@@ -272,7 +319,10 @@ def _run_gan(
     extraction.pooled_err_deg = rad2deg(pooled.std(0))
     extraction.pulls = pulls
     plots.plot_training_history(
-        folder / "training.png", [m["history"] for m in members], keys=("mse", "unitarity_loss", "chi2_ndf", "loss_d")
+        folder / "training.png",
+        [m["history"] for m in members],
+        keys=("mse", "unitarity_loss", "chi2_ndf", "loss_d"),
+        title=plot_title("gan", metrics),
     )
     return extraction
 
@@ -291,16 +341,28 @@ def _fine_truth(problem: PipiProblem, resonances) -> dict | None:
     return {"s": s.numpy(), "delta_deg": rad2deg(breit_wigner_phase_shifts(s, resonances))}
 
 
-def _plots(folder: Path, problem: PipiProblem, extraction: Extraction, resonances) -> None:
+def _plots(folder: Path, problem: PipiProblem, extraction: Extraction, resonances, title: str) -> None:
+    s_min, s_max = float(problem.energies.min()), float(problem.energies.max())
+    s = np.linspace(s_min, s_max, 240)
+    z = np.linspace(-1.0, 1.0, 161)
+    waves = waves_on_fine_grid(extraction.energies, extraction.delta_deg, extraction.waves, s)
+    amplitude = amplitude_from_waves(torch.as_tensor(waves)[:, None, :], torch.as_tensor(z)).numpy()
     truth = None
     if resonances is not None:
-        waves = torch.zeros(problem.n_energies, problem.n_waves, dtype=torch.complex128)
+        true_waves = torch.zeros(len(s), problem.n_waves, dtype=torch.complex128)
         known = min(problem.n_waves, 2)
-        waves[:, :known] = breit_wigner_waves(problem.energies, resonances)[:, :known]
-        truth = amplitude_at_points(problem, waves).numpy()
-    s, z = problem.s.numpy(), problem.cos_theta.numpy()
-    plots.plot_amplitude_maps(folder / "amplitude.png", s, z, extraction.amplitude, truth, title=extraction.method)
-    plots.plot_pulls(folder / "pulls.png", s, extraction.pulls, label=extraction.method)
+        true_waves[:, :known] = breit_wigner_waves(torch.as_tensor(s), resonances)[:, :known]
+        truth = amplitude_from_waves(true_waves[:, None, :], torch.as_tensor(z)).numpy()
+    points = (problem.s.numpy(), problem.cos_theta.numpy())
+    plots.plot_amplitude_maps(folder / "amplitude.png", s, z, amplitude, truth, title=title, points=points)
+    plots.plot_pulls(folder / "pulls.png", points[0], extraction.pulls, label=extraction.method, title=title)
+
+
+def plot_title(method: str, metrics: dict) -> str:
+    """The method's name, and "NOT VALID" with the reason when its result is not valid."""
+    if metrics.get("is_valid", True):
+        return method
+    return "NOT VALID: " + failure_line(method, metrics)
 
 
 class _progress:
