@@ -325,3 +325,45 @@ def test_waves_between_energies_stay_unitary_and_pass_through_the_measured_ones(
     assert abs(abs(1 + 2j * between[:, 0]) - 1).max() < 1e-12  # the elastic wave stays on the unitarity circle
     assert abs(1 + 2j * between[:, 1]).min() >= eta[:, 1].min() - 1e-12
     assert abs(1 + 2j * between[:, 1]).max() <= eta[:, 1].max() + 1e-12
+
+
+def test_whitened_summary_of_noiseless_data_is_the_whitened_coefficients_to_first_order():
+    from hadrinv.workflows.pipi_amplitude.diffusion_method import Compressor, SplinePhaseModel
+    from hadrinv.workflows.pipi_amplitude.fit_method import fit_phase_shifts
+
+    # 20 irregular energies for 12 basis functions: some knot intervals hold one energy or none
+    problem = PipiProblem.from_data(simulate_pipi(PipiToySpec(**{**IRREGULAR, "n_s": 20, "n_z": 12})), 1)
+    fit = fit_phase_shifts(problem)
+    model = SplinePhaseModel(problem, 12)
+    compress = Compressor(model, fit.delta, fit.delta_err)
+    assert compress.fit.is_valid and compress.fit.fval / compress.fit.ndf < 1.5
+    assert torch.isfinite(compress.scale).all() and compress.scale.abs().max() < 1e3
+    n = 0.01 * torch.randn(5, model.dim, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    y = compress.summary(model.cross_section(compress.coefficients(n)))
+    y -= compress.summary(model.cross_section(compress.c_map))
+    # y = Q_d^T Q_d n: n itself where the data, not the curvature penalty, fix the coefficients
+    torch.testing.assert_close(y, n @ (compress.q.T @ compress.q), atol=2e-4, rtol=0)  # second order in n
+
+
+def test_diffusion_recovers_phase_shifts_with_calibrated_68_and_95_percent_intervals(tmp_path):
+    workflow = get_workflow("pipi-amplitude")
+    small = {"calibration_sets": 100, "calibration_samples": 200}
+    config = workflow.config(
+        overrides={
+            "method": "diffusion",
+            "out": str(tmp_path / "out"),
+            "seed": IRREGULAR["seed"],
+            "simulation": {**{k: v for k, v in IRREGULAR.items() if k != "seed"}, "n_s": 30},
+            "diffusion": small,
+        }
+    )
+    result = workflow.run(config, QUIET)
+    m = result.metrics["diffusion"]
+    assert m["is_valid"] and m["chi2_ndf"] < 1.5, m
+    assert "fit" not in result.metrics  # the fit only centres the prior
+    for l in (0, 1):
+        assert m[f"delta{l}_rms_error_deg"] < 1.0, m
+        assert 0.4 <= m[f"delta{l}_coverage_68"] <= 0.95, m
+        assert m[f"delta{l}_coverage_95"] >= 0.8, m
+    assert 0.58 <= m["calibration_coverage_68"] <= 0.78 and 0.88 <= m["calibration_coverage_95"] <= 0.99, m
+    assert (result.out / "diffusion" / "partial_waves.csv").is_file() and (result.out / "metrics.json").is_file()

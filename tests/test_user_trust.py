@@ -110,7 +110,9 @@ def test_workflow_reports_the_p_value_and_flags_a_bad_fit(tmp_path):
     m = result.metrics["fit"]
     assert m["chi2_ndf"] > 100 and m["chi2_p_value"] < MIN_P_VALUE and m["is_valid"] is False
     assert result.invalid_methods() == ["fit"]
-    saved = json.loads((result.out / "metrics.json").read_text())["fit"]
+    # a result that is not valid never looks complete: its metrics are kept under another name
+    assert not (result.out / "metrics.json").exists()
+    saved = json.loads((result.out / "metrics.NOT-CONVERGED.json").read_text())["fit"]
     assert saved["is_valid"] is False and saved["chi2_p_value"] == pytest.approx(m["chi2_p_value"])
 
     good = write_cross_sections(simulate_pipi(PipiToySpec(n_s=10, n_z=8, seed=4)), tmp_path / "good.csv")

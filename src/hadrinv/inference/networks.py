@@ -18,6 +18,37 @@ def bspline_design_matrix(x: np.ndarray, n_basis: int, lower: float, upper: floa
     return torch.as_tensor(matrix, dtype=torch.float64)
 
 
+def penalized_spline(
+    design: torch.Tensor,
+    curves: torch.Tensor,
+    errors: torch.Tensor | None = None,
+    iterations: int = 5,
+    smoothing: float = 1e-4,
+) -> torch.Tensor:
+    """Coefficients (n_curves, n_basis) of the robust P-spline through curves (n_points, n_curves).
+
+    A Huber fit (iteratively reweighted least squares, threshold 2 errors), so that a few outlying
+    points do not bend it, with a small second-difference penalty on the coefficients, relative to
+    the data's weight: basis functions that no point constrains (in a gap between the points) follow
+    their neighbours instead of being undetermined. design: (n_points, n_basis); float64 throughout.
+    """
+    design = design.to(torch.float64)
+    target = curves.to(torch.float64)
+    n_basis = design.shape[1]
+    sigma = torch.ones_like(target) if errors is None else errors.to(torch.float64)
+    second = torch.diff(torch.eye(n_basis, dtype=torch.float64), n=2, dim=0)
+    penalty = second.T @ second
+    weights = 1.0 / sigma**2  # (n_points, n_curves)
+    for _ in range(iterations):
+        normal = torch.einsum("pk,pc,pj->ckj", design, weights, design)  # (n_curves, n_basis, n_basis)
+        scale = normal.diagonal(dim1=-2, dim2=-1).mean(-1)[:, None, None]
+        rhs = torch.einsum("pk,pc->ck", design, weights * target)
+        coefficients = torch.linalg.solve(normal + smoothing * scale * penalty, rhs)
+        pull = ((design @ coefficients.T - target) / sigma).abs()
+        weights = torch.where(pull <= 2.0, 1.0, 2.0 / pull) / sigma**2
+    return coefficients
+
+
 class SplineCurveGenerator(nn.Module):
     """Latent vector -> n_curves smooth real functions on a fixed set of points.
 
@@ -59,27 +90,13 @@ class SplineCurveGenerator(nn.Module):
         """Set the head's bias so that the untrained generator's curves are the spline closest to `curves`.
 
         curves, errors: (n_points, n_curves). The head's weights are small at initialisation, so the bias
-        alone sets the curves. The spline is a Huber fit (iteratively reweighted least squares, threshold 2
-        errors), so that a few outlying points, such as a per-point solver's wrong branch, do not bend it,
-        with a small second-difference penalty on the coefficients (a P-spline): basis functions that no
-        point constrains, in a gap between measured energies, follow their neighbours instead of being
-        undetermined. Returns the spline's curves at the points.
+        alone sets the curves. The spline is `penalized_spline`'s: a few outlying points, such as a
+        per-point solver's wrong branch, do not bend it, and gaps between the points are bridged smoothly.
+        Returns the spline's curves at the points.
         """
-        design = self.design_matrix.to(torch.float64)
-        target = curves.to(torch.float64)
-        sigma = torch.ones_like(target) if errors is None else errors.to(torch.float64)
-        second = torch.diff(torch.eye(self.n_basis, dtype=torch.float64), n=2, dim=0)
-        penalty = second.T @ second
-        weights = 1.0 / sigma**2  # (n_points, n_curves)
-        for _ in range(iterations):
-            normal = torch.einsum("pk,pc,pj->ckj", design, weights, design)  # (n_curves, n_basis, n_basis)
-            scale = normal.diagonal(dim1=-2, dim2=-1).mean(-1)[:, None, None]
-            rhs = torch.einsum("pk,pc->ck", design, weights * target)
-            coefficients = torch.linalg.solve(normal + smoothing * scale * penalty, rhs)  # (n_curves, n_basis)
-            pull = ((design @ coefficients.T - target) / sigma).abs()
-            weights = torch.where(pull <= 2.0, 1.0, 2.0 / pull) / sigma**2
+        coefficients = penalized_spline(self.design_matrix, curves, errors, iterations, smoothing)
         self.head.bias.copy_(coefficients.reshape(-1).to(self.head.bias.dtype))
-        return design @ coefficients.T
+        return self.design_matrix.to(torch.float64) @ coefficients.T
 
 
 class ConvImageGenerator(nn.Module):

@@ -28,6 +28,7 @@ class Extraction:
     metrics: dict = field(default_factory=dict)
     pulls: np.ndarray | None = None  # (model - data) / error at the points
     pooled_err_deg: np.ndarray | None = None  # GAN: spread of all latent samples, a diagnostic
+    intervals_deg: dict[int, tuple[np.ndarray, np.ndarray]] | None = None  # level in % -> (low, high) (n_s, n_waves)
 
     def write(self, folder: Path, problem: PipiProblem) -> None:
         n_waves = self.delta_deg.shape[1]
@@ -65,14 +66,20 @@ def data_metrics(problem: PipiProblem, waves: torch.Tensor, n_parameters: int) -
     return {"chi2": chi2, "ndf": ndf, "chi2_ndf": chi2 / ndf, "unitarity_loss": float(unitarity.loss(waves))}, pulls
 
 
-def truth_metrics(delta_deg: np.ndarray, delta_err_deg: np.ndarray, truth_deg: np.ndarray) -> dict:
-    """Per wave: RMS and max error over the energies, and the fraction of energies inside the 1-sigma band."""
+def truth_metrics(
+    delta_deg: np.ndarray, delta_err_deg: np.ndarray, truth_deg: np.ndarray, intervals_deg: dict | None = None
+) -> dict:
+    """Per wave: RMS and max error over the energies, the fraction of energies inside the 1-sigma band,
+    and inside each interval (level in % -> (low, high)) where the method gives intervals."""
     diff = delta_deg - truth_deg
     out = {}
     for l in range(truth_deg.shape[1]):
         out[f"delta{l}_rms_error_deg"] = float(np.sqrt(np.mean(diff[:, l] ** 2)))
         out[f"delta{l}_max_error_deg"] = float(np.max(np.abs(diff[:, l])))
         out[f"delta{l}_band_coverage"] = float(np.mean(np.abs(diff[:, l]) <= delta_err_deg[:, l]))
+        for level, (low, high) in (intervals_deg or {}).items():
+            inside = (truth_deg[:, l] >= low[:, l]) & (truth_deg[:, l] <= high[:, l])
+            out[f"delta{l}_coverage_{level}"] = float(np.mean(inside))
     return out
 
 

@@ -62,6 +62,18 @@ def waves_from_output(out: torch.Tensor, n_waves: int) -> tuple[torch.Tensor, to
     return 0.5 * eta * torch.sin(2 * delta), 0.5 * (1 - eta * torch.cos(2 * delta))
 
 
+def spline_design(problem: PipiProblem, n_basis: int) -> torch.Tensor:
+    """Cubic B-splines in s at the measured energies, (n_s, n_basis) float64.
+
+    The knots reach one spacing past the data on each side: at a clamped end a single coefficient sets
+    the curve at the last energy alone, and there the data (small cross sections) barely constrain it.
+    """
+    energies = problem.energies.cpu().numpy()
+    pad = (energies.max() - energies.min()) / (n_basis - 3)
+    design = bspline_design_matrix(energies, n_basis, float(energies.min() - pad), float(energies.max() + pad))
+    return torch.as_tensor(design, dtype=torch.float64)
+
+
 class PipiGANModel:
     """Generator, discriminator and losses of one member, for a given problem (float32)."""
 
@@ -80,13 +92,7 @@ class PipiGANModel:
         self.n_waves = problem.n_waves
         n_points = len(problem)
         if cfg.generator == "spline":
-            energies = problem.energies.cpu().numpy()
-            # knots reach one spacing past the data on each side: at a clamped end a single coefficient sets
-            # the curve at the last energy alone, and there the data (small cross sections) barely constrain it
-            pad = (energies.max() - energies.min()) / (cfg.n_basis - 3)
-            design = bspline_design_matrix(
-                energies, cfg.n_basis, float(energies.min() - pad), float(energies.max() + pad)
-            )
+            design = spline_design(problem, cfg.n_basis)
             self.generator = SplineCurveGenerator(design, 2 * self.n_waves, cfg.latent_dim, cfg.hidden, cfg.depth)
             if start is not None:  # eta = 1 (ln eta = 0): the fit's waves are elastic
                 delta, delta_err = (t.to(torch.float64).cpu() for t in start)

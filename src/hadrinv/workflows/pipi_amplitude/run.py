@@ -26,6 +26,7 @@ from hadrinv.workflows.execution import require_device
 from hadrinv.workflows.output import CHECKPOINTS, finish_output, prepare_output
 from hadrinv.workflows.pipi_amplitude import plots
 from hadrinv.workflows.pipi_amplitude.config import PipiAmplitudeConfig
+from hadrinv.workflows.pipi_amplitude.diffusion_method import diffusion_extraction, run_diffusion
 from hadrinv.workflows.pipi_amplitude.extraction import (
     Extraction,
     align_to_truth_period,
@@ -76,6 +77,10 @@ class PipiAmplitudeResult:
                 "delta1_rms_error_deg",
                 "delta0_band_coverage",
                 "delta1_band_coverage",
+                "delta0_coverage_95",
+                "delta1_coverage_95",
+                "calibration_coverage_68",
+                "calibration_coverage_95",
                 "converged_fraction",
                 "seconds",
             )
@@ -104,7 +109,7 @@ def run(config: PipiAmplitudeConfig, context: RunContext | None = None) -> PipiA
     data = load_data(config)  # validates before anything is written
     require_device(config.execution.device)
     problem = PipiProblem.from_data(data, config.l_max, config.assumed_relative_error)
-    if config.method in ("fit", "both"):
+    if {"fit", "diffusion"} & set(config.methods()):
         require_degrees_of_freedom(problem, data.source)
     elif config.gan.start == "fit":  # the GAN's smooth curves share information across energies; its start does not
         try:
@@ -123,22 +128,30 @@ def run(config: PipiAmplitudeConfig, context: RunContext | None = None) -> PipiA
     context.log(f"data: {data.source}: {len(problem)} points at {problem.n_energies} energies, l_max = {config.l_max}")
 
     extractions: dict[str, Extraction] = {}
-    fit = None
-    if config.method in ("fit", "both") or config.gan.start == "fit":
+    methods = config.methods()
+    fit = start = None
+    if "fit" in methods or "diffusion" in methods or ("gan" in methods and config.gan.start == "fit"):
         fit = _run_fit(problem, config, out / CHECKPOINTS / "fit.pt", context)
-    if config.method in ("fit", "both"):
+        start = (torch.as_tensor(np.radians(fit.delta_deg)), torch.as_tensor(np.radians(fit.delta_err_deg)))
+    if "fit" in methods:
         extractions["fit"] = fit
-    if config.method in ("gan", "both"):
-        start = None
-        if config.gan.start == "fit":
-            start = (torch.as_tensor(np.radians(fit.delta_deg)), torch.as_tensor(np.radians(fit.delta_err_deg)))
-        extractions["gan"] = _run_gan(problem, config, out / CHECKPOINTS / "gan", out / "gan", context, start)
+    if "gan" in methods:
+        gan_start = start if config.gan.start == "fit" else None
+        extractions["gan"] = _run_gan(problem, config, out / CHECKPOINTS / "gan", out / "gan", context, gan_start)
+    if "diffusion" in methods:
+        extractions["diffusion"] = _run_diffusion(problem, config, start, out / CHECKPOINTS / "diffusion.pt", context)
 
     for name, extraction in extractions.items():
         folder = out / name
         if truth_deg is not None:
-            extraction.delta_deg = align_to_truth_period(extraction.delta_deg, truth_deg)
-            extraction.metrics.update(truth_metrics(extraction.delta_deg, extraction.delta_err_deg, truth_deg))
+            aligned = align_to_truth_period(extraction.delta_deg, truth_deg)
+            shift, extraction.delta_deg = aligned - extraction.delta_deg, aligned
+            if extraction.intervals_deg:
+                intervals = extraction.intervals_deg.items()
+                extraction.intervals_deg = {k: (lo + shift, hi + shift) for k, (lo, hi) in intervals}
+            extraction.metrics.update(
+                truth_metrics(extraction.delta_deg, extraction.delta_err_deg, truth_deg, extraction.intervals_deg)
+            )
             if extraction.pooled_err_deg is not None:
                 pooled = truth_metrics(extraction.delta_deg, extraction.pooled_err_deg, truth_deg)
                 extraction.metrics.update(
@@ -182,9 +195,12 @@ def failure_line(method: str, metrics: dict) -> str:
             f"{method}: {metrics['members_converged']} of {metrics['members']} members converged (at least "
             f"{metrics['members_required']} needed); chi2/ndf of the mean {metrics['chi2_ndf']:.3g}"
         )
-    return f"{method}: chi2/ndf {metrics['chi2_ndf']:.3g}, p-value {metrics.get('chi2_p_value', float('nan')):.2g}" + (
-        "" if metrics.get("minimiser_valid", True) else ", the minimiser did not converge"
-    )
+    line = f"{method}: chi2/ndf {metrics['chi2_ndf']:.3g}, p-value {metrics.get('chi2_p_value', float('nan')):.2g}"
+    if not metrics.get("minimiser_valid", True):
+        line += ", the minimiser did not converge"
+    if "calibration_coverage_68" in metrics:
+        line += f", held-out 68 % coverage {metrics['calibration_coverage_68']:.2f}"
+    return line
 
 
 def _run_fit(problem: PipiProblem, config: PipiAmplitudeConfig, checkpoint: Path, context: RunContext) -> Extraction:
@@ -230,7 +246,29 @@ def _run_fit(problem: PipiProblem, config: PipiAmplitudeConfig, checkpoint: Path
         metrics,
     )
     extraction.pulls = pulls
+    width = 1.959964 * extraction.delta_err_deg  # Hessian errors: Gaussian intervals
+    extraction.intervals_deg = {95: (extraction.delta_deg - width, extraction.delta_deg + width)}
     return extraction
+
+
+def _run_diffusion(
+    problem: PipiProblem, config: PipiAmplitudeConfig, start, checkpoint: Path, context: RunContext
+) -> Extraction:
+    if context.resume and checkpoint.is_file():
+        result = load_checkpoint(checkpoint)
+        context.log("diffusion: loaded from checkpoint")
+    else:
+        context.log(f"diffusion: {config.diffusion.simulations} simulations around the fit, training")
+        result = run_diffusion(
+            problem, config.diffusion, start, config.seed, config.execution.device, progress=context.progress
+        )
+        atomic_torch_save(result, checkpoint)
+        context.log(
+            f"diffusion: {result['training']['epochs']} epochs, held-out coverage "
+            f"{result['calibration_coverage_68']:.2f} / {result['calibration_coverage_95']:.2f} at 68 / 95 %, "
+            f"{result['seconds']:.0f} s"
+        )
+    return diffusion_extraction(problem, result, config.diffusion.calibration_tolerance)
 
 
 def _run_gan(
@@ -317,6 +355,9 @@ def _run_gan(
         metrics,
     )
     extraction.pooled_err_deg = rad2deg(pooled.std(0))
+    if len(used) > 1:
+        width = rad2deg(replica_band_factor(len(used), 0.95) * member_delta.std(0))
+        extraction.intervals_deg = {95: (extraction.delta_deg - width, extraction.delta_deg + width)}
     extraction.pulls = pulls
     plots.plot_training_history(
         folder / "training.png",
