@@ -1,0 +1,165 @@
+"""pi pi scattering in several charge channels: S0, P and S2 waves with inelasticity, as one forward model.
+
+Data: dsigma/dOmega of charge channels (pi+pi- -> pi+pi-, pi0pi0 -> pi0pi0, pi+pi+ -> pi+pi+, pi+pi0 -> pi+pi0,
+...) at points (s, cos theta), grouped by energy. Each channel is a fixed combination of the isospin
+amplitudes (`physics.pipi_isospin.CHANNELS`), so together they fix the three waves of definite isospin.
+
+Parameters, energy-major: the phase shifts (delta_0^0, delta_1^1, delta_0^2)(s_i) in radians at every
+energy, then, at the energies at or above `inelastic_from_gev2` (default the K Kbar threshold, below which
+pi pi scattering is elastic to good accuracy), u_l with eta_l = cos^2 u_l for the same three waves:
+0 <= eta <= 1 for any u, so unitarity as an inequality holds by construction (a map without a flat
+plateau, which exp(-u^2) has at large u, where fits stalled at eta = 0).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from hadrinv.physics.pipi_isospin import (
+    CHANNELS,
+    S_K_GEV2,
+    S_PI_GEV2,
+    cfd_inelasticity,
+    cfd_phase_shift_deg,
+    cfd_waves,
+    channel_cross_section,
+    inelastic_wave,
+    isospin_amplitude,
+)
+
+WAVE_NAMES = ("delta00", "delta11", "delta02")  # delta_l^I: (I, l) = (0, 0), (1, 1), (2, 0)
+
+
+@dataclass
+class IsospinProblem:
+    energies: torch.Tensor  # (n_s,) distinct s, GeV^2, sorted
+    energy_index: torch.Tensor  # (n_points,) index into energies
+    channel_index: torch.Tensor  # (n_points,) index into channels
+    s: torch.Tensor  # (n_points,) GeV^2
+    cos_theta: torch.Tensor  # (n_points,)
+    dsigma: torch.Tensor  # (n_points,) GeV^-2
+    error: torch.Tensor  # (n_points,) GeV^-2
+    channels: tuple[str, ...]
+    inelastic_from_gev2: float = S_K_GEV2
+
+    def __post_init__(self):
+        unknown = [c for c in self.channels if c not in CHANNELS]
+        if unknown:
+            raise ValueError(f"unknown channel(s) {unknown}; known: {sorted(CHANNELS)}")
+        self._coefficients = torch.tensor([CHANNELS[c] for c in self.channels], dtype=torch.float64)
+
+    @property
+    def n_energies(self) -> int:
+        return len(self.energies)
+
+    @property
+    def inelastic(self) -> torch.Tensor:
+        """(n_s,) bool: energies whose inelasticities are free."""
+        return self.energies >= self.inelastic_from_gev2
+
+    @property
+    def n_parameters(self) -> int:
+        return 3 * self.n_energies + 3 * int(self.inelastic.sum())
+
+    def __len__(self) -> int:
+        return len(self.s)
+
+    def at_energies(self, keep: torch.Tensor) -> IsospinProblem:
+        """The sub-problem of the energies where keep (n_s,) bool is true (the energies decouple)."""
+        points = keep[self.energy_index]
+        renumber = torch.cumsum(keep.long(), 0) - 1
+        return IsospinProblem(
+            self.energies[keep],
+            renumber[self.energy_index[points]],
+            self.channel_index[points],
+            self.s[points],
+            self.cos_theta[points],
+            self.dsigma[points],
+            self.error[points],
+            self.channels,
+            self.inelastic_from_gev2,
+        )
+
+    def unpack(self, params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(delta (..., n_s, 3) radians, eta (..., n_s, 3)) from parameters (..., n_parameters)."""
+        n = 3 * self.n_energies
+        delta = params[..., :n].reshape(*params.shape[:-1], self.n_energies, 3)
+        u = params[..., n:].reshape(*params.shape[:-1], -1, 3)
+        rows = torch.nonzero(self.inelastic).squeeze(-1).to(params.device)
+        full = torch.zeros_like(delta).index_copy(-2, rows, u)  # u = 0, eta = 1 at the elastic energies
+        return delta, torch.cos(full) ** 2
+
+    def waves(self, params: torch.Tensor) -> torch.Tensor:
+        """Complex (..., n_s, 3): f_0^0, f_1^1, f_0^2."""
+        return inelastic_wave(*self.unpack(params))
+
+    def cross_section_from_waves(self, waves: torch.Tensor) -> torch.Tensor:
+        """dsigma/dOmega (..., n_points) from waves (..., n_s, 3), each point in its channel."""
+        at_points = waves[..., self.energy_index, :]
+        amplitudes = torch.stack(
+            [isospin_amplitude(at_points[..., i : i + 1], self.cos_theta, i) for i in range(3)], dim=-1
+        )  # (..., n_points, 3): A_0, A_1, A_2
+        amplitude = (amplitudes * self._coefficients[self.channel_index]).sum(-1)
+        return (amplitude.real**2 + amplitude.imag**2) / (64.0 * math.pi**2 * self.s)
+
+    def cross_section(self, params: torch.Tensor) -> torch.Tensor:
+        return self.cross_section_from_waves(self.waves(params))
+
+    def pulls(self, params: torch.Tensor) -> torch.Tensor:
+        return (self.cross_section(params) - self.dsigma) / self.error
+
+    def chi2_per_energy(self, params: torch.Tensor) -> torch.Tensor:
+        """(..., n_s): the energies decouple, so each has its own chi^2."""
+        pulls2 = self.pulls(params) ** 2
+        out = torch.zeros(*pulls2.shape[:-1], self.n_energies, dtype=pulls2.dtype, device=pulls2.device)
+        return out.index_add_(-1, self.energy_index, pulls2)
+
+
+def cfd_truth(energies: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """CFD phase shifts (n_s, 3) in degrees (continuous) and inelasticities (n_s, 3) at energies s (GeV^2)."""
+    sqrt_s = torch.sqrt(energies.to(torch.float64))
+    delta = torch.stack([cfd_phase_shift_deg(sqrt_s, w) for w in ("S0", "P", "S2")], -1)
+    eta = torch.stack([cfd_inelasticity(sqrt_s, w) for w in ("S0", "P", "S2")], -1)
+    return delta, eta
+
+
+def simulate_cfd(
+    n_s: int = 40,
+    n_z: int = 12,
+    sqrt_s_max_gev: float = 1.4,
+    channels: Sequence[str] = ("pi+pi-", "pi0pi0", "pi+pi+", "pi+pi0"),
+    noise: float = 0.02,
+    seed: int = 0,
+    grid: str = "irregular",
+) -> IsospinProblem:
+    """Pseudo-data from the CFD waves (`physics.pipi_isospin`): every channel at every energy and angle,
+    Gaussian errors `noise` x the cross section. grid "regular": evenly spaced s and cos theta; "irregular":
+    energies uniform in sqrt(s) at random, angles at random per energy and channel."""
+    rng = np.random.default_rng(seed)
+    lo = math.sqrt(S_PI_GEV2) + 0.02  # just above threshold: cross sections there are tiny
+    if grid == "regular":
+        sqrt_s = np.linspace(lo, sqrt_s_max_gev, n_s)
+        z = np.tile(np.linspace(-0.95, 0.95, n_z), (n_s, len(channels), 1))
+    elif grid == "irregular":
+        sqrt_s = np.sort(rng.uniform(lo, sqrt_s_max_gev, n_s))
+        z = rng.uniform(-1.0, 1.0, (n_s, len(channels), n_z))
+    else:
+        raise ValueError(f"grid must be 'regular' or 'irregular', got {grid!r}")
+    energies = torch.as_tensor(sqrt_s**2)
+    energy_index = torch.arange(n_s).repeat_interleave(len(channels) * n_z)
+    channel_index = torch.arange(len(channels)).repeat_interleave(n_z).repeat(n_s)
+    s = energies[energy_index]
+    cos_theta = torch.as_tensor(z.reshape(-1))
+    waves = cfd_waves(s)
+    truth = torch.stack(
+        [channel_cross_section(waves, cos_theta, s, c) for c in channels]
+    )  # (channels, n_points): each point keeps its own channel below
+    sigma = truth.gather(0, channel_index[None]).squeeze(0)
+    error = noise * sigma
+    observed = sigma + error * torch.as_tensor(rng.standard_normal(len(sigma)))
+    return IsospinProblem(energies, energy_index, channel_index, s, cos_theta, observed, error, tuple(channels))

@@ -1,0 +1,96 @@
+"""Energy-independent fit of the S0, P and S2 waves (phases and inelasticities) to several charge channels.
+
+As the single-channel fit (`fit_method`): all energies are fitted at once (they decouple), from several
+random starts; at every energy the minima within `ambiguity_chi2` of its best, on either branch of the
+global A -> -A* ambiguity, are candidates, and the one continuing its neighbours smoothly is kept. The
+path follows delta_0^0 and delta_1^1, which rise (f0(500), f0(980), rho), and -delta_0^2, which rises
+because the repulsive I = 2 phase falls. A last fit polishes the choice; errors from the exact Hessian.
+
+Below the K Kbar threshold the waves are elastic and four channels fix the three phases at every
+energy. Above it, with the inelasticities free, one energy's data of these channels admit several
+exact solutions (at sqrt(s) = 1.13 GeV on CFD pseudo-data: four different (delta, eta) with the same
+chi^2 from eight starts, the inelasticity traded between the waves), so an energy-by-energy fit cannot
+tell them apart: that region needs constraints across energies, and the fit refuses it.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from hadrinv.inference.fit import FitResult, least_squares
+from hadrinv.models.pipi_isospin import IsospinProblem
+from hadrinv.physics.partial_waves import rising_path_index, unwrap_phase
+from hadrinv.workflows.pipi_amplitude.fit_method import AMBIGUITY_CHI2, chi2_p_value
+
+# the sign of each wave on the path: delta_0^2 is followed as -delta_0^2, which rises
+_PATH_SIGN = torch.tensor([1.0, 1.0, -1.0], dtype=torch.float64)
+
+
+@dataclass
+class IsospinFit:
+    delta: torch.Tensor  # (n_s, 3) radians, delta_0^0, delta_1^1, delta_0^2, continuous in s
+    delta_err: torch.Tensor  # (n_s, 3)
+    eta: torch.Tensor  # (n_s, 3)
+    eta_err: torch.Tensor  # (n_s, 3); 0 where eta is fixed to 1
+    fit: FitResult
+    seconds: float
+
+    @property
+    def chi2_p_value(self) -> float:
+        return chi2_p_value(self.fit.fval, self.fit.ndf or 0)
+
+
+def fit_isospin(
+    problem: IsospinProblem, starts: int = 8, seed: int = 0, ambiguity_chi2: float = AMBIGUITY_CHI2
+) -> IsospinFit:
+    if bool(problem.inelastic.any()):
+        first = math.sqrt(float(problem.energies[problem.inelastic][0]))
+        raise ValueError(
+            f"energies from sqrt(s) = {first:.4g} GeV are above the inelastic threshold, where one energy's data "
+            "do not fix the waves; fit the energies below it (IsospinProblem.at_energies)"
+        )
+    started = time.perf_counter()
+    rng = np.random.default_rng(seed)
+    n_s, n_inelastic = problem.n_energies, int(problem.inelastic.sum())
+    solutions, chi2 = [], []
+    for _ in range(starts):  # a handful of independent fits of all energies
+        phases = rng.uniform(0.05, math.pi - 0.05, (n_s, 3)) * _PATH_SIGN.numpy()
+        u = rng.uniform(0.1, 1.2, 3 * n_inelastic)
+        values = torch.as_tensor(least_squares(problem.pulls, np.r_[phases.reshape(-1), u]).values)
+        solutions.append(values)
+        with torch.no_grad():
+            chi2.append(problem.chi2_per_energy(values))
+    solutions, chi2 = torch.stack(solutions), torch.stack(chi2)  # (R, n_par), (R, n_s)
+    choice = _choose(problem, solutions, chi2, ambiguity_chi2)
+    result = least_squares(problem.pulls, choice.numpy())
+    values, errors = torch.as_tensor(result.values), torch.as_tensor(result.errors)
+    # the polished fit may have crossed to the other branch where the branches touch: choose again
+    final = _choose(problem, values[None], problem.chi2_per_energy(values)[None], math.inf)
+    delta, eta = problem.unpack(final)
+    delta_err, u_err = problem.unpack(errors)[0], errors[3 * n_s :].reshape(-1, 3)
+    eta_err = torch.zeros_like(eta)
+    u = final[3 * n_s :].reshape(-1, 3)
+    eta_err[problem.inelastic] = (torch.sin(2 * u) * u_err).abs()  # |d eta / du| sigma_u
+    return IsospinFit(unwrap_phase(delta, dim=-2), delta_err, eta, eta_err, result, time.perf_counter() - started)
+
+
+def _choose(problem: IsospinProblem, solutions: torch.Tensor, chi2: torch.Tensor, window: float) -> torch.Tensor:
+    """One parameter vector: per energy, among the solutions' minima within `window` of its best chi^2 and
+    both branches (delta -> -delta for all waves, eta unchanged), the smoothest rising path."""
+    n_s = problem.n_energies
+    delta = solutions[:, : 3 * n_s].reshape(-1, n_s, 3)
+    allowed = chi2 <= chi2.min(dim=0).values + window
+    candidates = torch.cat([delta, -delta]) * _PATH_SIGN
+    index = rising_path_index(candidates, torch.cat([allowed, allowed]))  # (n_s,)
+    r = len(solutions)
+    energies = torch.arange(n_s)
+    picked = torch.remainder(candidates[index, energies], math.pi) * _PATH_SIGN  # back to the waves' signs
+    u = solutions[:, 3 * n_s :].reshape(r, -1, 3)
+    inelastic = torch.nonzero(problem.inelastic).squeeze(-1)
+    u_picked = u[index[inelastic] % r, torch.arange(len(inelastic))]
+    return torch.cat([picked.reshape(-1), u_picked.reshape(-1)])
