@@ -58,6 +58,10 @@ class IsospinProblem:
         return len(self.energies)
 
     @property
+    def n_waves(self) -> int:
+        return 3
+
+    @property
     def inelastic(self) -> torch.Tensor:
         """(n_s,) bool: energies whose inelasticities are free."""
         return self.energies >= self.inelastic_from_gev2

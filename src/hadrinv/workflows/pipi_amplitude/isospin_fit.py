@@ -25,7 +25,7 @@ import torch
 from hadrinv.inference.fit import FitResult, least_squares
 from hadrinv.models.pipi_isospin import IsospinProblem
 from hadrinv.physics.partial_waves import rising_path_index, unwrap_phase
-from hadrinv.workflows.pipi_amplitude.fit_method import AMBIGUITY_CHI2, chi2_p_value
+from hadrinv.workflows.pipi_amplitude.fit_method import AMBIGUITY_CHI2, chi2_p_value, grid_scan_starts
 
 # the sign of each wave on the path: delta_0^2 is followed as -delta_0^2, which rises
 _PATH_SIGN = torch.tensor([1.0, 1.0, -1.0], dtype=torch.float64)
@@ -56,12 +56,15 @@ def fit_isospin(
         )
     started = time.perf_counter()
     rng = np.random.default_rng(seed)
-    n_s, n_inelastic = problem.n_energies, int(problem.inelastic.sum())
+    n_s = problem.n_energies
     solutions, chi2 = [], []
-    for _ in range(starts):  # a handful of independent fits of all energies
-        phases = rng.uniform(0.05, math.pi - 0.05, (n_s, 3)) * _PATH_SIGN.numpy()
-        u = rng.uniform(0.1, 1.2, 3 * n_inelastic)
-        values = torch.as_tensor(least_squares(problem.pulls, np.r_[phases.reshape(-1), u]).values)
+    # the best local minima of a grid scan of the three phases at every energy, then random starts: the
+    # chi^2 valleys are narrower than the grid step, and random starts alone missed the global minimum
+    # at a few energies (measured)
+    grid = grid_scan_starts(problem, problem.chi2_per_energy, (starts + 1) // 2)
+    randoms = [rng.uniform(0.05, math.pi - 0.05, 3 * n_s) for _ in range(starts - len(grid))]
+    for x0 in grid + randoms:  # a handful of independent fits of all energies
+        values = torch.as_tensor(least_squares(problem.pulls, x0).values)
         solutions.append(values)
         with torch.no_grad():
             chi2.append(problem.chi2_per_energy(values))
