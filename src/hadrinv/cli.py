@@ -79,7 +79,8 @@ def _parser() -> argparse.ArgumentParser:
     p_run.add_argument("--out", help="output folder (default: runs/WORKFLOW)")
     p_run.add_argument("--seed", type=int, help="random seed (same seed, same numbers on CPU)")
     p_run.add_argument(
-        "--method", help="extraction method, e.g. fit, gan or both (pipi-amplitude); minuit or newton (pwa-*)"
+        "--method",
+        help="extraction method: fit, gan, diffusion, both (fit, gan) or all (pipi-amplitude); minuit, newton (pwa-*)",
     )
     p_run.add_argument("--case", help="test case, e.g. separable or omega-omega (halqcd-potential)")
     execution = p_run.add_argument_group("execution (the same for every workflow; config section `execution`)")

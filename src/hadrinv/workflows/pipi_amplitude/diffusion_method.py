@@ -6,10 +6,10 @@ and the amplitude's A -> -A* ambiguity is fixed by the rising branch of the fit 
 
 Prior (empirical Bayes): a Gaussian over the coefficients, centred on the best spline (least squares
 from a robust P-spline through the fit's phase shifts, with a weak curvature penalty that fixes the
-coefficients few energies see), with `prior_width` times its Laplace covariance. Wide enough that the
-data set the posterior (a Gaussian posterior is narrowed by 1 / sqrt(1 + 1 / width^2): 3 % for width 4),
-narrow enough that some 10^4 simulations fill it, which a prior over all rising curves would need
-orders of magnitude more simulations to do at sub-degree precision.
+coefficients few energies see), `prior_width` times as wide as its Laplace approximation (covariance x
+width^2). Wide enough that the data set the posterior (a Gaussian posterior is narrowed by
+1 / sqrt(1 + 1 / width^2): 3 % for width 4), narrow enough that some 10^4 simulations fill it, which a
+prior over all rising curves would need orders of magnitude more simulations to do at sub-degree precision.
 
 Simulations: coefficients from the prior -> cross sections at the data's points, Gaussian noise with the
 data's errors. The network sees the Gauss-Newton step from the best spline: a sufficient
