@@ -39,7 +39,7 @@ class PipiToySpec:
     its maximum), or noise * dsigma_true at each point (noise_relative_to="point").
     grid="irregular" draws n_s energies uniformly in [s_min, s_max] and, per energy, a number of angles
     uniformly in [n_z // 2, 3 n_z // 2], at uniform random cos(theta); grid="scattered" draws the energies
-    so and measures the same n_z regular angles at each (a fixed detector, beam energies as they came).
+    the same way and measures the same n_z regular angles at each (a fixed detector, beam energies as they came).
     """
 
     n_s: int = 64
