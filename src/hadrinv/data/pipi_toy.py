@@ -105,9 +105,10 @@ def pipi_grid(spec: PipiToySpec, rng: np.random.Generator) -> tuple[np.ndarray, 
         # the talk's grid starts at threshold, where s = (2 m_pi)^2 exactly is not a scattering state;
         # we start one step above it and end at s_max
         step = (spec.s_max_gev2 - spec.s_min_gev2) / spec.n_s
-        energies = spec.s_min_gev2 + step * (np.arange(spec.n_s) + 1.0)
         if spec.grid == "scattered":
             energies = np.sort(rng.uniform(spec.s_min_gev2, spec.s_max_gev2, spec.n_s))
+        else:
+            energies = spec.s_min_gev2 + step * (np.arange(spec.n_s) + 1.0)
         angles = np.linspace(-1.0, 1.0, spec.n_z)
         s, z = np.meshgrid(energies, angles, indexing="ij")
         return s.ravel(), z.ravel()

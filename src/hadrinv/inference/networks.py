@@ -18,6 +18,11 @@ def bspline_design_matrix(x: np.ndarray, n_basis: int, lower: float, upper: floa
     return torch.as_tensor(matrix, dtype=torch.float64)
 
 
+def second_differences(n_basis: int) -> torch.Tensor:
+    """(n_basis - 2, n_basis) float64: c -> its second differences, the P-spline roughness penalty's rows."""
+    return torch.diff(torch.eye(n_basis, dtype=torch.float64), n=2, dim=0)
+
+
 def penalized_spline(
     design: torch.Tensor,
     curves: torch.Tensor,
@@ -36,7 +41,7 @@ def penalized_spline(
     target = curves.to(torch.float64)
     n_basis = design.shape[1]
     sigma = torch.ones_like(target) if errors is None else errors.to(torch.float64)
-    second = torch.diff(torch.eye(n_basis, dtype=torch.float64), n=2, dim=0)
+    second = second_differences(n_basis)
     penalty = second.T @ second
     weights = 1.0 / sigma**2  # (n_points, n_curves)
     for _ in range(iterations):

@@ -98,20 +98,6 @@ def rising_path(
     candidates = torch.remainder(candidates, math.pi)
     k, n_s, n_waves = candidates.shape[-3:]
     batch = candidates.shape[:-3]
-    chosen = rising_path_index(candidates, allowed, falling_penalty)
-    index = chosen[..., None, :, None].expand(*batch, 1, n_s, n_waves)
-    picked = torch.gather(candidates, -3, index).squeeze(-3)
-    return unwrap_phase(picked, dim=-2)
-
-
-def rising_path_index(
-    candidates: torch.Tensor, allowed: torch.Tensor | None = None, falling_penalty: float = 10.0
-) -> torch.Tensor:
-    """`rising_path`'s choice: the candidate index (..., n_s) at every energy, for carrying along
-    quantities that are not phases (inelasticities, errors)."""
-    candidates = torch.remainder(candidates, math.pi)
-    k, n_s, n_waves = candidates.shape[-3:]
-    batch = candidates.shape[:-3]
     barrier = torch.zeros(*batch, k, n_s, dtype=candidates.dtype, device=candidates.device)
     if allowed is not None:
         barrier = barrier.masked_fill(~allowed, math.inf)
@@ -131,7 +117,10 @@ def rising_path_index(
     for arg in reversed(back):
         choice = torch.gather(arg, -1, choice.unsqueeze(-1)).squeeze(-1)
         chosen.append(choice)
-    return torch.stack(chosen[::-1], dim=-1)  # (..., n_s)
+    chosen = torch.stack(chosen[::-1], dim=-1)  # (..., n_s)
+    index = chosen[..., None, :, None].expand(*batch, 1, n_s, n_waves)
+    picked = torch.gather(candidates, -3, index).squeeze(-3)
+    return unwrap_phase(picked, dim=-2)
 
 
 def monotonic_phase_loss(delta: torch.Tensor) -> torch.Tensor:

@@ -34,7 +34,7 @@ import torch
 
 from hadrinv.inference.diffusion import ConditionalDiffusion
 from hadrinv.inference.fit import least_squares
-from hadrinv.inference.networks import penalized_spline
+from hadrinv.inference.networks import penalized_spline, second_differences
 from hadrinv.models.pipi import PipiProblem
 from hadrinv.physics.partial_waves import elastic_wave
 from hadrinv.workflows.pipi_amplitude.config import DiffusionConfig
@@ -73,8 +73,7 @@ def smoothness_rows(model: SplinePhaseModel, smoothing: float = 1e-4) -> torch.T
     `smoothing` times the data's mean weight on a coefficient (as in `penalized_spline`). A coefficient
     that few energies see (one energy in a knot interval, the padded ends) is otherwise unconstrained
     or collinear with its neighbour, and the Laplace covariance infinite."""
-    second = torch.diff(torch.eye(model.n_basis, dtype=torch.float64), n=2, dim=0)
-    rows = torch.block_diag(*[second] * model.problem.n_waves).to(model.design.device)
+    rows = torch.block_diag(*[second_differences(model.n_basis)] * model.problem.n_waves).to(model.design.device)
     start = torch.zeros(model.dim, dtype=torch.float64, device=model.design.device) + 0.5
     weight = torch.func.jacrev(model.pulls)(start).pow(2).sum(0).mean()
     return (smoothing * weight).sqrt() * rows
@@ -130,7 +129,8 @@ def run_diffusion(
     generator = torch.Generator().manual_seed(seed)
     problem64 = problem.to(dtype=torch.float64, device=device)
     model = SplinePhaseModel(problem64, cfg.n_basis)
-    compress = Compressor(SplinePhaseModel(problem.to(dtype=torch.float64), cfg.n_basis), *start).to(device)
+    cpu_model = model if problem64.s.device.type == "cpu" else SplinePhaseModel(problem64.to(device="cpu"), cfg.n_basis)
+    compress = Compressor(cpu_model, *start).to(device)
 
     def simulate(n: int) -> tuple[torch.Tensor, torch.Tensor]:
         """n pairs (whitened coefficients from the prior, summaries of noisy cross sections)."""

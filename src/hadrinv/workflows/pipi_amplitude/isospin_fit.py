@@ -24,7 +24,7 @@ import torch
 
 from hadrinv.inference.fit import FitResult, least_squares
 from hadrinv.models.pipi_isospin import IsospinProblem
-from hadrinv.physics.partial_waves import rising_path_index, unwrap_phase
+from hadrinv.physics.partial_waves import rising_path
 from hadrinv.workflows.pipi_amplitude.fit_method import AMBIGUITY_CHI2, chi2_p_value, grid_scan_starts
 
 # the sign of each wave on the path: delta_0^2 is followed as -delta_0^2, which rises
@@ -35,8 +35,7 @@ _PATH_SIGN = torch.tensor([1.0, 1.0, -1.0], dtype=torch.float64)
 class IsospinFit:
     delta: torch.Tensor  # (n_s, 3) radians, delta_0^0, delta_1^1, delta_0^2, continuous in s
     delta_err: torch.Tensor  # (n_s, 3)
-    eta: torch.Tensor  # (n_s, 3)
-    eta_err: torch.Tensor  # (n_s, 3); 0 where eta is fixed to 1
+    eta: torch.Tensor  # (n_s, 3): 1, the fit's energies are below the inelastic threshold
     fit: FitResult
     seconds: float
 
@@ -69,31 +68,19 @@ def fit_isospin(
         with torch.no_grad():
             chi2.append(problem.chi2_per_energy(values))
     solutions, chi2 = torch.stack(solutions), torch.stack(chi2)  # (R, n_par), (R, n_s)
-    choice = _choose(problem, solutions, chi2, ambiguity_chi2)
-    result = least_squares(problem.pulls, choice.numpy())
-    values, errors = torch.as_tensor(result.values), torch.as_tensor(result.errors)
+    result = least_squares(problem.pulls, _choose(problem, solutions, chi2, ambiguity_chi2).numpy())
+    values = torch.as_tensor(result.values)
     # the polished fit may have crossed to the other branch where the branches touch: choose again
-    final = _choose(problem, values[None], problem.chi2_per_energy(values)[None], math.inf)
-    delta, eta = problem.unpack(final)
-    delta_err, u_err = problem.unpack(errors)[0], errors[3 * n_s :].reshape(-1, 3)
-    eta_err = torch.zeros_like(eta)
-    u = final[3 * n_s :].reshape(-1, 3)
-    eta_err[problem.inelastic] = (torch.sin(2 * u) * u_err).abs()  # |d eta / du| sigma_u
-    return IsospinFit(unwrap_phase(delta, dim=-2), delta_err, eta, eta_err, result, time.perf_counter() - started)
+    delta = _choose(problem, values[None], problem.chi2_per_energy(values)[None], math.inf).view(n_s, 3)
+    delta_err = torch.as_tensor(result.errors).view(n_s, 3)
+    eta = torch.ones_like(delta)  # below the inelastic threshold, which the fit requires
+    return IsospinFit(delta, delta_err, eta, result, time.perf_counter() - started)
 
 
 def _choose(problem: IsospinProblem, solutions: torch.Tensor, chi2: torch.Tensor, window: float) -> torch.Tensor:
-    """One parameter vector: per energy, among the solutions' minima within `window` of its best chi^2 and
-    both branches (delta -> -delta for all waves, eta unchanged), the smoothest rising path."""
-    n_s = problem.n_energies
-    delta = solutions[:, : 3 * n_s].reshape(-1, n_s, 3)
+    """Phases (n_s * 3,): per energy, among the solutions' minima within `window` of its best chi^2 and both
+    branches (delta -> -delta for all waves), the smoothest rising path, continuous in s."""
+    delta = solutions.reshape(-1, problem.n_energies, 3)
     allowed = chi2 <= chi2.min(dim=0).values + window
     candidates = torch.cat([delta, -delta]) * _PATH_SIGN
-    index = rising_path_index(candidates, torch.cat([allowed, allowed]))  # (n_s,)
-    r = len(solutions)
-    energies = torch.arange(n_s)
-    picked = torch.remainder(candidates[index, energies], math.pi) * _PATH_SIGN  # back to the waves' signs
-    u = solutions[:, 3 * n_s :].reshape(r, -1, 3)
-    inelastic = torch.nonzero(problem.inelastic).squeeze(-1)
-    u_picked = u[index[inelastic] % r, torch.arange(len(inelastic))]
-    return torch.cat([picked.reshape(-1), u_picked.reshape(-1)])
+    return (rising_path(candidates, torch.cat([allowed, allowed])) * _PATH_SIGN).reshape(-1)
