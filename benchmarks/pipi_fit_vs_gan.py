@@ -134,7 +134,8 @@ def main() -> None:
     for name, metrics in report["datasets"].items():
         if "diffusion" in metrics:
             c68, c95 = (metrics["diffusion"][f"calibration_coverage_{level}"] for level in (68, 95))
-            print(f"{name}: diffusion held-out coverage {c68:.3f} / {c95:.3f} at 68 / 95 %")
+            scale = metrics["diffusion"].get("band_scale", 1.0)
+            print(f"{name}: diffusion held-out coverage {c68:.3f} / {c95:.3f} at 68 / 95 % (band x {scale:.3f})")
     print("talk 000: no accuracy figure (plots of converged / non-converged GANs)")
     Path(args.out).mkdir(parents=True, exist_ok=True)
     (Path(args.out) / "report.json").write_text(json.dumps(report, indent=2))

@@ -277,3 +277,35 @@ def test_cfd_channel_amplitude_is_differentiable():
     grid = torch.cat([fine_grid(301), torch.tensor([0.85, TWO_MK, 1.05], dtype=DT)]).requires_grad_(True)
     (g,) = torch.autograd.grad(total(grid**2).sum(), grid)
     assert torch.isfinite(g).all()
+
+
+def test_a_common_phase_of_all_waves_leaves_every_channel_unchanged_and_unitarity_bounds_it():
+    from hadrinv.physics.pipi_isospin import (
+        CHANNELS,
+        channel_cross_section,
+        common_phase_interval,
+        inelastic_wave,
+        rotate_waves,
+        wave_phase_and_inelasticity,
+    )
+
+    generator = torch.Generator().manual_seed(7)
+    delta = torch.rand(50, 3, generator=generator, dtype=torch.float64) * math.pi
+    eta = 0.3 + 0.7 * torch.rand(50, 3, generator=generator, dtype=torch.float64)
+    waves = inelastic_wave(delta, eta)
+    lo, hi = common_phase_interval(waves)
+    assert bool((lo <= 0).all() and (hi >= 0).all() and (hi > lo).all())
+    z, s = torch.linspace(-1, 1, 50, dtype=torch.float64), torch.full((50,), 0.9, dtype=torch.float64)
+    for phi in (lo, hi, 0.3 * lo + 0.7 * hi):
+        rotated = rotate_waves(waves, phi)
+        for channel in CHANNELS:  # the symmetry is exact in every channel, l <= 1 here
+            a = channel_cross_section({0: waves[:, :1], 1: waves[:, 1:2], 2: waves[:, 2:]}, z, s, channel)
+            b = channel_cross_section({0: rotated[:, :1], 1: rotated[:, 1:2], 2: rotated[:, 2:]}, z, s, channel)
+            torch.testing.assert_close(a, b, rtol=1e-12, atol=0)
+        assert float(wave_phase_and_inelasticity(rotated)[1].max()) <= 1 + 1e-9
+    # at each end one wave is elastic, and a step beyond breaks unitarity
+    for end, step in ((lo, -1e-3), (hi, 1e-3)):
+        at_end = wave_phase_and_inelasticity(rotate_waves(waves, end))[1].max(-1).values
+        torch.testing.assert_close(at_end, torch.ones_like(at_end), rtol=0, atol=1e-9)
+        beyond = wave_phase_and_inelasticity(rotate_waves(waves, end + step))[1].max(-1).values
+        assert bool((beyond > 1).all())

@@ -49,3 +49,49 @@ def test_fit_refuses_energies_where_one_energys_data_do_not_fix_the_inelastic_wa
     problem = simulate_cfd(n_s=8, n_z=6, sqrt_s_max_gev=1.3, seed=1)
     with pytest.raises(ValueError, match="above the inelastic threshold"):
         fit_isospin(problem)
+
+
+def test_above_the_kkbar_threshold_the_data_fix_a_family_that_holds_the_truth():
+    from hadrinv.workflows.pipi_amplitude.isospin_fit import inelastic_family
+
+    problem = simulate_cfd(n_s=24, n_z=10, sqrt_s_max_gev=1.3, noise=0.02, seed=3)
+    family = inelastic_family(problem, starts=64, seed=0)
+    n = int(problem.inelastic.sum())
+    assert len(family.energies) == n >= 5 and bool(family.converged.all())
+    _, eta = cfd_truth(family.energies)
+    lo, hi = family.eta_range
+    assert float((hi - lo)[:, 0].min()) > 0.1  # a real ambiguity: the S0 inelasticity is not fixed
+    inside = ((eta >= lo - 0.03) & (eta <= hi + 0.03)).double().mean()
+    assert float(inside) >= 0.9, (lo, hi, eta)
+    # the member with the P and S2 waves closest to elastic: CFD's inelasticities up to 1.25 GeV
+    below = torch.sqrt(family.energies) <= 1.25
+    assert float((family.eta_choice - eta)[below].abs().max()) < 0.05
+    # its band: the members with P and S2 etas >= 0.9, widened by the replicas' spread
+    assert bool(torch.isfinite(family.eta_choice_err).all()) and float(family.eta_choice_err[:, 0].max()) > 0
+    a_lo, a_hi = family.eta_assumed_range
+    band = (eta >= a_lo - family.eta_choice_err - 1e-9) & (eta <= a_hi + family.eta_choice_err + 1e-9)
+    assert float(band.double().mean()) >= 0.8, (a_lo, a_hi, eta)
+    truth = torch.deg2rad(cfd_truth(family.energies)[0])
+    step = torch.remainder(family.delta_choice - truth, math.pi)  # modulo pi and the branch A -> -A*
+    mirror = torch.remainder(-family.delta_choice - truth, math.pi)
+    miss = torch.minimum(torch.minimum(step, math.pi - step), torch.minimum(mirror, math.pi - mirror))
+    assert float(torch.rad2deg(miss[below]).max()) < 3.0
+
+
+def test_diffusion_recovers_the_three_phases_from_four_channels():
+    import pytest
+
+    from hadrinv.workflows.pipi_amplitude.config import DiffusionConfig
+    from hadrinv.workflows.pipi_amplitude.isospin import diffusion_isospin, fit_extraction
+
+    problem = simulate_cfd(n_s=16, n_z=8, sqrt_s_max_gev=0.98, noise=0.02, seed=11)
+    fit = fit_isospin(problem, starts=4, seed=0)
+    cfg = DiffusionConfig(n_basis=16, simulations=3000, hidden=64, epochs=60, samples=400, calibration_sets=40)
+    result = diffusion_isospin(problem, fit, cfg, seed=0)
+    truth = cfd_truth(problem.energies)[0].numpy()
+    metrics = result.compare(truth)
+    assert all(metrics[f"rms_{w}_deg"] < 2.0 for w in ("delta00", "delta11", "delta02")), metrics
+    assert 0.4 < result.metrics["calibration_coverage_68"] < 0.9
+    assert fit_extraction(problem, fit).compare(truth)["rms_delta00_deg"] < 1.0
+    with pytest.raises(ValueError, match="spline coefficients"):  # a denoiser narrower than the parameters
+        diffusion_isospin(problem, fit, DiffusionConfig(n_basis=24, hidden=32, simulations=200), seed=0)

@@ -345,6 +345,26 @@ def test_whitened_summary_of_noiseless_data_is_the_whitened_coefficients_to_firs
     torch.testing.assert_close(y, n @ (compress.q.T @ compress.q), atol=2e-4, rtol=0)  # second order in n
 
 
+def test_band_scale_undoes_a_too_narrow_posterior_and_a_second_set_confirms_it():
+    from hadrinv.workflows.pipi_amplitude.diffusion_method import _coverage, band_scale
+
+    generator = torch.Generator().manual_seed(4)
+
+    def sets(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        # the true posterior of each set is N(centre, 1); the samples have width 0.8
+        centre = torch.randn(n, 1, 6, generator=generator, dtype=torch.float64)
+        truth = centre[:, 0] + torch.randn(n, 6, generator=generator, dtype=torch.float64)
+        return centre + 0.8 * torch.randn(n, 400, 6, generator=generator, dtype=torch.float64), truth
+
+    samples, truth = sets(300)
+    assert _coverage(samples, truth, 0.68) < 0.62  # 2 Phi(0.8) - 1 = 0.58
+    scale = band_scale(samples, truth, 0.68)
+    assert abs(scale - 1.25) < 0.06
+    check_samples, check_truth = sets(300)
+    assert abs(_coverage(check_samples, check_truth, 0.68, scale) - 0.68) < 0.03
+    assert abs(_coverage(check_samples, check_truth, 0.95, scale) - 0.95) < 0.02
+
+
 def test_diffusion_recovers_phase_shifts_with_calibrated_68_and_95_percent_intervals(tmp_path):
     workflow = get_workflow("pipi-amplitude")
     small = {"calibration_sets": 100, "calibration_samples": 200}
@@ -366,4 +386,5 @@ def test_diffusion_recovers_phase_shifts_with_calibrated_68_and_95_percent_inter
         assert 0.4 <= m[f"delta{l}_coverage_68"] <= 0.95, m
         assert m[f"delta{l}_coverage_95"] >= 0.8, m
     assert 0.58 <= m["calibration_coverage_68"] <= 0.78 and 0.88 <= m["calibration_coverage_95"] <= 0.99, m
+    assert 0.8 < m["band_scale"] < 1.25 and 0.4 < m["calibration_coverage_68_unscaled"] < 0.9, m
     assert (result.out / "diffusion" / "partial_waves.csv").is_file() and (result.out / "metrics.json").is_file()

@@ -89,6 +89,22 @@ class IsospinProblem:
             self.inelastic_from_gev2,
         )
 
+    def to(self, dtype=None, device=None) -> IsospinProblem:
+        f = lambda x: x.to(dtype=dtype, device=device)
+        moved = IsospinProblem(
+            f(self.energies),
+            self.energy_index.to(device),
+            self.channel_index.to(device),
+            f(self.s),
+            f(self.cos_theta),
+            f(self.dsigma),
+            f(self.error),
+            self.channels,
+            self.inelastic_from_gev2,
+        )
+        moved._coefficients = moved._coefficients.to(device=device)
+        return moved
+
     def unpack(self, params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(delta (..., n_s, 3) radians, eta (..., n_s, 3)) from parameters (..., n_parameters)."""
         n = 3 * self.n_energies

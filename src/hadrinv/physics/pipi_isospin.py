@@ -77,6 +77,26 @@ def unitarity_excess(wave: torch.Tensor) -> torch.Tensor:
     return wave.real**2 + wave.imag**2 - wave.imag
 
 
+def common_phase_interval(waves: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The rotations f_l -> exp(i phi) f_l of all waves at once that keep every wave unitary, (lo, hi) radians.
+
+    Every observable |A|^2 of every charge channel is unchanged by a common phase of all amplitudes, so
+    with inelasticity free the cross sections fix the waves at one energy only up to phi; only the
+    inequality Im f >= |f|^2 (eta <= 1) bounds it: sin(arg f + phi) >= |f| for each wave. waves: complex
+    (..., n_waves), each unitary (then lo <= 0 <= hi). An elastic wave pins one end at 0.
+    """
+    r = waves.abs().clamp(max=1.0)
+    angle = torch.angle(waves)
+    lo = torch.arcsin(r) - angle
+    hi = math.pi - torch.arcsin(r) - angle
+    return lo.max(-1).values, hi.min(-1).values
+
+
+def rotate_waves(waves: torch.Tensor, phi: torch.Tensor) -> torch.Tensor:
+    """exp(i phi) f_l for phi (...,) and waves (..., n_waves): the same cross sections in every channel."""
+    return waves * torch.polar(torch.ones_like(phi), phi)[..., None]
+
+
 # ---------------------------------------------------------------- isospin and charge channels
 
 # A(channel) = sum_I c_I A_I with the pi+ = -|1, +1> phase convention; the sign of the charge-exchange amplitude

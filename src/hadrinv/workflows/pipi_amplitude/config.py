@@ -117,6 +117,9 @@ class DiffusionConfig(Strict):
     samples: int = Field(2000, ge=10, description="posterior samples at the data")
     calibration_sets: int = Field(200, ge=10, description="held-out simulations for the coverage check")
     calibration_samples: int = Field(200, ge=10, description="posterior samples per held-out simulation")
+    recalibrate: bool = Field(
+        True, description="widen or narrow the band by one factor so that held-out 68 % coverage is 0.68"
+    )
     calibration_tolerance: float = Field(
         0.1, gt=0, description="valid when the held-out 68 % coverage is within this of 0.68"
     )

@@ -7,10 +7,11 @@ path follows delta_0^0 and delta_1^1, which rise (f0(500), f0(980), rho), and -d
 because the repulsive I = 2 phase falls. A last fit polishes the choice; errors from the exact Hessian.
 
 Below the K Kbar threshold the waves are elastic and four channels fix the three phases at every
-energy. Above it, with the inelasticities free, one energy's data of these channels admit several
-exact solutions (at sqrt(s) = 1.13 GeV on CFD pseudo-data: four different (delta, eta) with the same
-chi^2 from eight starts, the inelasticity traded between the waves), so an energy-by-energy fit cannot
-tell them apart: that region needs constraints across energies, and the fit refuses it.
+energy. Above it, with the inelasticities free, they do not: every channel's |A|^2 is unchanged by a
+common phase of all the waves, so one energy's data fix a one-parameter family bounded only by
+eta <= 1 (at sqrt(s) = 1.0-1.1 GeV on CFD pseudo-data the S0 eta runs from about 0.3-0.45 up to 1 along
+it), and smoothness in s does not remove a smooth common phase. `fit_isospin` therefore refuses those
+energies; `inelastic_family` maps the family and picks a member by a stated physics assumption.
 """
 
 from __future__ import annotations
@@ -22,9 +23,16 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from hadrinv.inference.batched_least_squares import grouped_least_squares
 from hadrinv.inference.fit import FitResult, least_squares
 from hadrinv.models.pipi_isospin import IsospinProblem
-from hadrinv.physics.partial_waves import rising_path
+from hadrinv.physics.partial_waves import rising_path, unwrap_phase, wrap_half_period
+from hadrinv.physics.pipi_isospin import (
+    common_phase_interval,
+    inelastic_wave,
+    rotate_waves,
+    wave_phase_and_inelasticity,
+)
 from hadrinv.workflows.pipi_amplitude.fit_method import AMBIGUITY_CHI2, chi2_p_value, grid_scan_starts
 
 # the sign of each wave on the path: delta_0^2 is followed as -delta_0^2, which rises
@@ -51,7 +59,8 @@ def fit_isospin(
         first = math.sqrt(float(problem.energies[problem.inelastic][0]))
         raise ValueError(
             f"energies from sqrt(s) = {first:.4g} GeV are above the inelastic threshold, where one energy's data "
-            "do not fix the waves; fit the energies below it (IsospinProblem.at_energies)"
+            "do not fix the waves; fit the energies below it (IsospinProblem.at_energies) and map the rest "
+            "with inelastic_family"
         )
     started = time.perf_counter()
     rng = np.random.default_rng(seed)
@@ -75,6 +84,139 @@ def fit_isospin(
     delta_err = torch.as_tensor(result.errors).view(n_s, 3)
     eta = torch.ones_like(delta)  # below the inelastic threshold, which the fit requires
     return IsospinFit(delta, delta_err, eta, result, time.perf_counter() - started)
+
+
+@dataclass
+class InelasticFamily:
+    """Above the inelastic threshold, what one energy's channels fix: the best fit and, since a common phase
+    of all waves leaves every cross section unchanged, the range of each inelasticity and phase over the
+    rotations that keep the waves unitary (`physics.pipi_isospin.common_phase_interval`)."""
+
+    energies: torch.Tensor  # (n_s,) GeV^2
+    delta: torch.Tensor  # (n_s, 3) radians at the best fit, in [0, pi)
+    eta: torch.Tensor  # (n_s, 3) at the best fit
+    eta_range: tuple[torch.Tensor, torch.Tensor]  # (n_s, 3) lowest and highest over the family
+    delta_spread: torch.Tensor  # (n_s, 3) radians: max - min of each phase over the family
+    delta_choice: torch.Tensor  # (n_s, 3) radians, continuous over the family: the member with the
+    eta_choice: torch.Tensor  # nearly elastic waves closest to eta = 1 (and its inelasticities)
+    delta_choice_err: torch.Tensor  # (n_s, 3) radians, from replicas of the data (NaN without replicas)
+    eta_choice_err: torch.Tensor  # (n_s, 3)
+    eta_assumed_range: tuple[torch.Tensor, torch.Tensor]  # (n_s, 3): over the members whose nearly elastic
+    # waves keep eta >= 1 - elastic_tolerance, the assumption's systematic band (the choice alone if none)
+    chi2: torch.Tensor  # (n_s,)
+    ndf: torch.Tensor  # (n_s,) points less the five combinations the data fix
+    converged: torch.Tensor  # (n_s,) bool
+
+
+def inelastic_family(
+    problem: IsospinProblem,
+    starts: int = 128,
+    seed: int = 0,
+    grid: int = 401,
+    nearly_elastic: tuple[int, ...] = (1, 2),
+    replicas: int = 20,
+    elastic_tolerance: float = 0.1,
+) -> InelasticFamily:
+    """Fit every inelastic energy of `problem` from `starts` random starts (all at once) and map the flat
+    direction of its minimum.
+
+    One member is singled out by a physics assumption, not by the data: the waves `nearly_elastic`
+    (indices into delta_0^0, delta_1^1, delta_0^2; default the P and S2 waves, whose inelasticities stay
+    within 0.1 of one below 1.4 GeV in the CFD analysis) as close to eta = 1 as the family allows. Its
+    errors: the spread of the same choice over `replicas` pseudo-data sets drawn around the best fit
+    with the data's errors (a parametric bootstrap: the choice is not a smooth function of the data). The
+    assumption's own uncertainty: the range of each eta over the members whose nearly elastic waves keep
+    eta >= 1 - `elastic_tolerance`."""
+    sub = problem.at_energies(problem.inelastic)
+    n_s = sub.n_energies
+    generator = torch.Generator().manual_seed(seed)
+    scale = torch.tensor([math.pi] * 3 + [1.5] * 3, dtype=torch.float64)
+    x0 = torch.rand(starts, n_s, 6, generator=generator, dtype=torch.float64) * scale
+    x, chi2, converged = _best_per_energy(sub, x0[None], sub.dsigma[None])
+    x, chi2, converged = x[0], chi2[0], converged[0]
+    family = _map_family(x, grid, nearly_elastic, elastic_tolerance)
+    # all replicas in one batched fit, each from the data's best fit and two random starts (a replica's
+    # minimum lies near the data's: 16 random starts each changed no error bar by more than noise, at 6x the time)
+    noise = torch.randn(replicas, len(sub), generator=generator, dtype=torch.float64)
+    x0 = torch.rand(replicas, 2, n_s, 6, generator=generator, dtype=torch.float64) * scale
+    x0 = torch.cat([x.expand(replicas, 1, n_s, 6), x0], 1)
+    x_replicas = _best_per_energy(sub, x0, sub.cross_section(_flat(x)) + sub.error * noise)[0]
+    choices = [_map_family(x_r, grid, nearly_elastic, elastic_tolerance) for x_r in x_replicas]
+    delta_err = eta_err = torch.full((n_s, 3), math.nan, dtype=torch.float64)
+    if replicas > 1:
+        eta_err = torch.stack([c["eta_choice"] for c in choices]).std(0)
+        deltas = []
+        for c in choices:  # modulo pi and on the branch (A -> -A*) of the data's own choice
+            step = wrap_half_period(c["delta_choice"] - family["delta_choice"])
+            mirror = wrap_half_period(-c["delta_choice"] - family["delta_choice"])
+            use_mirror = mirror.abs().sum(-1, keepdim=True) < step.abs().sum(-1, keepdim=True)
+            deltas.append(torch.where(use_mirror, mirror, step))
+        delta_err = torch.stack(deltas).std(0)
+    points = torch.zeros(n_s, dtype=torch.long).index_add_(0, sub.energy_index, torch.ones_like(sub.energy_index))
+    return InelasticFamily(
+        sub.energies,
+        torch.remainder(x[:, :3], math.pi),
+        torch.cos(x[:, 3:]) ** 2,
+        family["eta_range"],
+        family["delta_spread"],
+        family["delta_choice"],
+        family["eta_choice"],
+        delta_err,
+        eta_err,
+        family["eta_assumed_range"],
+        chi2,
+        points - 5,
+        converged,
+    )
+
+
+def _flat(x: torch.Tensor) -> torch.Tensor:
+    """(..., n_s, 6) per-energy (three phases, three u) -> the problem's parameter layout."""
+    return torch.cat([x[..., :3].flatten(-2), x[..., 3:].flatten(-2)], -1)
+
+
+def _best_per_energy(
+    sub: IsospinProblem, x0: torch.Tensor, dsigma: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """For each of R data sets dsigma (R, n_points), the best of its starts x0 (R, S, n_s, 6) at every energy:
+    parameters (R, n_s, 6), chi^2 and convergence (R, n_s); one batched fit of all R x S starts."""
+    n_sets, n_starts = x0.shape[:2]
+    data = dsigma.repeat_interleave(n_starts, 0)  # (R * S, n_points)
+    result = grouped_least_squares(
+        lambda x: (sub.cross_section(_flat(x)) - data) / sub.error, x0.flatten(0, 1), sub.energy_index
+    )
+    x, chi2, converged = (v.unflatten(0, (n_sets, n_starts)) for v in (result.x, result.chi2, result.converged))
+    best = chi2.argmin(1)  # (R, n_s)
+    sets = torch.arange(n_sets)[:, None]
+    energies = torch.arange(sub.n_energies)[None]
+    return x[sets, best, energies], chi2[sets, best, energies], converged[sets, best, energies]
+
+
+def _map_family(x: torch.Tensor, grid: int, nearly_elastic: tuple[int, ...], tolerance: float) -> dict:
+    """The common-phase family of the waves x (n_s, 6) on `grid` rotations: ranges and the chosen member."""
+    waves = inelastic_wave(x[:, :3], torch.cos(x[:, 3:]) ** 2)
+    lo, hi = common_phase_interval(waves)
+    phi = lo[:, None] + (hi - lo)[:, None] * torch.linspace(0.0, 1.0, grid, dtype=torch.float64)  # (n_s, grid)
+    family_delta, family_eta = wave_phase_and_inelasticity(rotate_waves(waves[:, None, :], phi))
+    family_delta = unwrap_phase(family_delta, dim=1)
+    n_s = len(x)
+    if nearly_elastic:
+        departure = (1.0 - family_eta[..., list(nearly_elastic)]).amax(-1)  # (n_s, grid)
+        pick = departure.argmin(1)
+    else:
+        departure, pick = torch.zeros(n_s, grid, dtype=x.dtype), torch.full((n_s,), (grid - 1) // 2)
+    assumed = (departure <= tolerance) | (torch.arange(grid) == pick[:, None])  # (n_s, grid)
+    pick = pick[:, None, None].expand(n_s, 1, 3)
+    return {
+        "eta_assumed_range": (
+            torch.where(assumed[..., None], family_eta, torch.inf).min(1).values,
+            torch.where(assumed[..., None], family_eta, -torch.inf).max(1).values,
+        ),
+        "eta_range": (family_eta.min(1).values, family_eta.max(1).values),
+        "delta_spread": family_delta.max(1).values - family_delta.min(1).values,
+        "delta_choice": family_delta.gather(1, pick).squeeze(1),
+        "eta_choice": family_eta.gather(1, pick).squeeze(1),
+    }
 
 
 def _choose(problem: IsospinProblem, solutions: torch.Tensor, chi2: torch.Tensor, window: float) -> torch.Tensor:

@@ -81,6 +81,7 @@ class PipiAmplitudeResult:
                 "delta1_coverage_95",
                 "calibration_coverage_68",
                 "calibration_coverage_95",
+                "band_scale",
                 "converged_fraction",
                 "seconds",
             )
@@ -265,8 +266,8 @@ def _run_diffusion(
         atomic_torch_save(result, checkpoint)
         context.log(
             f"diffusion: {result['training']['epochs']} epochs, held-out coverage "
-            f"{result['calibration_coverage_68']:.2f} / {result['calibration_coverage_95']:.2f} at 68 / 95 %, "
-            f"{result['seconds']:.0f} s"
+            f"{result['calibration_coverage_68']:.2f} / {result['calibration_coverage_95']:.2f} at 68 / 95 % "
+            f"(band x {result.get('band_scale', 1.0):.3f}), {result['seconds']:.0f} s"
         )
     return diffusion_extraction(problem, result, config.diffusion.calibration_tolerance)
 

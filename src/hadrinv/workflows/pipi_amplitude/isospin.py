@@ -1,0 +1,126 @@
+"""delta_0^0, delta_1^1 and delta_0^2 from several charge channels: the fit and the diffusion posterior.
+
+Both work on the elastic region (below the K Kbar threshold), where four channels fix the three phases at
+every energy (`isospin_fit`). The diffusion model is the single-channel one (`diffusion_method`) with the
+isospin forward model behind its spline: three phase-shift curves on cubic B-splines in s, elastic waves,
+each data point in its own channel. Its prior is centred on the fit, as for one channel.
+
+Above the threshold the moduli of the channels' amplitudes do not fix the waves: see
+`physics.pipi_isospin.common_phase_interval`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from hadrinv.models.pipi_isospin import WAVE_NAMES, IsospinProblem
+from hadrinv.physics.pipi_isospin import inelastic_wave
+from hadrinv.workflows.pipi_amplitude.config import DiffusionConfig
+from hadrinv.workflows.pipi_amplitude.diffusion_method import LEVELS, SplinePhaseModel, run_diffusion
+from hadrinv.workflows.pipi_amplitude.fit_method import chi2_p_value, fit_is_valid
+from hadrinv.workflows.pipi_amplitude.gan_method import spline_design
+from hadrinv.workflows.pipi_amplitude.isospin_fit import IsospinFit
+
+
+class IsospinSplineModel(SplinePhaseModel):
+    """Charge-channel cross sections from spline coefficients (..., 3 * n_basis) of the three elastic phases."""
+
+    def __init__(self, problem: IsospinProblem, n_basis: int):
+        self.problem, self.n_basis = problem, n_basis
+        self.design = spline_design(problem, n_basis).to(problem.s.device)
+        self.n_curves = problem.n_waves
+        self.dim = self.n_curves * n_basis
+
+    def cross_section(self, coefficients: torch.Tensor) -> torch.Tensor:
+        return self.problem.cross_section_from_waves(inelastic_wave(self.delta(coefficients)))
+
+
+@dataclass
+class IsospinExtraction:
+    """Phase shifts in degrees, (n_s, 3) in the order of `WAVE_NAMES`, with 1-sigma errors and intervals."""
+
+    method: str
+    energies: np.ndarray  # (n_s,) GeV^2
+    delta_deg: np.ndarray
+    delta_err_deg: np.ndarray
+    intervals_deg: dict[int, tuple[np.ndarray, np.ndarray]]
+    metrics: dict = field(default_factory=dict)
+
+    def compare(self, truth_deg: np.ndarray) -> dict:
+        """RMS error and 68 / 95 % coverage of each wave against the true phases (n_s, 3) in degrees; the
+        whole curve is moved by the multiple of 180 degrees that brings it closest to the truth."""
+        shift = np.round((truth_deg - self.delta_deg).mean(0) / 180.0) * 180.0
+        error = self.delta_deg + shift - truth_deg
+        out = {}
+        for k, name in enumerate(WAVE_NAMES):
+            out[f"rms_{name}_deg"] = float(np.sqrt(np.mean(error[:, k] ** 2)))
+            for level, (lo, hi) in self.intervals_deg.items():
+                inside = (truth_deg[:, k] >= lo[:, k] + shift[k]) & (truth_deg[:, k] <= hi[:, k] + shift[k])
+                out[f"coverage_{level}_{name}"] = float(inside.mean())
+        return out
+
+
+def fit_extraction(problem: IsospinProblem, fit: IsospinFit) -> IsospinExtraction:
+    """The fit's phases with Gaussian intervals from its Hessian errors."""
+    delta, err = np.degrees(fit.delta.numpy()), np.degrees(fit.delta_err.numpy())
+    intervals = {round(level * 100): _gaussian_interval(delta, err, level) for level in LEVELS}
+    metrics = {
+        "chi2": fit.fit.fval,
+        "ndf": fit.fit.ndf,
+        "chi2_p_value": fit.chi2_p_value,
+        "is_valid": fit_is_valid(fit.fit.is_valid, fit.chi2_p_value),
+        "seconds": fit.seconds,
+    }
+    return IsospinExtraction("fit", problem.energies.numpy(), delta, err, intervals, metrics)
+
+
+def diffusion_isospin(
+    problem: IsospinProblem, fit: IsospinFit, cfg: DiffusionConfig | None = None, seed: int = 0, device: str = "cpu"
+) -> IsospinExtraction:
+    """Posterior samples of the three phase-shift curves; central value the sample mean, intervals the
+    sample quantiles. Valid when the spline describes the data (p-value) and the held-out 68 % coverage
+    is within the configured tolerance."""
+    cfg = cfg or DiffusionConfig(hidden=192)  # 72 coefficients: the denoiser must be wider than that
+    result = run_diffusion(
+        problem, cfg, (fit.delta, fit.delta_err), seed=seed, device=device, model_type=IsospinSplineModel
+    )
+    samples = result["delta"]  # (samples, n_s, 3) radians
+    central = samples.mean(0)
+    problem64 = problem.to(dtype=torch.float64)
+    pulls = (problem64.cross_section_from_waves(inelastic_wave(central)) - problem64.dsigma) / problem64.error
+    chi2, ndf = float(pulls.pow(2).sum()), len(problem) - result["n_shape_parameters"]
+    p_value = chi2_p_value(chi2, ndf)
+    calibrated = abs(result["calibration_coverage_68"] - 0.68) <= cfg.calibration_tolerance
+    intervals = {}
+    for level in LEVELS:
+        q = torch.tensor([(1 - level) / 2, (1 + level) / 2], dtype=samples.dtype)
+        lo, hi = torch.quantile(samples, q, dim=0)
+        intervals[round(level * 100)] = (np.degrees(lo.numpy()), np.degrees(hi.numpy()))
+    metrics = {
+        "chi2": chi2,
+        "ndf": ndf,
+        "chi2_p_value": p_value,
+        "is_valid": fit_is_valid(result["map_valid"], p_value) and calibrated,
+        "calibration_coverage_68": result["calibration_coverage_68"],
+        "calibration_coverage_95": result["calibration_coverage_95"],
+        "band_scale": result["band_scale"],
+        "training_epochs": result["training"]["epochs"],
+        "seconds": result["seconds"],
+    }
+    return IsospinExtraction(
+        "diffusion",
+        problem.energies.numpy(),
+        np.degrees(central.numpy()),
+        np.degrees(samples.std(0).numpy()),
+        intervals,
+        metrics,
+    )
+
+
+def _gaussian_interval(value: np.ndarray, error: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
+    z = math.sqrt(2.0) * float(torch.special.erfinv(torch.tensor(level, dtype=torch.float64)))
+    return value - z * error, value + z * error
