@@ -6,7 +6,7 @@ energy's waves meet only that energy's data) from many starts at once: B starts 
 whole data (the columns of one group touch only its points), forms the k x k normal equations of every
 (start, group) by scatter-adding, and solves them in one batched call. scipy's least_squares on the whole
 problem treats the block-diagonal Jacobian as dense and one start at a time (measured on a four-channel
-pi pi fit with 19 energies and 6 parameters each: over 10 minutes for 24 starts, against 15 s for 256
+pi pi fit with 19 energies and 6 parameters each: over 10 minutes for 24 starts, against 16 s for 128
 starts here), and does not handle a flat direction (a continuous ambiguity) well.
 """
 
