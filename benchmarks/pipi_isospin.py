@@ -24,6 +24,7 @@ import torch
 
 from hadrinv.models.pipi_isospin import WAVE_NAMES as WAVES
 from hadrinv.models.pipi_isospin import cfd_truth, simulate_cfd
+from hadrinv.workflows.pipi_amplitude.fit_method import chi2_p_value
 from hadrinv.workflows.pipi_amplitude.isospin import diffusion_isospin, fit_extraction
 from hadrinv.workflows.pipi_amplitude.isospin_fit import fit_isospin, inelastic_family
 
@@ -64,7 +65,9 @@ def inelastic_row(name: str, spec: dict) -> dict:
     return {
         "set": name,
         "energies": int(len(family.energies)),
-        "chi2_p_below_1e-3": int(sum(_p_value(c, n) < 1e-3 for c, n in zip(family.chi2.tolist(), family.ndf.tolist()))),
+        "chi2_p_below_1e-3": int(
+            sum(chi2_p_value(c, n) < 1e-3 for c, n in zip(family.chi2.tolist(), family.ndf.tolist()))
+        ),
         **{f"inside_range_{w}": float(inside[k]) for k, w in enumerate(WAVES)},
         **{f"max_err_eta_{w}_to_1.25": float(error[below, k].max()) for k, w in enumerate(WAVES)},
         **{f"max_err_eta_{w}_to_1.4": float(error[:, k].max()) for k, w in enumerate(WAVES)},
@@ -72,12 +75,6 @@ def inelastic_row(name: str, spec: dict) -> dict:
         "median_stat_err_eta": [float(v) for v in family.eta_choice_err.median(0).values],
         "seconds": seconds,
     }
-
-
-def _p_value(chi2: float, ndf: int) -> float:
-    from scipy.stats import chi2 as distribution
-
-    return float(distribution.sf(chi2, max(ndf, 1)))
 
 
 def main() -> None:

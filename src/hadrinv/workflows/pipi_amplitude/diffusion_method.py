@@ -30,6 +30,7 @@ from __future__ import annotations
 import math
 import time
 
+import numpy as np
 import torch
 
 from hadrinv.inference.diffusion import ConditionalDiffusion
@@ -253,11 +254,6 @@ def diffusion_extraction(problem: PipiProblem, result: dict, tolerance: float) -
         training_epochs=result["training"]["epochs"],
         seconds=result["seconds"],
     )
-    intervals = {}
-    for level in LEVELS:
-        q = torch.tensor([(1 - level) / 2, (1 + level) / 2], dtype=delta.dtype)
-        low, high = torch.quantile(delta, q, dim=0)
-        intervals[round(level * 100)] = (rad2deg(low), rad2deg(high))
     extraction = Extraction(
         "diffusion",
         problem.energies.numpy(),
@@ -268,6 +264,16 @@ def diffusion_extraction(problem: PipiProblem, result: dict, tolerance: float) -
         torch.complex(amplitudes.real.std(0), amplitudes.imag.std(0)).numpy(),
         metrics,
         pulls=pulls,
-        intervals_deg=intervals,
+        intervals_deg=sample_intervals_deg(delta),
     )
     return extraction
+
+
+def sample_intervals_deg(delta: torch.Tensor) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """The central 68 and 95 % intervals of samples (samples, ...) in radians: level in % -> (low, high) in degrees."""
+    intervals = {}
+    for level in LEVELS:
+        q = torch.tensor([(1 - level) / 2, (1 + level) / 2], dtype=delta.dtype)
+        low, high = torch.quantile(delta, q, dim=0)
+        intervals[round(level * 100)] = (rad2deg(low), rad2deg(high))
+    return intervals

@@ -20,7 +20,12 @@ import torch
 from hadrinv.models.pipi_isospin import WAVE_NAMES, IsospinProblem
 from hadrinv.physics.pipi_isospin import inelastic_wave
 from hadrinv.workflows.pipi_amplitude.config import DiffusionConfig
-from hadrinv.workflows.pipi_amplitude.diffusion_method import LEVELS, SplinePhaseModel, run_diffusion
+from hadrinv.workflows.pipi_amplitude.diffusion_method import (
+    LEVELS,
+    SplinePhaseModel,
+    run_diffusion,
+    sample_intervals_deg,
+)
 from hadrinv.workflows.pipi_amplitude.fit_method import chi2_p_value, fit_is_valid
 from hadrinv.workflows.pipi_amplitude.gan_method import spline_design
 from hadrinv.workflows.pipi_amplitude.isospin_fit import IsospinFit
@@ -95,11 +100,6 @@ def diffusion_isospin(
     chi2, ndf = float(pulls.pow(2).sum()), len(problem) - result["n_shape_parameters"]
     p_value = chi2_p_value(chi2, ndf)
     calibrated = abs(result["calibration_coverage_68"] - 0.68) <= cfg.calibration_tolerance
-    intervals = {}
-    for level in LEVELS:
-        q = torch.tensor([(1 - level) / 2, (1 + level) / 2], dtype=samples.dtype)
-        lo, hi = torch.quantile(samples, q, dim=0)
-        intervals[round(level * 100)] = (np.degrees(lo.numpy()), np.degrees(hi.numpy()))
     metrics = {
         "chi2": chi2,
         "ndf": ndf,
@@ -116,7 +116,7 @@ def diffusion_isospin(
         problem.energies.numpy(),
         np.degrees(central.numpy()),
         np.degrees(samples.std(0).numpy()),
-        intervals,
+        sample_intervals_deg(samples),
         metrics,
     )
 
