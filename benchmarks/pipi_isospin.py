@@ -9,7 +9,9 @@ time; the diffusion model also reports its held-out calibration. Inelastic sets 
 fraction of energies whose true inelasticities lie within the range the data allow (the common-phase
 family, widened by 0.02), and the largest |eta - truth| of the family member with the P and S2 waves
 closest to elastic, up to 1.25 GeV and up to 1.4 GeV, and the fraction of true inelasticities inside its
-band (the members with the P and S2 waves within 0.1 of elastic, widened by the replicas' spread).
+band (the members with the P and S2 waves within 0.1 of elastic, widened by the replicas' spread). Beside
+it the diffusion posterior under the same assumption (`isospin_inelastic.diffusion_inelastic`): the same
+largest errors of its mean and the fraction of true inelasticities inside its 68 / 95 % intervals.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import platform
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from hadrinv.models.pipi_isospin import WAVE_NAMES as WAVES
@@ -27,6 +30,7 @@ from hadrinv.models.pipi_isospin import cfd_truth, simulate_cfd
 from hadrinv.workflows.pipi_amplitude.fit_method import chi2_p_value
 from hadrinv.workflows.pipi_amplitude.isospin import diffusion_isospin, fit_extraction
 from hadrinv.workflows.pipi_amplitude.isospin_fit import fit_isospin, inelastic_family
+from hadrinv.workflows.pipi_amplitude.isospin_inelastic import continuous_choice, diffusion_inelastic
 
 ELASTIC = {
     "irregular-30x10-2%": dict(n_s=30, n_z=10, grid="irregular", noise=0.02, seed=5),
@@ -58,6 +62,10 @@ def inelastic_row(name: str, spec: dict) -> dict:
     eta = cfd_truth(family.energies)[1]
     lo, hi = family.eta_range
     inside = ((eta >= lo - 0.02) & (eta <= hi + 0.02)).double().mean(0)
+    truth_deg = cfd_truth(family.energies)[0]
+    choice = torch.rad2deg(continuous_choice(family)[0][:, :3])
+    shift = torch.round((truth_deg - choice).mean(0) / 180.0) * 180.0
+    rms_phase = (choice + shift - truth_deg).pow(2).mean(0).sqrt()
     error = (family.eta_choice - eta).abs()
     below = torch.sqrt(family.energies) <= 1.25
     a_lo, a_hi = family.eta_assumed_range
@@ -72,8 +80,29 @@ def inelastic_row(name: str, spec: dict) -> dict:
         **{f"max_err_eta_{w}_to_1.25": float(error[below, k].max()) for k, w in enumerate(WAVES)},
         **{f"max_err_eta_{w}_to_1.4": float(error[:, k].max()) for k, w in enumerate(WAVES)},
         **{f"band_coverage_eta_{w}": float(in_band[k]) for k, w in enumerate(WAVES)},
+        "rms_phase_deg": rms_phase.tolist(),
         "median_stat_err_eta": [float(v) for v in family.eta_choice_err.median(0).values],
         "seconds": seconds,
+        "diffusion": diffusion_row(problem, family, below.numpy()),
+    }
+
+
+def diffusion_row(problem, family, below) -> dict:
+    """The diffusion posterior under the same assumption: its mean's largest eta error, and the fraction of
+    true inelasticities inside its 68 / 95 % intervals, to 1.25 GeV and to 1.4 GeV."""
+    extraction = diffusion_inelastic(problem, family)
+    truth_deg, truth_eta = (v.numpy() for v in cfd_truth(torch.as_tensor(extraction.energies)))
+    error = np.abs(extraction.eta - truth_eta)
+    row = {"rms_phase_deg": [extraction.compare(truth_deg)[f"rms_{w}_deg"] for w in WAVES]}
+    for level, (lo, hi) in extraction.eta_intervals.items():
+        inside = (truth_eta >= lo) & (truth_eta <= hi)
+        row[f"coverage_{level}_to_1.25"] = inside[below].mean(0).tolist()
+        row[f"coverage_{level}_to_1.4"] = inside.mean(0).tolist()
+    return {
+        **row,
+        "max_err_eta_to_1.25": error[below].max(0).tolist(),
+        "max_err_eta_to_1.4": error.max(0).tolist(),
+        **extraction.metrics,
     }
 
 

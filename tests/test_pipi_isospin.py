@@ -309,3 +309,44 @@ def test_a_common_phase_of_all_waves_leaves_every_channel_unchanged_and_unitarit
         torch.testing.assert_close(at_end, torch.ones_like(at_end), rtol=0, atol=1e-9)
         beyond = wave_phase_and_inelasticity(rotate_waves(waves, end + step))[1].max(-1).values
         assert bool((beyond > 1).all())
+
+
+def test_unitary_rotation_moves_waves_back_inside_unitarity_without_changing_any_channel():
+    from hadrinv.physics.pipi_isospin import (
+        CHANNELS,
+        channel_cross_section,
+        common_phase_interval,
+        inelastic_wave,
+        rotate_waves,
+        unitary_rotation,
+        wave_phase_and_inelasticity,
+    )
+
+    generator = torch.Generator().manual_seed(3)
+    delta = torch.rand(200, 3, generator=generator, dtype=torch.float64) * math.pi
+    eta = 0.4 + 0.6 * torch.rand(200, 3, generator=generator, dtype=torch.float64)
+    eta[:, 1] = 1.0  # one elastic wave pins an end of the interval at 0
+    waves = inelastic_wave(delta, eta)
+    phi, found = unitary_rotation(waves)
+    assert bool(found.all()) and float(phi.abs().max()) == 0.0  # already unitary: untouched
+    lo, hi = common_phase_interval(waves)
+    for end, push in ((lo, -0.04), (hi, 0.04)):
+        outside = rotate_waves(waves, end + push)
+        assert float(wave_phase_and_inelasticity(outside)[1].max(-1).values.min()) > 1.0
+        phi, found = unitary_rotation(outside)
+        assert bool(found.all())
+        torch.testing.assert_close(phi, -torch.full_like(phi, push), rtol=0, atol=1e-9)  # the nearest point
+        back = rotate_waves(outside, phi)
+        assert float(wave_phase_and_inelasticity(back)[1].max()) <= 1 + 1e-9
+        z, s = torch.linspace(-1, 1, 200, dtype=torch.float64), torch.full((200,), 1.2, dtype=torch.float64)
+        for channel in CHANNELS:
+            split = lambda w: {0: w[:, :1], 1: w[:, 1:2], 2: w[:, 2:]}  # noqa: E731
+            torch.testing.assert_close(
+                channel_cross_section(split(back), z, s, channel),
+                channel_cross_section(split(outside), z, s, channel),
+                rtol=1e-12,
+                atol=0,
+            )
+    # |f| > 1 cannot be made unitary by any rotation
+    phi, found = unitary_rotation(torch.tensor([[1.2j, 0.1 + 0.1j, 0.0j]], dtype=torch.complex128))
+    assert not bool(found.any()) and float(phi.abs().max()) == 0.0

@@ -95,3 +95,40 @@ def test_diffusion_recovers_the_three_phases_from_four_channels():
     assert fit_extraction(problem, fit).compare(truth)["rms_delta00_deg"] < 1.0
     with pytest.raises(ValueError, match="spline coefficients"):  # a denoiser narrower than the parameters
         diffusion_isospin(problem, fit, DiffusionConfig(n_basis=24, hidden=32, simulations=200), seed=0)
+
+
+def test_splines_in_the_kaon_momentum_follow_the_threshold_cusp_that_splines_in_s_miss():
+    from hadrinv.workflows.pipi_amplitude.gan_method import spline_design
+    from hadrinv.workflows.pipi_amplitude.isospin_inelastic import threshold_spline_design
+
+    energies = torch.linspace(0.993, 1.4, 40, dtype=torch.float64) ** 2  # from 1 MeV above 2 m_K
+    zero = torch.zeros(40, dtype=torch.float64)
+    sub = IsospinProblem(energies, torch.arange(40), zero.long(), energies, zero, zero + 1, zero + 1, ("pi+pi-",))
+    eta = cfd_truth(sub.energies)[1][:, :1]  # the S0 inelasticity: 1 at 2 m_K, about 0.4 10 MeV above
+
+    def worst(design):
+        coefficients = torch.linalg.lstsq(design, eta).solution
+        return float((design @ coefficients - eta).abs().max())
+
+    in_k, in_s = worst(threshold_spline_design(sub, 8)), worst(spline_design(sub, 8))
+    assert in_k < 0.01 and in_s > 2 * in_k, (in_k, in_s)
+
+
+def test_diffusion_above_the_kkbar_threshold_under_the_nearly_elastic_assumption():
+    from hadrinv.workflows.pipi_amplitude.config import DiffusionConfig
+    from hadrinv.workflows.pipi_amplitude.isospin_fit import inelastic_family
+    from hadrinv.workflows.pipi_amplitude.isospin_inelastic import InelasticSplineModel, diffusion_inelastic
+
+    problem = simulate_cfd(n_s=40, n_z=8, sqrt_s_max_gev=1.25, noise=0.02, seed=5)
+    sub = problem.at_energies(problem.inelastic)
+    model = InelasticSplineModel(sub, 6, elastic_width=0.05)
+    # the assumption enters as pseudo-observations 1 - eta = 0 +- 0.05 of the P and S2 waves at every energy
+    assert len(model.observed) == len(sub) + 2 * sub.n_energies and float(model.error[-1]) == 0.05
+    family = inelastic_family(problem, starts=64, seed=0, replicas=8)
+    cfg = DiffusionConfig(n_basis=6, simulations=4000, hidden=64, epochs=80, samples=400, calibration_sets=40)
+    result = diffusion_inelastic(problem, family, cfg, seed=0)
+    _, eta = cfd_truth(torch.as_tensor(result.energies))
+    assert float(result.eta.max()) <= 1.0 and float(result.eta_intervals[95][1].max()) <= 1.0  # unitarity
+    assert float((torch.as_tensor(result.eta) - eta).abs().max()) < 0.05, result.eta
+    assert result.metrics["chi2_p_value"] > 1e-3, result.metrics  # the mean still describes the data
+    assert 0.4 < result.metrics["calibration_coverage_68"] < 0.9

@@ -92,6 +92,28 @@ def common_phase_interval(waves: torch.Tensor) -> tuple[torch.Tensor, torch.Tens
     return lo.max(-1).values, hi.min(-1).values
 
 
+def unitary_rotation(waves: torch.Tensor, atol: float = 1e-12) -> tuple[torch.Tensor, torch.Tensor]:
+    """The common phase of smallest |phi| that makes every wave unitary, (phi, found), each (...,).
+
+    Wave l allows the arc sin(arg f_l + phi) >= |f_l| of phi (modulo 2 pi); the nearest point to 0 of the
+    arcs' intersection is 0 itself or one of their ends. `found` is false where the arcs do not intersect
+    (some |f_l| > 1, or waves too far from unitary), and phi is 0 there. Rotating by phi changes no
+    channel's cross section, so it enforces eta <= 1 without leaving the data.
+    """
+    r = waves.abs()
+    start = torch.arcsin(r.clamp(max=1.0)) - torch.angle(waves)  # (..., n_waves): each arc [start, start + width]
+    width = (math.pi - 2.0 * torch.arcsin(r.clamp(max=1.0))).masked_fill(r > 1.0, -1.0)
+    ends = torch.cat([start, start + width], -1)
+    wrapped = torch.remainder(ends + math.pi, 2 * math.pi) - math.pi  # in [-pi, pi)
+    candidates = torch.cat([torch.zeros_like(ends[..., :1]), wrapped], -1)
+    offset = torch.remainder(candidates[..., :, None] - start[..., None, :], 2 * math.pi)  # (..., candidates, waves)
+    inside = ((offset <= width[..., None, :] + atol) | (offset >= 2 * math.pi - atol)).all(-1)
+    cost = torch.where(inside, candidates.abs(), torch.inf)
+    best = cost.argmin(-1, keepdim=True)
+    found = torch.isfinite(cost.gather(-1, best)).squeeze(-1)
+    return torch.where(found, candidates.gather(-1, best).squeeze(-1), 0.0), found
+
+
 def rotate_waves(waves: torch.Tensor, phi: torch.Tensor) -> torch.Tensor:
     """exp(i phi) f_l for phi (...,) and waves (..., n_waves): the same cross sections in every channel."""
     return waves * torch.polar(torch.ones_like(phi), phi)[..., None]

@@ -29,6 +29,8 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -67,8 +69,17 @@ class SplinePhaseModel:
         flat = delta.reshape(*delta.shape[:-2], -1)
         return self.problem.cross_section(*self.problem.elastic_waves(flat), self.basis)
 
+    @property
+    def observed(self) -> torch.Tensor:
+        """What `cross_section` is compared with (a subclass may append pseudo-observations)."""
+        return self.problem.dsigma
+
+    @property
+    def error(self) -> torch.Tensor:
+        return self.problem.error
+
     def pulls(self, coefficients: torch.Tensor) -> torch.Tensor:
-        return (self.cross_section(coefficients) - self.problem.dsigma) / self.problem.error
+        return (self.cross_section(coefficients) - self.observed) / self.error
 
 
 def smoothness_rows(model: SplinePhaseModel, at: torch.Tensor, smoothing: float = 1e-4) -> torch.Tensor:
@@ -101,9 +112,9 @@ class Compressor:
         rows = smoothness_rows(model, start)
         self.fit = least_squares(lambda c: torch.cat([model.pulls(c), rows @ c]), start.numpy(), exact_hessian=False)
         self.c_map = torch.as_tensor(self.fit.values)
-        self.sigma_map, self.error = model.cross_section(self.c_map), model.problem.error
+        self.sigma_map, self.error = model.cross_section(self.c_map), model.error
         q, r = torch.linalg.qr(torch.cat([torch.func.jacrev(model.pulls)(self.c_map), rows]))
-        self.q = q[: len(model.problem)]
+        self.q = q[: len(model.error)]
         self.scale = torch.linalg.solve_triangular(r, torch.eye(r.shape[0], dtype=r.dtype), upper=True)
 
     def to(self, device) -> Compressor:
@@ -125,7 +136,7 @@ def run_diffusion(
     seed: int = 0,
     device: str = "cpu",
     progress: bool = False,
-    model_type: type[SplinePhaseModel] | None = None,
+    model_type: Callable[[Any, int], SplinePhaseModel] | None = None,
 ) -> dict:
     """Train on simulations from the prior around the fit `start` = (curves, errors) (n_s, n_curves),
     phase shifts in radians; return plain CPU tensors and numbers (checkpoint-safe): samples at the data,
@@ -147,9 +158,9 @@ def run_diffusion(
     def simulate(n: int) -> tuple[torch.Tensor, torch.Tensor]:
         """n pairs (whitened coefficients from the prior, summaries of noisy cross sections)."""
         theta = cfg.prior_width * torch.randn(n, model.dim, generator=generator, dtype=torch.float64).to(device)
-        noise = torch.randn(n, len(problem64), generator=generator, dtype=torch.float64).to(device)
+        noise = torch.randn(n, len(model.error), generator=generator, dtype=torch.float64).to(device)
         sigma = torch.cat([model.cross_section(chunk) for chunk in compress.coefficients(theta).split(2048)])
-        return theta, compress.summary(sigma + problem64.error * noise)
+        return theta, compress.summary(sigma + model.error * noise)
 
     theta, x = simulate(cfg.simulations)
     # the network learns the posterior of n - shrink y: the linearised posterior mean is about shrink y, so
@@ -181,7 +192,7 @@ def run_diffusion(
         n_samples = estimator.sample(summary.float(), n).to(torch.float64) + shrink * summary[..., None, :]
         return model.delta(compress.coefficients(n_samples))
 
-    x_obs = compress.summary(problem64.dsigma)
+    x_obs = compress.summary(model.observed)
     samples = delta_samples(x_obs, cfg.samples).cpu()  # (samples, n_s, n_waves)
     # calibration on held-out simulations: are their true phase shifts inside their own intervals? One
     # set fixes the band's scale (when recalibrating), a second, independent one checks it

@@ -46,7 +46,8 @@ class IsospinSplineModel(SplinePhaseModel):
 
 @dataclass
 class IsospinExtraction:
-    """Phase shifts in degrees, (n_s, 3) in the order of `WAVE_NAMES`, with 1-sigma errors and intervals."""
+    """Phase shifts in degrees, (n_s, 3) in the order of `WAVE_NAMES`, with 1-sigma errors and intervals;
+    above the inelastic threshold also the inelasticities."""
 
     method: str
     energies: np.ndarray  # (n_s,) GeV^2
@@ -54,10 +55,14 @@ class IsospinExtraction:
     delta_err_deg: np.ndarray
     intervals_deg: dict[int, tuple[np.ndarray, np.ndarray]]
     metrics: dict = field(default_factory=dict)
+    eta: np.ndarray | None = None  # (n_s, 3)
+    eta_err: np.ndarray | None = None
+    eta_intervals: dict[int, tuple[np.ndarray, np.ndarray]] | None = None
 
-    def compare(self, truth_deg: np.ndarray) -> dict:
+    def compare(self, truth_deg: np.ndarray, truth_eta: np.ndarray | None = None) -> dict:
         """RMS error and 68 / 95 % coverage of each wave against the true phases (n_s, 3) in degrees; the
-        whole curve is moved by the multiple of 180 degrees that brings it closest to the truth."""
+        whole curve is moved by the multiple of 180 degrees that brings it closest to the truth. With the
+        true inelasticities (and inelasticities here): their largest and RMS error and coverage too."""
         shift = np.round((truth_deg - self.delta_deg).mean(0) / 180.0) * 180.0
         error = self.delta_deg + shift - truth_deg
         out = {}
@@ -65,6 +70,15 @@ class IsospinExtraction:
             out[f"rms_{name}_deg"] = float(np.sqrt(np.mean(error[:, k] ** 2)))
             for level, (lo, hi) in self.intervals_deg.items():
                 inside = (truth_deg[:, k] >= lo[:, k] + shift[k]) & (truth_deg[:, k] <= hi[:, k] + shift[k])
+                out[f"coverage_{level}_{name}"] = float(inside.mean())
+        if truth_eta is None or self.eta is None:
+            return out
+        for k, name in enumerate(WAVE_NAMES):
+            name = "eta" + name.removeprefix("delta")
+            out[f"max_{name}_err"] = float(np.abs(self.eta[:, k] - truth_eta[:, k]).max())
+            out[f"rms_{name}"] = float(np.sqrt(np.mean((self.eta[:, k] - truth_eta[:, k]) ** 2)))
+            for level, (lo, hi) in (self.eta_intervals or {}).items():
+                inside = (truth_eta[:, k] >= lo[:, k]) & (truth_eta[:, k] <= hi[:, k])
                 out[f"coverage_{level}_{name}"] = float(inside.mean())
         return out
 
