@@ -14,5 +14,11 @@ for device in cuda cpu; do
   tail -n 25 "$out/pipi-$device.log"
   echo "pipi quick --method all on $device: $((SECONDS - start)) s wall"
 done
+# pi pi isospin: both diffusion posteriors (below and above 2 m_K) on the GPU, quick preset
+start=$SECONDS
+hadrinv run pipi-isospin --preset quick --device cuda --no-progress --out "$out/isospin-cuda" --force \
+  > "$out/isospin-cuda.log" 2>&1 || echo "exit code $?"
+tail -n 20 "$out/isospin-cuda.log"
+echo "pipi-isospin quick on cuda: $((SECONDS - start)) s wall"
 # the talk's CNN GAN (--preset paper): seconds per step and the extrapolated 100 members
 python benchmarks/pipi_paper_member_time.py --device cuda --steps 5,15

@@ -80,7 +80,8 @@ def _parser() -> argparse.ArgumentParser:
     p_run.add_argument("--seed", type=int, help="random seed (same seed, same numbers on CPU)")
     p_run.add_argument(
         "--method",
-        help="extraction method: fit, gan, diffusion, both (fit, gan) or all (pipi-amplitude); minuit, newton (pwa-*)",
+        help="extraction method: fit, gan, diffusion, both (fit, gan) or all (pipi-amplitude); fit, diffusion or both "
+        "(pipi-isospin); minuit, newton (pwa-*)",
     )
     p_run.add_argument("--case", help="test case, e.g. separable or omega-omega (halqcd-potential)")
     execution = p_run.add_argument_group("execution (the same for every workflow; config section `execution`)")
@@ -154,6 +155,37 @@ def _parser() -> argparse.ArgumentParser:
         "section",
     )
     p_pipi.add_argument("--seed", type=int, default=d.seed)
+
+    from hadrinv.workflows.pipi_isospin.config import CFDSimulationConfig
+
+    c = CFDSimulationConfig()
+    p_channels = _simulator(
+        sims,
+        "pipi-channels",
+        _cmd_simulate_pipi_channels,
+        help="pi pi dsigma/dOmega in several charge channels from the CFD waves (GKPY 2011)",
+        description="Write CFD pseudo-data: dsigma/dOmega (GeV^-2) of each charge channel at every energy and angle, "
+        "errors a fixed fraction of each point; columns channel, s, cos_theta, dsigma_domega, error. The settings go "
+        "to FILE.truth.json (the pipi-isospin workflow then compares with the CFD waves).",
+    )
+    p_channels.add_argument("--out", required=True, help="output CSV file")
+    p_channels.add_argument("--n-s", type=int, default=c.n_s, help=f"energies (default {c.n_s})")
+    p_channels.add_argument("--n-z", type=int, default=c.n_z, help=f"angles per energy and channel (default {c.n_z})")
+    p_channels.add_argument("--grid", choices=["regular", "irregular"], default=c.grid)
+    p_channels.add_argument(
+        "--sqrt-s-max", type=float, default=c.sqrt_s_max_gev, help=f"GeV, at most 1.42 (default {c.sqrt_s_max_gev})"
+    )
+    p_channels.add_argument(
+        "--channels", default=",".join(c.channels), help=f"comma-separated (default {','.join(c.channels)})"
+    )
+    p_channels.add_argument("--noise", type=float, default=c.noise, help=f"relative error (default {c.noise})")
+    p_channels.add_argument(
+        "--flux-error",
+        type=float,
+        default=c.flux_error,
+        help=f"absolute error of S0-inelastic (default {c.flux_error})",
+    )
+    p_channels.add_argument("--seed", type=int, default=0)
 
     from hadrinv.physics.femtoscopy import HAL_N_OMEGA, HAL_N_OMEGA_PION_MASS_MEV, P_OMEGA_REDUCED_MASS_MEV
 
@@ -387,6 +419,40 @@ def _cmd_simulate_pipi(args) -> int:
     data = simulate_pipi(spec)
     path = write_cross_sections(data, args.out)
     print(f"wrote {len(data)} points at {len(data.energies)} energies to {path} (truth: {path.name}.truth.json)")
+    return 0
+
+
+def _cmd_simulate_pipi_channels(args) -> int:
+    from pydantic import ValidationError
+
+    from hadrinv.data.channel_cross_sections import write_channel_cross_sections
+    from hadrinv.models.pipi_isospin import simulate_cfd
+    from hadrinv.workflows.pipi_isospin.config import CFDSimulationConfig
+    from hadrinv.workflows.pipi_isospin.run import TRUTH_MODEL
+
+    options = {"n_s": "--n-s", "n_z": "--n-z", "sqrt_s_max_gev": "--sqrt-s-max", "channels": "--channels"}
+    settings = {
+        "n_s": args.n_s,
+        "n_z": args.n_z,
+        "grid": args.grid,
+        "sqrt_s_max_gev": args.sqrt_s_max,
+        "channels": [c.strip() for c in args.channels.split(",") if c.strip()],
+        "noise": args.noise,
+        "flux_error": args.flux_error,
+    }
+    try:
+        spec = CFDSimulationConfig(**settings).model_dump()
+    except ValidationError as exc:  # name the option the user typed, not the field behind it
+        error = exc.errors()[0]
+        field = str(error["loc"][0]) if error["loc"] else ""
+        raise ValueError(f"{options.get(field, '--' + field.replace('_', '-'))}: {error['msg']}") from None
+    problem = simulate_cfd(**spec, seed=args.seed)
+    data = problem.to_data(str(args.out), {"model": TRUTH_MODEL, **spec, "seed": args.seed})
+    path = write_channel_cross_sections(data, args.out)
+    print(
+        f"wrote {len(data)} points in {len(spec['channels'])} channels at {problem.n_energies} energies to {path} "
+        f"(truth: {path.name}.truth.json)"
+    )
     return 0
 
 

@@ -29,12 +29,14 @@ def read_numeric_csv(
     required: tuple[str, ...],
     optional: tuple[str, ...] = (),
     check_row: Callable[[int, dict], None] | None = None,
+    label_columns: tuple[str, ...] = (),
 ) -> dict[str, np.ndarray]:
     """The columns of a numeric CSV file, validated: every reader of users' tables goes through here.
 
     Rejects a missing, empty, binary or non-UTF-8 file, missing or repeated columns, a wrong field count,
     a value that is not a finite number. Lines starting with '#' are comments. ``check_row(row, values)``
     gets each row's values by column name (the physics checks of the caller) and raises DataError.
+    `label_columns`: required columns of labels (a channel, a target), read as stripped non-empty strings.
     """
     path = Path(path)
     if not path.is_file():
@@ -58,25 +60,31 @@ def read_numeric_csv(
         raise DataError(path, "empty file (only comments)")
     header_row, header_line = lines[0]
     header = [h.strip() for h in next(csv.reader(io.StringIO(header_line)))]
-    missing = [c for c in required if c not in header]
+    missing = [c for c in required + label_columns if c not in header]
     if missing:
-        expected = ", ".join(required) + (f"[, {', '.join(optional)}]" if optional else "")
+        expected = ", ".join(required + label_columns) + (f"[, {', '.join(optional)}]" if optional else "")
         raise DataError(
             path,
             f"missing column(s) {', '.join(missing)} in header {header_line.strip()!r}; expected {expected}",
             header_row,
         )
-    duplicated = sorted({h for h in header if header.count(h) > 1 and h in required + optional})
+    duplicated = sorted({h for h in header if header.count(h) > 1 and h in required + optional + label_columns})
     if duplicated:
         raise DataError(path, f"column(s) {', '.join(duplicated)} appear more than once in the header", header_row)
     columns = {name: header.index(name) for name in required + optional if name in header}
     if len(lines) == 1:
         raise DataError(path, "no data rows after the header")
+    labels = {name: header.index(name) for name in label_columns}
     values = {name: np.empty(len(lines) - 1) for name in columns}
+    values.update({name: np.empty(len(lines) - 1, dtype=object) for name in labels})
     for i, (row, line) in enumerate(lines[1:]):
         fields = next(csv.reader(io.StringIO(line)))
         if len(fields) != len(header):
             raise DataError(path, f"{len(fields)} fields, header has {len(header)}", row)
+        for name, col in labels.items():
+            if not fields[col].strip():
+                raise DataError(path, f"column {name} is empty", row)
+            values[name][i] = fields[col].strip()
         for name, col in columns.items():
             text_value = fields[col].strip()
             try:
@@ -88,7 +96,7 @@ def read_numeric_csv(
             values[name][i] = value
         if check_row is not None:
             check_row(row, {name: v[i] for name, v in values.items()})
-    return values
+    return {name: v.astype(str) if name in labels else v for name, v in values.items()}
 
 
 # Readers of measured values store them in float64 and square them (pulls, chi^2, Hessians). Beyond these

@@ -3,6 +3,9 @@
 Data: dsigma/dOmega of charge channels (pi+pi- -> pi+pi-, pi0pi0 -> pi0pi0, pi+pi+ -> pi+pi+, pi+pi0 -> pi+pi0,
 ...) at points (s, cos theta), grouped by energy. Each channel is a fixed combination of the isospin
 amplitudes (`physics.pipi_isospin.CHANNELS`), so together they fix the three waves of definite isospin.
+A channel of `INELASTIC_CHANNELS` ("S0-inelastic") holds instead 1 - eta^2 of one wave, dimensionless, one
+point per energy (its cos theta is not used); above the K Kbar threshold it fixes what the pi pi channels
+cannot (`physics.pipi_isospin.common_phase_interval`).
 
 Parameters, energy-major: the phase shifts (delta_0^0, delta_1^1, delta_0^2)(s_i) in radians at every
 energy, then, at the energies at or above `inelastic_from_gev2` (default the K Kbar threshold, below which
@@ -20,14 +23,18 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from hadrinv.data.channel_cross_sections import ChannelCrossSections
 from hadrinv.physics.pipi_isospin import (
+    ALL_CHANNELS,
     CHANNELS,
+    INELASTIC_CHANNELS,
     S_K_GEV2,
     S_PI_GEV2,
     cfd_inelasticity,
     cfd_phase_shift_deg,
     cfd_waves,
     channel_cross_section,
+    inelastic_flux,
     inelastic_wave,
     isospin_amplitude,
 )
@@ -42,16 +49,60 @@ class IsospinProblem:
     channel_index: torch.Tensor  # (n_points,) index into channels
     s: torch.Tensor  # (n_points,) GeV^2
     cos_theta: torch.Tensor  # (n_points,)
-    dsigma: torch.Tensor  # (n_points,) GeV^-2
-    error: torch.Tensor  # (n_points,) GeV^-2
+    dsigma: torch.Tensor  # (n_points,) GeV^-2 (1 - eta^2, dimensionless, for an inelastic channel)
+    error: torch.Tensor  # (n_points,) same units
     channels: tuple[str, ...]
     inelastic_from_gev2: float = S_K_GEV2
 
     def __post_init__(self):
-        unknown = [c for c in self.channels if c not in CHANNELS]
+        unknown = [c for c in self.channels if c not in ALL_CHANNELS]
         if unknown:
-            raise ValueError(f"unknown channel(s) {unknown}; known: {sorted(CHANNELS)}")
-        self._coefficients = torch.tensor([CHANNELS[c] for c in self.channels], dtype=torch.float64)
+            raise ValueError(f"unknown channel(s) {unknown}; known: {', '.join(ALL_CHANNELS)}")
+        zero = (0.0, 0.0, 0.0)
+        self._coefficients = torch.tensor([CHANNELS.get(c, zero) for c in self.channels], dtype=torch.float64)
+        self._flux_wave = torch.tensor([INELASTIC_CHANNELS.get(c, -1) for c in self.channels])
+
+    @property
+    def flux_points(self) -> torch.Tensor:
+        """(n_points,) bool: points of an inelastic channel (1 - eta^2 of a wave)."""
+        return self._flux_wave.to(self.channel_index.device)[self.channel_index] >= 0
+
+    @property
+    def flux_measured(self) -> torch.Tensor:
+        """(n_s,) bool: energies where an inelastic channel was measured."""
+        measured = torch.zeros(self.n_energies, dtype=torch.bool, device=self.energies.device)
+        return measured.index_fill_(0, self.energy_index[self.flux_points], True)
+
+    @classmethod
+    def from_data(cls, data: ChannelCrossSections, inelastic_from_gev2: float = S_K_GEV2) -> IsospinProblem:
+        """The problem of a validated table (`data.channel_cross_sections`); channels in the order of
+        `CHANNELS`, energies sorted (points at the same s, in any channel, share an energy)."""
+        channels = tuple(c for c in ALL_CHANNELS if c in set(data.channel.tolist()))
+        energies = np.unique(data.s)
+        as_tensor = lambda x: torch.as_tensor(np.asarray(x, dtype=np.float64))  # noqa: E731
+        return cls(
+            as_tensor(energies),
+            torch.as_tensor(np.searchsorted(energies, data.s)),
+            torch.as_tensor(np.array([channels.index(c) for c in data.channel.tolist()], dtype=np.int64)),
+            as_tensor(data.s),
+            as_tensor(data.cos_theta),
+            as_tensor(data.dsigma_domega),
+            as_tensor(data.error),
+            channels,
+            inelastic_from_gev2,
+        )
+
+    def to_data(self, source: str = "<memory>", truth: dict | None = None) -> ChannelCrossSections:
+        """The points as a table, to write with `write_channel_cross_sections`."""
+        return ChannelCrossSections(
+            np.array(self.channels)[self.channel_index.cpu().numpy()],
+            self.s.cpu().numpy(),
+            self.cos_theta.cpu().numpy(),
+            self.dsigma.cpu().numpy(),
+            self.error.cpu().numpy(),
+            source,
+            truth or {},
+        )
 
     @property
     def n_energies(self) -> int:
@@ -103,6 +154,7 @@ class IsospinProblem:
             self.inelastic_from_gev2,
         )
         moved._coefficients = moved._coefficients.to(device=device)
+        moved._flux_wave = moved._flux_wave.to(device=device)
         return moved
 
     def unpack(self, params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -125,7 +177,12 @@ class IsospinProblem:
             [isospin_amplitude(at_points[..., i : i + 1], self.cos_theta, i) for i in range(3)], dim=-1
         )  # (..., n_points, 3): A_0, A_1, A_2
         amplitude = (amplitudes * self._coefficients[self.channel_index]).sum(-1)
-        return (amplitude.real**2 + amplitude.imag**2) / (64.0 * math.pi**2 * self.s)
+        sigma = (amplitude.real**2 + amplitude.imag**2) / (64.0 * math.pi**2 * self.s)
+        if not bool(self.flux_points.any()):
+            return sigma
+        wave = self._flux_wave[self.channel_index].clamp(min=0)  # (n_points,)
+        flux = inelastic_flux(at_points.gather(-1, wave.expand(at_points.shape[:-1])[..., None]).squeeze(-1))
+        return torch.where(self.flux_points, flux, sigma)
 
     def cross_section(self, params: torch.Tensor) -> torch.Tensor:
         return self.cross_section_from_waves(self.waves(params))
@@ -156,30 +213,43 @@ def simulate_cfd(
     noise: float = 0.02,
     seed: int = 0,
     grid: str = "irregular",
+    flux_error: float = 0.03,
 ) -> IsospinProblem:
-    """Pseudo-data from the CFD waves (`physics.pipi_isospin`): every channel at every energy and angle,
-    Gaussian errors `noise` x the cross section. grid "regular": evenly spaced s and cos theta; "irregular":
-    energies uniform in sqrt(s) at random, angles at random per energy and channel."""
+    """Pseudo-data from the CFD waves (`physics.pipi_isospin`): every pi pi channel at every energy and angle,
+    Gaussian errors `noise` x the cross section; an inelastic channel ("S0-inelastic") once per energy above
+    the K Kbar threshold, 1 - eta^2 with the absolute error `flux_error`. grid "regular": evenly spaced s
+    and cos theta; "irregular": energies uniform in sqrt(s) at random, angles at random per energy and channel."""
     rng = np.random.default_rng(seed)
+    pipi = [c for c in channels if c not in INELASTIC_CHANNELS]
+    fluxes = [c for c in channels if c in INELASTIC_CHANNELS]
     lo = math.sqrt(S_PI_GEV2) + 0.02  # just above threshold: cross sections there are tiny
     if grid == "regular":
         sqrt_s = np.linspace(lo, sqrt_s_max_gev, n_s)
-        z = np.tile(np.linspace(-0.95, 0.95, n_z), (n_s, len(channels), 1))
+        z = np.tile(np.linspace(-0.95, 0.95, n_z), (n_s, len(pipi), 1))
     elif grid == "irregular":
         sqrt_s = np.sort(rng.uniform(lo, sqrt_s_max_gev, n_s))
-        z = rng.uniform(-1.0, 1.0, (n_s, len(channels), n_z))
+        z = rng.uniform(-1.0, 1.0, (n_s, len(pipi), n_z))
     else:
         raise ValueError(f"grid must be 'regular' or 'irregular', got {grid!r}")
     energies = torch.as_tensor(sqrt_s**2)
-    energy_index = torch.arange(n_s).repeat_interleave(len(channels) * n_z)
-    channel_index = torch.arange(len(channels)).repeat_interleave(n_z).repeat(n_s)
+    energy_index = torch.arange(n_s).repeat_interleave(len(pipi) * n_z)
+    channel_index = torch.arange(len(pipi)).repeat_interleave(n_z).repeat(n_s)
     s = energies[energy_index]
     cos_theta = torch.as_tensor(z.reshape(-1))
     waves = cfd_waves(s)
     truth = torch.stack(
-        [channel_cross_section(waves, cos_theta, s, c) for c in channels]
+        [channel_cross_section(waves, cos_theta, s, c) for c in pipi]
     )  # (channels, n_points): each point keeps its own channel below
-    sigma = truth.gather(0, channel_index[None]).squeeze(0)
+    sigma = truth.gather(0, channel_index[None]).squeeze(0) if pipi else torch.zeros(0, dtype=torch.float64)
     error = noise * sigma
+    above = torch.nonzero(energies >= S_K_GEV2).flatten()
+    eta = cfd_truth(energies[above])[1]
+    for k, name in enumerate(fluxes):
+        energy_index = torch.cat([energy_index, above])
+        channel_index = torch.cat([channel_index, torch.full_like(above, len(pipi) + k)])
+        s = torch.cat([s, energies[above]])
+        cos_theta = torch.cat([cos_theta, torch.zeros(len(above), dtype=torch.float64)])
+        sigma = torch.cat([sigma, 1.0 - eta[:, INELASTIC_CHANNELS[name]] ** 2])
+        error = torch.cat([error, torch.full((len(above),), flux_error, dtype=torch.float64)])
     observed = sigma + error * torch.as_tensor(rng.standard_normal(len(sigma)))
-    return IsospinProblem(energies, energy_index, channel_index, s, cos_theta, observed, error, tuple(channels))
+    return IsospinProblem(energies, energy_index, channel_index, s, cos_theta, observed, error, (*pipi, *fluxes))

@@ -132,6 +132,20 @@ CHANNELS: dict[str, tuple[float, float, float]] = {
 }
 
 
+# Observables of the inelastic flux itself, one number per energy: "S0-inelastic" is 1 - (eta_0^0)^2, the
+# probability that an S0 pi pi pair leaves pi pi. Where K Kbar is the only open inelastic channel (up to about
+# 1.1 GeV; eta eta and 4 pi stay small to 1.4 GeV in CFD) it is |S(pi pi -> K Kbar)|^2 of the S0 wave, which
+# pi pi -> K Kbar experiments measure, and it fixes the common phase that the pi pi channels leave free.
+INELASTIC_CHANNELS: dict[str, int] = {"S0-inelastic": 0}  # name -> index of the wave (S0, P, S2)
+ALL_CHANNELS = (*CHANNELS, *INELASTIC_CHANNELS)
+
+
+def inelastic_flux(waves: torch.Tensor) -> torch.Tensor:
+    """1 - eta^2 = 1 - |1 + 2i f|^2 of each wave (dimensionless, in [0, 1] for a unitary wave)."""
+    s_matrix = 1.0 + 2.0j * waves
+    return 1.0 - (s_matrix.real**2 + s_matrix.imag**2)
+
+
 def allowed_l(isospin: int, n_waves: int) -> list[int]:
     """The angular momenta held by waves[isospin]: even l for I = 0, 2, odd l for I = 1, increasing."""
     if isospin not in (0, 1, 2):

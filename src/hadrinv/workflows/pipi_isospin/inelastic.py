@@ -1,17 +1,18 @@
-"""The S0, P and S2 waves above the K Kbar threshold by conditional diffusion, under a stated assumption.
+"""The S0, P and S2 waves above the K Kbar threshold by conditional diffusion.
 
-Above 2 m_K every channel's cross section is unchanged by a common phase of all the waves
-(`physics.pipi_isospin.common_phase_interval`): the data leave a flat direction at every energy, and no
-posterior exists without a further assumption. The one used here is the fit's (`isospin_fit.inelastic_family`):
-the P and S2 waves nearly elastic, here as a Gaussian pseudo-observation 1 - eta = 0 +- `elastic_width` of each
-of them at every energy. The simulations draw it like any measurement, so the posterior is the data's times
+Above 2 m_K every pi pi channel's cross section is unchanged by a common phase of all the waves
+(`physics.pipi_isospin.common_phase_interval`): those data leave a flat direction at every energy. A measured
+inelastic channel ("S0-inelastic", 1 - eta^2 of the S0 wave, which pi pi -> K Kbar measures) fixes it. At the
+energies without one the flat direction is resolved by the fit's assumption (`fit.inelastic_family`): the
+P and S2 waves nearly elastic, here as a Gaussian pseudo-observation 1 - eta = 0 +- `elastic_width` of each
+at every such energy. The simulations draw it like any measurement, so the posterior is the data's times
 the assumption's, and the assumption's width shows in the band instead of hiding in a choice.
 
-Representation: six curves on cubic B-splines in s over the inelastic energies, delta_0^0, delta_1^1, delta_0^2
+Representation: six curves on cubic B-splines over the inelastic energies, delta_0^0, delta_1^1, delta_0^2
 (radians) and epsilon_l = 1 - eta_l of the same waves. epsilon, not u with eta = cos^2 u as in the fit: the map
 must be regular at eta = 1, where the P and S2 waves sit, or the Laplace approximation that the prior is built
-from is singular there (d eta / du = 0 at u = 0). The Gaussian's tail beyond the unitarity bound is cut: a
-sample's eta above 1 is reported as 1 (unitarity as an inequality), and the fraction cut is a metric.
+from is singular there (d eta / du = 0 at u = 0). Samples beyond the unitarity bound (the Gaussian's tail)
+are turned back inside it by a common phase (`unitary_samples`); the fraction turned is a metric.
 
 The prior is centred on the fit's choice (`inelastic_family`), made continuous in s on the rising branch.
 """
@@ -19,13 +20,14 @@ The prior is centred on the fit's choice (`inelastic_family`), made continuous i
 from __future__ import annotations
 
 import math
+import time
 
 import numpy as np
 import torch
 
 from hadrinv.inference.networks import bspline_design_matrix
 from hadrinv.models.pipi_isospin import IsospinProblem
-from hadrinv.physics.partial_waves import rising_path, wrap_half_period
+from hadrinv.physics.partial_waves import wrap_half_period
 from hadrinv.physics.pipi_isospin import (
     inelastic_wave,
     rotate_waves,
@@ -33,17 +35,16 @@ from hadrinv.physics.pipi_isospin import (
     wave_phase_and_inelasticity,
 )
 from hadrinv.workflows.pipi_amplitude.config import DiffusionConfig
-from hadrinv.workflows.pipi_amplitude.diffusion_method import LEVELS, SplinePhaseModel, run_diffusion
+from hadrinv.workflows.pipi_amplitude.diffusion_method import LEVELS, Compressor, SplinePhaseModel, run_diffusion
 from hadrinv.workflows.pipi_amplitude.fit_method import chi2_p_value, fit_is_valid
-from hadrinv.workflows.pipi_amplitude.isospin import IsospinExtraction
-from hadrinv.workflows.pipi_amplitude.isospin_fit import InelasticFamily
-
-_PATH_SIGN = torch.tensor([1.0, 1.0, -1.0], dtype=torch.float64)  # delta_0^2 falls: followed as -delta_0^2
+from hadrinv.workflows.pipi_isospin.extraction import IsospinExtraction
+from hadrinv.workflows.pipi_isospin.fit import InelasticFamily, continuous_choice
 
 
 class InelasticSplineModel(SplinePhaseModel):
     """Cross sections of the charge channels, then the pseudo-observations epsilon of the `nearly_elastic`
-    waves at every energy, from spline coefficients (..., 6 * n_basis): three phases, three epsilons."""
+    waves at every energy where no inelastic channel was measured, from spline coefficients (..., 6 * n_basis):
+    three phases, three epsilons."""
 
     def __init__(
         self, problem: IsospinProblem, n_basis: int, elastic_width: float = 0.05, nearly_elastic: tuple = (1, 2)
@@ -55,7 +56,9 @@ class InelasticSplineModel(SplinePhaseModel):
         self.n_curves = 2 * problem.n_waves
         self.dim = self.n_curves * n_basis
         self.nearly_elastic = [problem.n_waves + k for k in nearly_elastic]
-        n_pseudo = problem.n_energies * len(nearly_elastic)
+        # where an inelastic channel was measured the data fix the common phase: no assumption there
+        self.assumed = torch.nonzero(~problem.flux_measured).flatten()
+        n_pseudo = len(self.assumed) * len(nearly_elastic)
         zeros = torch.zeros(n_pseudo, dtype=problem.dsigma.dtype, device=problem.dsigma.device)
         self._observed = torch.cat([problem.dsigma, zeros])
         self._error = torch.cat([problem.error, zeros + elastic_width])
@@ -68,14 +71,11 @@ class InelasticSplineModel(SplinePhaseModel):
     def error(self) -> torch.Tensor:
         return self._error
 
-    def waves(self, coefficients: torch.Tensor) -> torch.Tensor:
-        curves = self.delta(coefficients)
-        return inelastic_wave(curves[..., :3], 1.0 - curves[..., 3:])
-
     def cross_section(self, coefficients: torch.Tensor) -> torch.Tensor:
         curves = self.delta(coefficients)
         sigma = self.problem.cross_section_from_waves(inelastic_wave(curves[..., :3], 1.0 - curves[..., 3:]))
-        return torch.cat([sigma, curves[..., self.nearly_elastic].flatten(-2)], -1)
+        pseudo = curves[..., self.assumed, :][..., self.nearly_elastic].flatten(-2)
+        return torch.cat([sigma, pseudo], -1)
 
 
 def threshold_spline_design(problem: IsospinProblem, n_basis: int) -> torch.Tensor:
@@ -91,18 +91,47 @@ def threshold_spline_design(problem: IsospinProblem, n_basis: int) -> torch.Tens
     return bspline_design_matrix(k, n_basis, float(k.min()) - pad, float(k.max()) + pad)
 
 
-def continuous_choice(family: InelasticFamily) -> tuple[torch.Tensor, torch.Tensor]:
-    """The family's chosen member as curves (n_s, 6) for a spline, and their errors: the phases on one branch of
-    A -> -A* (delta -> -delta, which every cross section allows) and continuous in s (the smoothest rising
-    path, delta_0^2 falling), then epsilon = 1 - eta. Errors from the replicas; where there are none, 2 degrees
-    and 0.05."""
-    delta = family.delta_choice
-    candidates = torch.stack([delta, -delta]) * _PATH_SIGN
-    path = rising_path(candidates) * _PATH_SIGN
-    curves = torch.cat([path, 1.0 - family.eta_choice], -1)
-    fallback = torch.tensor([math.radians(2.0)] * 3 + [0.05] * 3, dtype=torch.float64)
-    errors = torch.cat([family.delta_choice_err, family.eta_choice_err], -1)
-    return curves, torch.where(torch.isfinite(errors), errors, fallback)
+def spline_fit_inelastic(
+    problem: IsospinProblem,
+    family: InelasticFamily,
+    n_basis: int = 8,
+    elastic_width: float = 0.05,
+    nearly_elastic: tuple[int, ...] = (1, 2),
+) -> IsospinExtraction:
+    """The classical counterpart of `diffusion_inelastic`: the least-squares fit of the same six spline
+    curves (the maximum a posteriori point its prior is centred on, with the same pseudo-observations where
+    no inelastic channel was measured), errors from its Laplace approximation (Gauss-Newton), Gaussian
+    intervals. A wave with eta above 1 at some energy is turned back by a common phase as the samples are."""
+    started = time.perf_counter()
+    sub = problem.at_energies(problem.inelastic).to(dtype=torch.float64)
+    model = InelasticSplineModel(sub, n_basis, elastic_width, nearly_elastic)
+    compress = Compressor(model, *continuous_choice(family))
+    jacobian = torch.func.jacrev(model.delta)(compress.c_map)  # (n_s, 6, dim): the curves are linear in c
+    error = torch.einsum("scd,de->sce", jacobian, compress.scale).pow(2).sum(-1).sqrt()
+    curves = model.delta(compress.c_map)
+    delta, eta, moved = unitary_samples(curves[None, :, :3], 1.0 - curves[None, :, 3:])
+    delta, eta = delta[0], eta[0]
+    pulls = (sub.cross_section_from_waves(inelastic_wave(delta, eta)) - sub.dsigma) / sub.error
+    chi2, ndf = float(pulls.pow(2).sum()), len(sub) - model.dim
+    p_value = chi2_p_value(chi2, ndf)
+    delta_deg, delta_err = np.degrees(delta.numpy()), np.degrees(error[:, :3].numpy())
+    eta, eta_err = eta.numpy(), error[:, 3:].numpy()
+    intervals, eta_intervals = {}, {}
+    for level in LEVELS:
+        z = math.sqrt(2.0) * float(torch.special.erfinv(torch.tensor(level, dtype=torch.float64)))
+        intervals[round(level * 100)] = (delta_deg - z * delta_err, delta_deg + z * delta_err)
+        eta_intervals[round(level * 100)] = (eta - z * eta_err, np.minimum(eta + z * eta_err, 1.0))
+    metrics = {
+        "chi2": chi2,
+        "ndf": ndf,
+        "chi2_p_value": p_value,
+        "is_valid": fit_is_valid(compress.fit.is_valid, p_value),
+        "unitarity_moved_fraction": moved,
+        "seconds": time.perf_counter() - started,
+    }
+    return IsospinExtraction(
+        "spline fit", sub.energies.numpy(), delta_deg, delta_err, intervals, metrics, eta, eta_err, eta_intervals
+    )
 
 
 def unitary_samples(delta: torch.Tensor, eta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, float]:
@@ -123,20 +152,23 @@ def diffusion_inelastic(
     family: InelasticFamily,
     cfg: DiffusionConfig | None = None,
     elastic_width: float = 0.05,
+    nearly_elastic: tuple[int, ...] = (1, 2),
     seed: int = 0,
     device: str = "cpu",
 ) -> IsospinExtraction:
-    """Posterior samples of the three phases and inelasticities at the inelastic energies of `problem`,
-    under the nearly-elastic P and S2 assumption of width `elastic_width`. Central values are the sample
-    means, intervals the sample quantiles; valid when the spline describes the data (p-value of the cross
-    sections alone) and the held-out 68 % coverage is within the configured tolerance."""
+    """Posterior samples of the three phases and inelasticities at the inelastic energies of `problem`; where
+    no inelastic channel was measured, under the assumption that the waves `nearly_elastic` (default P and S2)
+    have 1 - eta = 0 +- `elastic_width`.
+    Central values are the sample means, intervals the sample quantiles; valid when the spline describes the
+    data (p-value of the cross sections alone) and the held-out 68 % coverage is within the configured
+    tolerance."""
     cfg = cfg or DiffusionConfig(n_basis=8, hidden=128)
     sub = problem.at_energies(problem.inelastic)
     if sub.n_energies < 4:
         raise ValueError(f"{sub.n_energies} energies above the inelastic threshold; the splines need at least 4")
 
     def model_type(p: IsospinProblem, n_basis: int) -> InelasticSplineModel:
-        return InelasticSplineModel(p, n_basis, elastic_width)
+        return InelasticSplineModel(p, n_basis, elastic_width, nearly_elastic)
 
     result = run_diffusion(sub, cfg, continuous_choice(family), seed=seed, device=device, model_type=model_type)
     curves = result["delta"]  # (samples, n_s, 6)
@@ -157,6 +189,7 @@ def diffusion_inelastic(
         "band_scale": result["band_scale"],
         "unitarity_moved_fraction": moved,
         "elastic_width": elastic_width,
+        "assumed_energies": int((~sub.flux_measured).sum()) if nearly_elastic else 0,
         "training_epochs": result["training"]["epochs"],
         "seconds": result["seconds"],
     }

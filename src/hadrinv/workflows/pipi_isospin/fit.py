@@ -11,7 +11,8 @@ energy. Above it, with the inelasticities free, they do not: every channel's |A|
 common phase of all the waves, so one energy's data fix a one-parameter family bounded only by
 eta <= 1 (at sqrt(s) = 1.0-1.1 GeV on CFD pseudo-data the S0 eta runs from about 0.3-0.45 up to 1 along
 it), and smoothness in s does not remove a smooth common phase. `fit_isospin` therefore refuses those
-energies; `inelastic_family` maps the family and picks a member by a stated physics assumption.
+energies; `inelastic_family` maps the family and picks a member by a stated physics assumption, or, where
+the S0 wave's inelastic flux was measured (channel "S0-inelastic"), by the data up to a discrete choice.
 """
 
 from __future__ import annotations
@@ -53,7 +54,11 @@ class IsospinFit:
 
 
 def fit_isospin(
-    problem: IsospinProblem, starts: int = 8, seed: int = 0, ambiguity_chi2: float = AMBIGUITY_CHI2
+    problem: IsospinProblem,
+    starts: int = 8,
+    seed: int = 0,
+    ambiguity_chi2: float = AMBIGUITY_CHI2,
+    batched_starts: int = 64,
 ) -> IsospinFit:
     if bool(problem.inelastic.any()):
         first = math.sqrt(float(problem.energies[problem.inelastic][0]))
@@ -76,6 +81,13 @@ def fit_isospin(
         solutions.append(values)
         with torch.no_grad():
             chi2.append(problem.chi2_per_energy(values))
+    # and every energy on its own from `batched_starts` random starts, all in one batched fit: the global fits
+    # above missed the global minimum at one energy of 20 on one CFD set (chi^2 735 against 42 at the truth)
+    if batched_starts:
+        x0 = torch.rand(batched_starts, n_s, 3, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+        batched = grouped_least_squares(lambda x: problem.pulls(x.flatten(-2)), x0 * math.pi, problem.energy_index)
+        solutions += list(batched.x.flatten(-2))
+        chi2 += list(batched.chi2)
     solutions, chi2 = torch.stack(solutions), torch.stack(chi2)  # (R, n_par), (R, n_s)
     result = least_squares(problem.pulls, _choose(problem, solutions, chi2, ambiguity_chi2).numpy())
     values = torch.as_tensor(result.values)
@@ -104,8 +116,9 @@ class InelasticFamily:
     eta_assumed_range: tuple[torch.Tensor, torch.Tensor]  # (n_s, 3): over the members whose nearly elastic
     # waves keep eta >= 1 - elastic_tolerance, the assumption's systematic band (the choice alone if none)
     chi2: torch.Tensor  # (n_s,)
-    ndf: torch.Tensor  # (n_s,) points less the five combinations the data fix
+    ndf: torch.Tensor  # (n_s,) points less the five combinations the data fix (six with S0-inelastic)
     converged: torch.Tensor  # (n_s,) bool
+    seconds: float = 0.0
 
 
 def inelastic_family(
@@ -126,7 +139,9 @@ def inelastic_family(
     errors: the spread of the same choice over `replicas` pseudo-data sets drawn around the best fit
     with the data's errors (a parametric bootstrap: the choice is not a smooth function of the data). The
     assumption's own uncertainty: the range of each eta over the members whose nearly elastic waves keep
-    eta >= 1 - `elastic_tolerance`."""
+    eta >= 1 - `elastic_tolerance`. At energies with an S0-inelastic point the data fix the member up to a
+    choice between two (see `_map_family`), and no range is assumed."""
+    started = time.perf_counter()
     sub = problem.at_energies(problem.inelastic)
     n_s = sub.n_energies
     generator = torch.Generator().manual_seed(seed)
@@ -134,14 +149,19 @@ def inelastic_family(
     x0 = torch.rand(starts, n_s, 6, generator=generator, dtype=torch.float64) * scale
     x, chi2, converged = _best_per_energy(sub, x0[None], sub.dsigma[None])
     x, chi2, converged = x[0], chi2[0], converged[0]
-    family = _map_family(x, grid, nearly_elastic, elastic_tolerance)
+    fixed = sub.flux_measured
+    family = _map_family(x, grid, nearly_elastic, elastic_tolerance, _flux(sub, sub.dsigma))
     # all replicas in one batched fit, each from the data's best fit and two random starts (a replica's
     # minimum lies near the data's: 16 random starts each changed no error bar by more than noise, at 6x the time)
     noise = torch.randn(replicas, len(sub), generator=generator, dtype=torch.float64)
     x0 = torch.rand(replicas, 2, n_s, 6, generator=generator, dtype=torch.float64) * scale
     x0 = torch.cat([x.expand(replicas, 1, n_s, 6), x0], 1)
-    x_replicas = _best_per_energy(sub, x0, sub.cross_section(_flat(x)) + sub.error * noise)[0]
-    choices = [_map_family(x_r, grid, nearly_elastic, elastic_tolerance) for x_r in x_replicas]
+    replica_data = sub.cross_section(_flat(x)) + sub.error * noise
+    x_replicas = _best_per_energy(sub, x0, replica_data)[0]
+    choices = [
+        _map_family(x_r, grid, nearly_elastic, elastic_tolerance, _flux(sub, d))
+        for x_r, d in zip(x_replicas, replica_data)
+    ]
     delta_err = eta_err = torch.full((n_s, 3), math.nan, dtype=torch.float64)
     if replicas > 1:
         eta_err = torch.stack([c["eta_choice"] for c in choices]).std(0)
@@ -165,8 +185,9 @@ def inelastic_family(
         eta_err,
         family["eta_assumed_range"],
         chi2,
-        points - 5,
+        points - torch.where(fixed, 6, 5),
         converged,
+        time.perf_counter() - started,
     )
 
 
@@ -192,8 +213,21 @@ def _best_per_energy(
     return x[sets, best, energies], chi2[sets, best, energies], converged[sets, best, energies]
 
 
-def _map_family(x: torch.Tensor, grid: int, nearly_elastic: tuple[int, ...], tolerance: float) -> dict:
-    """The common-phase family of the waves x (n_s, 6) on `grid` rotations: ranges and the chosen member."""
+def _map_family(
+    x: torch.Tensor,
+    grid: int,
+    nearly_elastic: tuple[int, ...],
+    tolerance: float,
+    flux: tuple[torch.Tensor, torch.Tensor],
+) -> dict:
+    """The common-phase family of the waves x (n_s, 6) on `grid` rotations: ranges and the chosen member.
+
+    flux: the measured 1 - eta^2 of the S0 wave and its error per energy (n_s,), NaN where not measured.
+    Where measured it changes along the family: its chi^2 has a minimum on each side of the S0 wave's
+    turning point, two discrete solutions of equal chi^2 (measured on CFD pseudo-data: in one, P and S2
+    stay within 0.03 of elastic; in the other, they fall to eta 0.7 and 0.3). The member is then the
+    minimum within chi^2 + 4 of the best whose nearly elastic waves are closest to elastic: a choice
+    between two points, not along a line, and the band holds that member alone."""
     waves = inelastic_wave(x[:, :3], torch.cos(x[:, 3:]) ** 2)
     lo, hi = common_phase_interval(waves)
     phi = lo[:, None] + (hi - lo)[:, None] * torch.linspace(0.0, 1.0, grid, dtype=torch.float64)  # (n_s, grid)
@@ -202,10 +236,16 @@ def _map_family(x: torch.Tensor, grid: int, nearly_elastic: tuple[int, ...], tol
     n_s = len(x)
     if nearly_elastic:
         departure = (1.0 - family_eta[..., list(nearly_elastic)]).amax(-1)  # (n_s, grid)
-        pick = departure.argmin(1)
     else:
-        departure, pick = torch.zeros(n_s, grid, dtype=x.dtype), torch.full((n_s,), (grid - 1) // 2)
-    assumed = (departure <= tolerance) | (torch.arange(grid) == pick[:, None])  # (n_s, grid)
+        departure = (torch.arange(grid) - (grid - 1) / 2).abs().to(x.dtype).expand(n_s, grid)  # the middle
+    pick = departure.argmin(1)
+    fixed = torch.isfinite(flux[0])
+    if bool(fixed.any()):
+        chi2 = ((1.0 - family_eta[..., 0] ** 2 - flux[0][:, None]) / flux[1][:, None]) ** 2  # (n_s, grid)
+        padded = torch.nn.functional.pad(chi2[:, None], (1, 1), mode="replicate")[:, 0]
+        minimum = (chi2 <= padded[:, :-2]) & (chi2 <= padded[:, 2:]) & (chi2 <= chi2.min(1, keepdim=True).values + 4)
+        pick = torch.where(fixed, torch.where(minimum, departure, torch.inf).argmin(1), pick)
+    assumed = ((departure <= tolerance) & ~fixed[:, None]) | (torch.arange(grid) == pick[:, None])  # (n_s, grid)
     pick = pick[:, None, None].expand(n_s, 1, 3)
     return {
         "eta_assumed_range": (
@@ -219,6 +259,16 @@ def _map_family(x: torch.Tensor, grid: int, nearly_elastic: tuple[int, ...], tol
     }
 
 
+def _flux(sub: IsospinProblem, dsigma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The measured S0-inelastic value and error per energy (n_s,), NaN where none (one point at most)."""
+    obs = torch.full((sub.n_energies,), math.nan, dtype=torch.float64)
+    err = torch.full_like(obs, math.nan)
+    points = sub.flux_points
+    obs[sub.energy_index[points]] = dsigma[points].to(obs.dtype)
+    err[sub.energy_index[points]] = sub.error[points].to(obs.dtype)
+    return obs, err
+
+
 def _choose(problem: IsospinProblem, solutions: torch.Tensor, chi2: torch.Tensor, window: float) -> torch.Tensor:
     """Phases (n_s * 3,): per energy, among the solutions' minima within `window` of its best chi^2 and both
     branches (delta -> -delta for all waves), the smoothest rising path, continuous in s."""
@@ -226,3 +276,17 @@ def _choose(problem: IsospinProblem, solutions: torch.Tensor, chi2: torch.Tensor
     allowed = chi2 <= chi2.min(dim=0).values + window
     candidates = torch.cat([delta, -delta]) * _PATH_SIGN
     return (rising_path(candidates, torch.cat([allowed, allowed])) * _PATH_SIGN).reshape(-1)
+
+
+def continuous_choice(family: InelasticFamily) -> tuple[torch.Tensor, torch.Tensor]:
+    """The family's chosen member as curves (n_s, 6) for a spline, and their errors: the phases on one branch of
+    A -> -A* (delta -> -delta, which every cross section allows) and continuous in s (the smoothest rising
+    path, delta_0^2 falling), then epsilon = 1 - eta. Errors from the replicas; where there are none, 2 degrees
+    and 0.05."""
+    delta = family.delta_choice
+    candidates = torch.stack([delta, -delta]) * _PATH_SIGN
+    path = rising_path(candidates) * _PATH_SIGN
+    curves = torch.cat([path, 1.0 - family.eta_choice], -1)
+    fallback = torch.tensor([math.radians(2.0)] * 3 + [0.05] * 3, dtype=torch.float64)
+    errors = torch.cat([family.delta_choice_err, family.eta_choice_err], -1)
+    return curves, torch.where(torch.isfinite(errors), errors, fallback)

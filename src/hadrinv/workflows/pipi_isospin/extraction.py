@@ -1,12 +1,13 @@
 """delta_0^0, delta_1^1 and delta_0^2 from several charge channels: the fit and the diffusion posterior.
 
 Both work on the elastic region (below the K Kbar threshold), where four channels fix the three phases at
-every energy (`isospin_fit`). The diffusion model is the single-channel one (`diffusion_method`) with the
+every energy (`fit`). The diffusion model is the single-channel one (`diffusion_method`) with the
 isospin forward model behind its spline: three phase-shift curves on cubic B-splines in s, elastic waves,
 each data point in its own channel. Its prior is centred on the fit, as for one channel.
 
-Above the threshold the moduli of the channels' amplitudes do not fix the waves: see
-`physics.pipi_isospin.common_phase_interval`.
+Above the threshold the moduli of the channels' amplitudes do not fix the waves (see
+`physics.pipi_isospin.common_phase_interval`): `family_extraction` reports the member the fit keeps
+(`fit.inelastic_family`), and `inelastic` holds the diffusion posterior and the spline fit there.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from hadrinv.workflows.pipi_amplitude.diffusion_method import (
 )
 from hadrinv.workflows.pipi_amplitude.fit_method import chi2_p_value, fit_is_valid
 from hadrinv.workflows.pipi_amplitude.gan_method import spline_design
-from hadrinv.workflows.pipi_amplitude.isospin_fit import IsospinFit
+from hadrinv.workflows.pipi_isospin.fit import InelasticFamily, IsospinFit, continuous_choice
 
 
 class IsospinSplineModel(SplinePhaseModel):
@@ -98,15 +99,18 @@ def fit_extraction(problem: IsospinProblem, fit: IsospinFit) -> IsospinExtractio
 
 
 def diffusion_isospin(
-    problem: IsospinProblem, fit: IsospinFit, cfg: DiffusionConfig | None = None, seed: int = 0, device: str = "cpu"
+    problem: IsospinProblem,
+    fit: IsospinFit | tuple[torch.Tensor, torch.Tensor],
+    cfg: DiffusionConfig | None = None,
+    seed: int = 0,
+    device: str = "cpu",
 ) -> IsospinExtraction:
-    """Posterior samples of the three phase-shift curves; central value the sample mean, intervals the
-    sample quantiles. Valid when the spline describes the data (p-value) and the held-out 68 % coverage
-    is within the configured tolerance."""
+    """Posterior samples of the three phase-shift curves, the prior centred on `fit` (or on phases and errors
+    (n_s, 3) in radians); central value the sample mean, intervals the sample quantiles. Valid when the spline
+    describes the data (p-value) and the held-out 68 % coverage is within the configured tolerance."""
     cfg = cfg or DiffusionConfig(hidden=192)  # 72 coefficients: the denoiser must be wider than that
-    result = run_diffusion(
-        problem, cfg, (fit.delta, fit.delta_err), seed=seed, device=device, model_type=IsospinSplineModel
-    )
+    start = (fit.delta, fit.delta_err) if isinstance(fit, IsospinFit) else fit
+    result = run_diffusion(problem, cfg, start, seed=seed, device=device, model_type=IsospinSplineModel)
     samples = result["delta"]  # (samples, n_s, 3) radians
     central = samples.mean(0)
     problem64 = problem.to(dtype=torch.float64)
@@ -132,6 +136,43 @@ def diffusion_isospin(
         np.degrees(samples.std(0).numpy()),
         sample_intervals_deg(samples),
         metrics,
+    )
+
+
+def family_extraction(family: InelasticFamily) -> IsospinExtraction:
+    """The fit above the threshold: the member of the common-phase family with the nearly elastic waves
+    closest to elastic (phases continuous in s, errors from the replicas). Its eta intervals are the
+    assumption's band, the members whose nearly elastic waves keep 1 - eta <= tolerance, widened by one
+    (68 %) or two (95 %) replica errors and cut at the unitarity bound; the phase intervals are Gaussian.
+    Valid when every energy's minimiser converged and the summed chi^2 has a p-value of at least 1e-3."""
+    curves, errors = continuous_choice(family)
+    delta, err = np.degrees(curves[:, :3].numpy()), np.degrees(errors[:, :3].numpy())
+    eta, eta_err = family.eta_choice.numpy(), family.eta_choice_err.numpy()
+    spread = np.nan_to_num(eta_err)
+    low, high = (v.numpy() for v in family.eta_assumed_range)
+    chi2, ndf = float(family.chi2.sum()), int(family.ndf.sum())
+    p_value = chi2_p_value(chi2, ndf)
+    metrics = {
+        "chi2": chi2,
+        "ndf": ndf,
+        "chi2_p_value": p_value,
+        "converged_fraction": float(family.converged.double().mean()),
+        "is_valid": bool(family.converged.all()) and fit_is_valid(True, p_value),
+        "seconds": family.seconds,
+    }
+    return IsospinExtraction(
+        "fit",
+        family.energies.numpy(),
+        delta,
+        err,
+        {round(level * 100): _gaussian_interval(delta, err, level) for level in LEVELS},
+        metrics,
+        eta=eta,
+        eta_err=eta_err,
+        eta_intervals={
+            68: (low - spread, np.minimum(high + spread, 1.0)),
+            95: (low - 2 * spread, np.minimum(high + 2 * spread, 1.0)),
+        },
     )
 
 
