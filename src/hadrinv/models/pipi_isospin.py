@@ -76,7 +76,7 @@ class IsospinProblem:
     @classmethod
     def from_data(cls, data: ChannelCrossSections, inelastic_from_gev2: float = S_K_GEV2) -> IsospinProblem:
         """The problem of a validated table (`data.channel_cross_sections`); channels in the order of
-        `CHANNELS`, energies sorted (points at the same s, in any channel, share an energy)."""
+        `ALL_CHANNELS`, energies sorted (points at the same s, in any channel, share an energy)."""
         channels = tuple(c for c in ALL_CHANNELS if c in set(data.channel.tolist()))
         energies = np.unique(data.s)
         as_tensor = lambda x: torch.as_tensor(np.asarray(x, dtype=np.float64))  # noqa: E731
@@ -236,11 +236,11 @@ def simulate_cfd(
     channel_index = torch.arange(len(pipi)).repeat_interleave(n_z).repeat(n_s)
     s = energies[energy_index]
     cos_theta = torch.as_tensor(z.reshape(-1))
-    waves = cfd_waves(s)
-    truth = torch.stack(
-        [channel_cross_section(waves, cos_theta, s, c) for c in pipi]
-    )  # (channels, n_points): each point keeps its own channel below
-    sigma = truth.gather(0, channel_index[None]).squeeze(0) if pipi else torch.zeros(0, dtype=torch.float64)
+    sigma = torch.zeros(0, dtype=torch.float64)
+    if pipi:
+        waves = cfd_waves(s)
+        truth = torch.stack([channel_cross_section(waves, cos_theta, s, c) for c in pipi])  # (channels, n_points)
+        sigma = truth.gather(0, channel_index[None]).squeeze(0)  # each point in its own channel
     error = noise * sigma
     above = torch.nonzero(energies >= S_K_GEV2).flatten()
     eta = cfd_truth(energies[above])[1]

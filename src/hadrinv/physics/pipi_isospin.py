@@ -133,9 +133,10 @@ CHANNELS: dict[str, tuple[float, float, float]] = {
 
 
 # Observables of the inelastic flux itself, one number per energy: "S0-inelastic" is 1 - (eta_0^0)^2, the
-# probability that an S0 pi pi pair leaves pi pi. Where K Kbar is the only open inelastic channel (up to about
-# 1.1 GeV; eta eta and 4 pi stay small to 1.4 GeV in CFD) it is |S(pi pi -> K Kbar)|^2 of the S0 wave, which
-# pi pi -> K Kbar experiments measure, and it fixes the common phase that the pi pi channels leave free.
+# probability that an S0 pi pi pair leaves pi pi, which fixes the common phase that the pi pi channels leave
+# free. Where K Kbar is the only open inelastic channel (below the eta eta threshold, 1.095 GeV, 4 pi aside)
+# it is |S(pi pi -> K Kbar)|^2 of the S0 wave, which pi pi -> K Kbar experiments measure; above, the eta eta
+# flux adds to it (in CFD its term lowers eta_0^0 by a factor 0.9 at 1.4 GeV).
 INELASTIC_CHANNELS: dict[str, int] = {"S0-inelastic": 0}  # name -> index of the wave (S0, P, S2)
 ALL_CHANNELS = (*CHANNELS, *INELASTIC_CHANNELS)
 

@@ -165,11 +165,7 @@ def run(config: PipiIsospinConfig, context: RunContext | None = None) -> PipiIso
             extractions["fit"]["inelastic"] = family_extraction(family)
             extractions["spline-fit"] = {
                 "inelastic": spline_fit_inelastic(
-                    inelastic,
-                    family,
-                    cfg.diffusion.n_basis,
-                    elastic_width=cfg.elastic_width,
-                    nearly_elastic=tuple(cfg.nearly_elastic),
+                    inelastic, family, elastic_width=cfg.elastic_width, nearly_elastic=tuple(cfg.nearly_elastic)
                 )
             }
         if "diffusion" in methods:
