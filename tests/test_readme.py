@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 import subprocess
 import sys
@@ -17,11 +18,11 @@ def _examples() -> list[str]:
     return re.findall(r"```python\n(.*?)```", section, flags=re.S)
 
 
-def test_the_readme_has_two_python_examples():
-    assert len(_examples()) == 2
+def test_the_readme_has_three_python_examples():
+    assert len(_examples()) == 3
 
 
-@pytest.mark.parametrize("index", [0, 1])
+@pytest.mark.parametrize("index", [0, 1, 2])
 def test_readme_python_example_runs(tmp_path, index):
     done = subprocess.run(
         [sys.executable, "-c", _examples()[index]], cwd=tmp_path, capture_output=True, text=True, timeout=300
@@ -30,6 +31,10 @@ def test_readme_python_example_runs(tmp_path, index):
     if index == 0:
         error = float(re.search(r"mean \|theta\^2 - 1\| = ([0-9.]+)", done.stdout).group(1))
         assert error < 0.1  # the posterior concentrates on the circle, within about the noise
+    elif index == 2:  # a Gaussian of width 0.2 in four dimensions: (0.2 sqrt(pi) erf(2.5))^4
+        value, error = (float(v) for v in re.search(r"value +\| ([0-9.e+-]+) \+- ([0-9.e+-]+)", done.stdout).groups())
+        assert abs(value - (0.2 * math.sqrt(math.pi) * math.erf(2.5)) ** 4) < 4 * error
+        assert re.search(r"valid +\| yes", done.stdout)
     else:
         import hadrinv
 
