@@ -12,15 +12,13 @@ relative error is right for all of them. Normalisation: |A|^2 / (64 pi^2 s)
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from hadrinv.data.io import atomic_write_text
+from hadrinv.data.io import atomic_write_csv, atomic_write_text
 from hadrinv.data.validation import DataError, check_magnitudes, read_numeric_csv, read_truth, truth_path
 from hadrinv.physics.pipi_isospin import ALL_CHANNELS, INELASTIC_CHANNELS, S_K_GEV2, S_PI_GEV2
 
@@ -89,13 +87,8 @@ def _check_point(path: Path, row: int, v: dict) -> None:
 def write_channel_cross_sections(data: ChannelCrossSections, path: str | Path) -> Path:
     """Write the CSV (and its truth sidecar when known), atomically."""
     path = Path(path)
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["channel", *REQUIRED_COLUMNS])
-    for i in range(len(data)):
-        values = (data.s[i], data.cos_theta[i], data.dsigma_domega[i], data.error[i])
-        writer.writerow([str(data.channel[i]), *(repr(float(v)) for v in values)])
+    columns = (data.s, data.cos_theta, data.dsigma_domega, data.error)
+    rows = ([str(c), *(repr(float(v[i])) for v in columns)] for i, c in enumerate(data.channel))
     if data.truth:
         atomic_write_text(truth_path(path), json.dumps(data.truth, indent=2) + "\n")
-    atomic_write_text(path, buffer.getvalue())
-    return path
+    return atomic_write_csv(path, ["channel", *REQUIRED_COLUMNS], rows)

@@ -57,8 +57,7 @@ class IntegrationResult:
         return "\n".join(f"{k:<{width}} | {v}" for k, v in rows)
 
     def as_dict(self) -> dict:
-        out = {k: v for k, v in self.__dict__.items() if v is not None}
-        return out
+        return {k: v for k, v in self.__dict__.items() if v is not None}
 
 
 class _Counted:
@@ -155,12 +154,8 @@ def _vegas(f: _Counted, dim: int, calls: int, train_fraction: float, seed: int, 
         integrator(integrand, nitn=iterations, neval=neval_train, nhcube_batch=batch)
     adapted = f.calls
     estimate = integrator(integrand, nitn=iterations, neval=neval, adapt=False, nhcube_batch=batch)
-    weights = []
-    for x, wgt in integrator.random_batch():  # one more pass on the frozen grid, for the weight statistics
-        y = f(torch.as_tensor(x, dtype=torch.float64))
-        weights.append(y * torch.as_tensor(wgt) * len(wgt))
-        break
-    relative_std, efficiency = _summary(torch.cat(weights))
+    x, wgt = next(iter(integrator.random_batch()))  # one more batch on the frozen grid, for the weight statistics
+    relative_std, efficiency = _summary(f(torch.as_tensor(x, dtype=torch.float64)) * torch.as_tensor(wgt) * len(wgt))
     re, im = (estimate[0], estimate[1]) if is_complex else (estimate, None)
     result = IntegrationResult(float(re.mean), float(re.sdev), f.calls, adapted, "vegas", relative_std, efficiency)
     if im is not None:

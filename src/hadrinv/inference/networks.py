@@ -18,6 +18,15 @@ def bspline_design_matrix(x: np.ndarray, n_basis: int, lower: float, upper: floa
     return torch.as_tensor(matrix, dtype=torch.float64)
 
 
+def padded_bspline_design(x: np.ndarray, n_basis: int) -> torch.Tensor:
+    """Cubic B-splines at x, (len(x), n_basis) float64, with knots reaching one spacing past the data on each
+    side: at a clamped end a single coefficient sets the curve at the last point alone, where data are often
+    weakest."""
+    x = np.asarray(x, dtype=float)
+    pad = float(x.max() - x.min()) / (n_basis - 3)
+    return bspline_design_matrix(x, n_basis, float(x.min()) - pad, float(x.max()) + pad)
+
+
 def second_differences(n_basis: int) -> torch.Tensor:
     """(n_basis - 2, n_basis) float64: c -> its second differences, the P-spline roughness penalty's rows."""
     return torch.diff(torch.eye(n_basis, dtype=torch.float64), n=2, dim=0)

@@ -280,11 +280,16 @@ def diffusion_extraction(problem: PipiProblem, result: dict, tolerance: float) -
     return extraction
 
 
-def sample_intervals_deg(delta: torch.Tensor) -> dict[int, tuple[np.ndarray, np.ndarray]]:
-    """The central 68 and 95 % intervals of samples (samples, ...) in radians: level in % -> (low, high) in degrees."""
+def sample_intervals(samples: torch.Tensor) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """The central 68 and 95 % intervals of samples (samples, ...): level in % -> (low, high)."""
     intervals = {}
     for level in LEVELS:
-        q = torch.tensor([(1 - level) / 2, (1 + level) / 2], dtype=delta.dtype)
-        low, high = torch.quantile(delta, q, dim=0)
-        intervals[round(level * 100)] = (rad2deg(low), rad2deg(high))
+        q = torch.tensor([(1 - level) / 2, (1 + level) / 2], dtype=samples.dtype)
+        low, high = torch.quantile(samples, q, dim=0)
+        intervals[round(level * 100)] = (low.cpu().numpy(), high.cpu().numpy())
     return intervals
+
+
+def sample_intervals_deg(delta: torch.Tensor) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """`sample_intervals` of phase samples in radians, in degrees."""
+    return {level: (np.degrees(lo), np.degrees(hi)) for level, (lo, hi) in sample_intervals(delta).items()}

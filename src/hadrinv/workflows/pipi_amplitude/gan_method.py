@@ -32,7 +32,7 @@ from hadrinv.inference.networks import (
     ConvImageGenerator,
     MLPDiscriminator,
     SplineCurveGenerator,
-    bspline_design_matrix,
+    padded_bspline_design,
 )
 from hadrinv.models.pipi import PipiProblem
 from hadrinv.physics.partial_waves import (
@@ -63,15 +63,9 @@ def waves_from_output(out: torch.Tensor, n_waves: int) -> tuple[torch.Tensor, to
 
 
 def spline_design(problem: PipiProblem, n_basis: int) -> torch.Tensor:
-    """Cubic B-splines in s at the measured energies, (n_s, n_basis) float64.
-
-    The knots reach one spacing past the data on each side: at a clamped end a single coefficient sets
-    the curve at the last energy alone, and there the data (small cross sections) barely constrain it.
-    """
-    energies = problem.energies.cpu().numpy()
-    pad = (energies.max() - energies.min()) / (n_basis - 3)
-    design = bspline_design_matrix(energies, n_basis, float(energies.min() - pad), float(energies.max() + pad))
-    return torch.as_tensor(design, dtype=torch.float64)
+    """Cubic B-splines in s at the measured energies, (n_s, n_basis) float64, padded one knot spacing past
+    them (at the ends the data, small cross sections, barely constrain a clamped coefficient)."""
+    return padded_bspline_design(problem.energies.cpu().numpy(), n_basis)
 
 
 class PipiGANModel:

@@ -87,7 +87,7 @@ class IsospinExtraction:
 def fit_extraction(problem: IsospinProblem, fit: IsospinFit) -> IsospinExtraction:
     """The fit's phases with Gaussian intervals from its Hessian errors."""
     delta, err = np.degrees(fit.delta.numpy()), np.degrees(fit.delta_err.numpy())
-    intervals = {round(level * 100): _gaussian_interval(delta, err, level) for level in LEVELS}
+    intervals = gaussian_intervals(delta, err)
     metrics = {
         "chi2": fit.fit.fval,
         "ndf": fit.fit.ndf,
@@ -113,22 +113,7 @@ def diffusion_isospin(
     result = run_diffusion(problem, cfg, start, seed=seed, device=device, model_type=IsospinSplineModel)
     samples = result["delta"]  # (samples, n_s, 3) radians
     central = samples.mean(0)
-    problem64 = problem.to(dtype=torch.float64)
-    pulls = (problem64.cross_section_from_waves(inelastic_wave(central)) - problem64.dsigma) / problem64.error
-    chi2, ndf = float(pulls.pow(2).sum()), len(problem) - result["n_shape_parameters"]
-    p_value = chi2_p_value(chi2, ndf)
-    calibrated = abs(result["calibration_coverage_68"] - 0.68) <= cfg.calibration_tolerance
-    metrics = {
-        "chi2": chi2,
-        "ndf": ndf,
-        "chi2_p_value": p_value,
-        "is_valid": fit_is_valid(result["map_valid"], p_value) and calibrated,
-        "calibration_coverage_68": result["calibration_coverage_68"],
-        "calibration_coverage_95": result["calibration_coverage_95"],
-        "band_scale": result["band_scale"],
-        "training_epochs": result["training"]["epochs"],
-        "seconds": result["seconds"],
-    }
+    metrics = diffusion_metrics(problem, inelastic_wave(central), result, cfg)
     return IsospinExtraction(
         "diffusion",
         problem.energies.numpy(),
@@ -165,7 +150,7 @@ def family_extraction(family: InelasticFamily) -> IsospinExtraction:
         family.energies.numpy(),
         delta,
         err,
-        {round(level * 100): _gaussian_interval(delta, err, level) for level in LEVELS},
+        gaussian_intervals(delta, err),
         metrics,
         eta=eta,
         eta_err=eta_err,
@@ -176,6 +161,38 @@ def family_extraction(family: InelasticFamily) -> IsospinExtraction:
     )
 
 
-def _gaussian_interval(value: np.ndarray, error: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
-    z = math.sqrt(2.0) * float(torch.special.erfinv(torch.tensor(level, dtype=torch.float64)))
-    return value - z * error, value + z * error
+def gaussian_intervals(
+    value: np.ndarray, error: np.ndarray, upper: float = math.inf
+) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """The central 68 and 95 % intervals value -+ z error (level in % -> (low, high)), high cut at `upper`."""
+    intervals = {}
+    for level in LEVELS:
+        z = math.sqrt(2.0) * float(torch.special.erfinv(torch.tensor(level, dtype=torch.float64)))
+        intervals[round(level * 100)] = (value - z * error, np.minimum(value + z * error, upper))
+    return intervals
+
+
+def data_chi2(problem: IsospinProblem, waves: torch.Tensor, n_parameters: int) -> tuple[float, int, float]:
+    """chi^2 of the waves (n_s, 3) against the data, its degrees of freedom and p-value."""
+    problem64 = problem.to(dtype=torch.float64)
+    pulls = (problem64.cross_section_from_waves(waves) - problem64.dsigma) / problem64.error
+    chi2, ndf = float(pulls.pow(2).sum()), len(problem) - n_parameters
+    return chi2, ndf, chi2_p_value(chi2, ndf)
+
+
+def diffusion_metrics(problem: IsospinProblem, waves: torch.Tensor, result: dict, cfg: DiffusionConfig) -> dict:
+    """Metrics of a diffusion posterior (`run_diffusion`'s result) with central waves (n_s, 3): valid when they
+    describe the data (p-value) and the held-out 68 % coverage is within the configured tolerance of 0.68."""
+    chi2, ndf, p_value = data_chi2(problem, waves, result["n_shape_parameters"])
+    calibrated = abs(result["calibration_coverage_68"] - 0.68) <= cfg.calibration_tolerance
+    return {
+        "chi2": chi2,
+        "ndf": ndf,
+        "chi2_p_value": p_value,
+        "is_valid": fit_is_valid(result["map_valid"], p_value) and calibrated,
+        "calibration_coverage_68": result["calibration_coverage_68"],
+        "calibration_coverage_95": result["calibration_coverage_95"],
+        "band_scale": result["band_scale"],
+        "training_epochs": result["training"]["epochs"],
+        "seconds": result["seconds"],
+    }

@@ -19,13 +19,12 @@ The prior is centred on the fit's choice (`inelastic_family`), made continuous i
 
 from __future__ import annotations
 
-import math
 import time
 
 import numpy as np
 import torch
 
-from hadrinv.inference.networks import bspline_design_matrix
+from hadrinv.inference.networks import padded_bspline_design
 from hadrinv.models.pipi_isospin import IsospinProblem
 from hadrinv.physics.partial_waves import wrap_half_period
 from hadrinv.physics.pipi_isospin import (
@@ -35,9 +34,20 @@ from hadrinv.physics.pipi_isospin import (
     wave_phase_and_inelasticity,
 )
 from hadrinv.workflows.pipi_amplitude.config import DiffusionConfig
-from hadrinv.workflows.pipi_amplitude.diffusion_method import LEVELS, Compressor, SplinePhaseModel, run_diffusion
-from hadrinv.workflows.pipi_amplitude.fit_method import chi2_p_value, fit_is_valid
-from hadrinv.workflows.pipi_isospin.extraction import IsospinExtraction
+from hadrinv.workflows.pipi_amplitude.diffusion_method import (
+    Compressor,
+    SplinePhaseModel,
+    run_diffusion,
+    sample_intervals,
+    sample_intervals_deg,
+)
+from hadrinv.workflows.pipi_amplitude.fit_method import fit_is_valid
+from hadrinv.workflows.pipi_isospin.extraction import (
+    IsospinExtraction,
+    data_chi2,
+    diffusion_metrics,
+    gaussian_intervals,
+)
 from hadrinv.workflows.pipi_isospin.fit import InelasticFamily, continuous_choice
 
 
@@ -86,9 +96,8 @@ def threshold_spline_design(problem: IsospinProblem, n_basis: int) -> torch.Tens
     splines: from 0.993-1.0 GeV, the largest misses of the CFD S0 phase 0.4-1.1 degrees in k against 0.7-1.2 in
     s, of its eta up to 0.006 against 0.048; from 1.02 GeV, where the cusp is out of reach, 0.9-1.0 degrees in k
     against 0.7-0.8 in s."""
-    k = (torch.clamp(problem.energies - problem.inelastic_from_gev2, min=0.0) / 4.0).sqrt().cpu().numpy()
-    pad = float(k.max() - k.min()) / (n_basis - 3)
-    return bspline_design_matrix(k, n_basis, float(k.min()) - pad, float(k.max()) + pad)
+    k = (torch.clamp(problem.energies - problem.inelastic_from_gev2, min=0.0) / 4.0).sqrt()
+    return padded_bspline_design(k.cpu().numpy(), n_basis)
 
 
 def spline_fit_inelastic(
@@ -119,16 +128,9 @@ def spline_fit_inelastic(
     curves = model.delta(compress.c_map)
     delta, eta, moved = unitary_samples(curves[None, :, :3], 1.0 - curves[None, :, 3:])
     delta, eta = delta[0], eta[0]
-    pulls = (sub.cross_section_from_waves(inelastic_wave(delta, eta)) - sub.dsigma) / sub.error
-    chi2, ndf = float(pulls.pow(2).sum()), len(sub) - model.dim
-    p_value = chi2_p_value(chi2, ndf)
+    chi2, ndf, p_value = data_chi2(sub, inelastic_wave(delta, eta), model.dim)
     delta_deg, delta_err = np.degrees(delta.numpy()), np.degrees(error[:, :3].numpy())
     eta, eta_err = eta.numpy(), error[:, 3:].numpy()
-    intervals, eta_intervals = {}, {}
-    for level in LEVELS:
-        z = math.sqrt(2.0) * float(torch.special.erfinv(torch.tensor(level, dtype=torch.float64)))
-        intervals[round(level * 100)] = (delta_deg - z * delta_err, delta_deg + z * delta_err)
-        eta_intervals[round(level * 100)] = (eta - z * eta_err, np.minimum(eta + z * eta_err, 1.0))
     metrics = {
         "chi2": chi2,
         "ndf": ndf,
@@ -139,6 +141,7 @@ def spline_fit_inelastic(
         "unitarity_moved_fraction": moved,
         "seconds": time.perf_counter() - started,
     }
+    intervals, eta_intervals = gaussian_intervals(delta_deg, delta_err), gaussian_intervals(eta, eta_err, 1.0)
     return IsospinExtraction(
         "spline fit", sub.energies.numpy(), delta_deg, delta_err, intervals, metrics, eta, eta_err, eta_intervals
     )
@@ -183,41 +186,20 @@ def diffusion_inelastic(
     result = run_diffusion(sub, cfg, continuous_choice(family), seed=seed, device=device, model_type=model_type)
     curves = result["delta"]  # (samples, n_s, 6)
     delta, eta, moved = unitary_samples(curves[..., :3], 1.0 - curves[..., 3:])
-    sub64 = sub.to(dtype=torch.float64)
-    waves = inelastic_wave(delta.mean(0), eta.mean(0))
-    pulls = (sub64.cross_section_from_waves(waves) - sub64.dsigma) / sub64.error
-    chi2, ndf = float(pulls.pow(2).sum()), len(sub) - 6 * cfg.n_basis
-    p_value = chi2_p_value(chi2, ndf)
-    calibrated = abs(result["calibration_coverage_68"] - 0.68) <= cfg.calibration_tolerance
-    metrics = {
-        "chi2": chi2,
-        "ndf": ndf,
-        "chi2_p_value": p_value,
-        "is_valid": fit_is_valid(result["map_valid"], p_value) and calibrated,
-        "calibration_coverage_68": result["calibration_coverage_68"],
-        "calibration_coverage_95": result["calibration_coverage_95"],
-        "band_scale": result["band_scale"],
-        "unitarity_moved_fraction": moved,
-        "elastic_width": elastic_width,
-        "assumed_energies": int((~sub.flux_measured).sum()) if nearly_elastic else 0,
-        "training_epochs": result["training"]["epochs"],
-        "seconds": result["seconds"],
-    }
-    intervals, eta_intervals = {}, {}
-    for level in LEVELS:
-        q = torch.tensor([(1 - level) / 2, (1 + level) / 2], dtype=torch.float64)
-        low, high = torch.quantile(delta, q, dim=0)
-        intervals[round(level * 100)] = (np.degrees(low.numpy()), np.degrees(high.numpy()))
-        low, high = torch.quantile(eta, q, dim=0)
-        eta_intervals[round(level * 100)] = (low.numpy(), high.numpy())
+    metrics = diffusion_metrics(sub, inelastic_wave(delta.mean(0), eta.mean(0)), result, cfg)
+    metrics.update(
+        unitarity_moved_fraction=moved,
+        elastic_width=elastic_width,
+        assumed_energies=int((~sub.flux_measured).sum()) if nearly_elastic else 0,
+    )
     return IsospinExtraction(
         "diffusion",
         sub.energies.numpy(),
         np.degrees(delta.mean(0).numpy()),
         np.degrees(delta.std(0).numpy()),
-        intervals,
+        sample_intervals_deg(delta),
         metrics,
         eta=eta.mean(0).numpy(),
         eta_err=eta.std(0).numpy(),
-        eta_intervals=eta_intervals,
+        eta_intervals=sample_intervals(eta),
     )

@@ -23,7 +23,7 @@ from hadrinv.data.channel_cross_sections import (
     read_channel_cross_sections,
     write_channel_cross_sections,
 )
-from hadrinv.data.io import atomic_torch_save, atomic_write_text, load_checkpoint
+from hadrinv.data.io import atomic_torch_save, atomic_write_csv, load_checkpoint
 from hadrinv.models.pipi_isospin import WAVE_NAMES, IsospinProblem, cfd_truth, simulate_cfd
 from hadrinv.workflows.execution import require_device
 from hadrinv.workflows.output import CHECKPOINTS, finish_output, prepare_output
@@ -193,7 +193,7 @@ def run(config: PipiIsospinConfig, context: RunContext | None = None) -> PipiIso
     for method, regions in extractions.items():
         folder = out / method
         folder.mkdir(exist_ok=True)
-        atomic_write_text(folder / "waves.csv", waves_table(list(regions.values())))
+        write_waves(folder / "waves.csv", list(regions.values()))
     result = PipiIsospinResult(out, extractions, {})
     not_valid = result.failures + [f"{m}: not valid" for m in result.invalid_methods()]
     plots.plot_waves(out, extractions, problem.inelastic_from_gev2, truth, not_valid)
@@ -279,7 +279,7 @@ def _join_regions(regions: dict[str, IsospinExtraction]) -> None:
     high.intervals_deg = {k: (lo + shift, hi + shift) for k, (lo, hi) in high.intervals_deg.items()}
 
 
-def waves_table(parts: list[IsospinExtraction]) -> str:
+def write_waves(path: Path, parts: list[IsospinExtraction]) -> Path:
     """CSV: one row per energy; phases in degrees with 1-sigma errors and 68 / 95 % intervals, and the
     inelasticities (1 with no interval below the threshold)."""
     header = ["sqrt_s_gev", "s_gev2"]
@@ -287,18 +287,15 @@ def waves_table(parts: list[IsospinExtraction]) -> str:
         eta = "eta" + w.removeprefix("delta")
         header += [f"{w}_deg", f"{w}_err_deg", f"{w}_lo68_deg", f"{w}_hi68_deg", f"{w}_lo95_deg", f"{w}_hi95_deg"]
         header += [eta, f"{eta}_err", f"{eta}_lo68", f"{eta}_hi68", f"{eta}_lo95", f"{eta}_hi95"]
-    lines = [",".join(header)]
+    blocks = []
     for part in parts:
-        n = len(part.energies)
-        ones, zeros = np.ones((n, 3)), np.zeros((n, 3))
+        ones = np.ones_like(part.delta_deg)
         eta = part.eta if part.eta is not None else ones
-        eta_err = part.eta_err if part.eta_err is not None else zeros
+        eta_err = part.eta_err if part.eta_err is not None else 0 * ones
         eta_iv = part.eta_intervals or {68: (ones, ones), 95: (ones, ones)}
-        for i in range(n):
-            row = [math.sqrt(part.energies[i]), part.energies[i]]
-            for k in range(3):
-                row += [part.delta_deg[i, k], part.delta_err_deg[i, k]]
-                row += [part.intervals_deg[level][j][i, k] for level in (68, 95) for j in (0, 1)]
-                row += [eta[i, k], eta_err[i, k]] + [eta_iv[level][j][i, k] for level in (68, 95) for j in (0, 1)]
-            lines.append(",".join(f"{float(v):.8g}" for v in row))
-    return "\n".join(lines) + "\n"
+        per_wave = [part.delta_deg, part.delta_err_deg, *part.intervals_deg[68], *part.intervals_deg[95]]
+        per_wave += [eta, eta_err, *eta_iv[68], *eta_iv[95]]
+        columns = np.stack(per_wave, -1).reshape(len(part.energies), -1)  # wave-major, as the header
+        blocks.append(np.column_stack([np.sqrt(part.energies), part.energies, columns]))
+    rows = [[f"{v:.8g}" for v in row] for row in np.concatenate(blocks)]
+    return atomic_write_csv(path, header, rows)
