@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -39,6 +39,8 @@ class IntegrationResult:
     error_imag: float | None = None
     is_valid: bool = True
     message: str = ""
+    sample_weights: np.ndarray | None = field(default=None, repr=False)  # the final sample's f/q, for plots
+
 
     def __str__(self) -> str:
         """A table a physicist reads at a glance, as iminuit prints its minimum."""
@@ -57,7 +59,7 @@ class IntegrationResult:
         return "\n".join(f"{k:<{width}} | {v}" for k, v in rows)
 
     def as_dict(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if v is not None}
+        return {k: v for k, v in self.__dict__.items() if v is not None and k != "sample_weights"}
 
 
 class _Counted:
@@ -128,6 +130,7 @@ def _flat(f: _Counted, dim: int, calls: int, seed: int, batch: int) -> Integrati
     error_re = float(weights.real.std() / math.sqrt(n)) if weights.is_complex() else float(weights.std() / math.sqrt(n))
     relative_std, efficiency = _summary(weights)
     result = IntegrationResult(float(value.real), error_re, f.calls, 0, "flat", relative_std, efficiency)
+    result.sample_weights = weights.numpy()
     if weights.is_complex():
         result.value_imag, result.error_imag = float(value.imag), float(weights.imag.std() / math.sqrt(n))
     return result
@@ -155,9 +158,11 @@ def _vegas(f: _Counted, dim: int, calls: int, train_fraction: float, seed: int, 
     adapted = f.calls
     estimate = integrator(integrand, nitn=iterations, neval=neval, adapt=False, nhcube_batch=batch)
     x, wgt = next(iter(integrator.random_batch()))  # one more batch on the frozen grid, for the weight statistics
-    relative_std, efficiency = _summary(f(torch.as_tensor(x, dtype=torch.float64)) * torch.as_tensor(wgt) * len(wgt))
+    weights = f(torch.as_tensor(x, dtype=torch.float64)) * torch.as_tensor(wgt) * len(wgt)
+    relative_std, efficiency = _summary(weights)
     re, im = (estimate[0], estimate[1]) if is_complex else (estimate, None)
     result = IntegrationResult(float(re.mean), float(re.sdev), f.calls, adapted, "vegas", relative_std, efficiency)
+    result.sample_weights = weights.numpy()
     if im is not None:
         result.value_imag, result.error_imag = float(im.mean), float(im.sdev)
     q = float(estimate.Q)
