@@ -12,6 +12,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from hadrinv import integrate_command
 from hadrinv.data.validation import DataError
 
 EXIT_BAD_INPUT = 2
@@ -113,6 +114,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     p_run.add_argument("--no-progress", action="store_true", help="log lines instead of progress bars")
     p_run.set_defaults(handler=_cmd_run)
+    integrate_command.add_parser(sub)
 
     p_sim = sub.add_parser(
         "simulate", help="simulate a data set", description="Simulate pseudo-data of a physics model."

@@ -9,6 +9,11 @@ efficiency <w> / max w of the final sample, and a validity flag. Methods:
 - `vegas`: G. P. Lepage's adaptive importance sampling and stratification through the `vegas` package, the
   tool physicists use (not re-written here). Its grid adapts on `train_fraction` of the calls; the estimate
   uses fresh samples on the frozen grid only, so adaptation cannot bias it, and its error is vegas's own.
+- `flow`: neural importance sampling (`hadrinv.inference.nis`): a spline flow on the hypercube trained on
+  `train_fraction` of the calls, then fresh samples from the frozen flow for the estimate.
+- `vegas+flow`: a vegas grid adapted on a third of the training calls serves as a fixed pre-map
+  x = G(y) (MadNIS's VEGAS pre-training); the flow then learns the smoother integrand f(G(y)) G'(y) in y,
+  which its few spline bins need no longer resolve near sharp peaks.
 
 Accumulation is in float64 whatever f returns. An integrand that returns NaN or inf stops with a ValueError
 naming how many points and the first of them; zeros anywhere are fine (weights are zero, never NaN).
@@ -23,7 +28,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-METHODS = ("flat", "vegas")
+from hadrinv.inference.nis import FlowSettings, flow_sample_weights, mean_and_error, train_flow
+
+METHODS = ("flat", "vegas", "flow", "vegas+flow")
 
 
 @dataclass
@@ -40,7 +47,6 @@ class IntegrationResult:
     is_valid: bool = True
     message: str = ""
     sample_weights: np.ndarray | None = field(default=None, repr=False)  # the final sample's f/q, for plots
-
 
     def __str__(self) -> str:
         """A table a physicist reads at a glance, as iminuit prints its minimum."""
@@ -96,16 +102,26 @@ def integrate(
     train_fraction: float = 0.5,
     seed: int = 0,
     batch: int = 100_000,
+    flow: FlowSettings | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> IntegrationResult:
-    """The integral of f over [0, 1]^dim with about `calls` integrand evaluations in all."""
+    """The integral of f over [0, 1]^dim with about `calls` integrand evaluations in all.
+
+    `train_fraction` of the calls adapt the grid (vegas) or train the flow; `flow` sets the flow and its
+    training (default `FlowSettings()`), `log` receives training progress lines.
+    """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
     if dim < 1 or calls < 2:
         raise ValueError(f"need dim >= 1 and calls >= 2, got dim = {dim}, calls = {calls}")
     counted = _Counted(f, dim)
+    if not 0.0 <= train_fraction < 1.0:
+        raise ValueError(f"train_fraction must lie in [0, 1), got {train_fraction}")
     if method == "flat":
         return _flat(counted, dim, calls, seed, batch)
-    return _vegas(counted, dim, calls, train_fraction, seed, batch)
+    if method == "vegas":
+        return _vegas(counted, dim, calls, train_fraction, seed, batch)
+    return _flow(counted, dim, calls, train_fraction, seed, batch, flow or FlowSettings(), method, log)
 
 
 def _summary(weights: torch.Tensor) -> tuple[float, float]:
@@ -169,3 +185,68 @@ def _vegas(f: _Counted, dim: int, calls: int, train_fraction: float, seed: int, 
     if q < 1e-3:  # the iterations disagree: vegas's error is not to be trusted
         result.is_valid, result.message = False, f"vegas iterations inconsistent (Q = {q:.2g})"
     return result
+
+
+def _flow(
+    f: _Counted,
+    dim: int,
+    calls: int,
+    train_fraction: float,
+    seed: int,
+    batch: int,
+    settings: FlowSettings,
+    method: str,
+    log: Callable[[str], None] | None,
+) -> IntegrationResult:
+    train_calls = int(train_fraction * calls)
+    g = f
+    if method == "vegas+flow":
+        g = _vegas_premap(f, dim, train_calls // 3, seed, batch)
+    if train_calls > f.calls:
+        flow = train_flow(g, dim, train_calls - f.calls, settings, seed, log)
+    else:
+        flow = train_flow(g, dim, 0, FlowSettings(rounds=0), seed)  # no budget: the untrained flow is uniform
+    trained = f.calls
+    weights = flow_sample_weights(flow, g, calls - trained, seed, batch)
+    value, error, error_imag = mean_and_error(weights)
+    relative_std, efficiency = _summary(weights)
+    result = IntegrationResult(
+        float(value.real) if isinstance(value, complex) else value,
+        error,
+        f.calls,
+        trained,
+        method,
+        relative_std,
+        efficiency,
+    )
+    result.sample_weights = weights.numpy()
+    if isinstance(value, complex):
+        result.value_imag, result.error_imag = value.imag, error_imag
+    if not math.isfinite(relative_std) or relative_std > 0.5 * math.sqrt(len(weights)):
+        # one weight carries the whole sum: the flow misses regions and its error cannot be trusted
+        result.is_valid, result.message = False, f"weights dominated by few points (relative std {relative_std:.3g})"
+    return result
+
+
+def _vegas_premap(f: _Counted, dim: int, calls: int, seed: int, batch: int) -> Callable[[torch.Tensor], torch.Tensor]:
+    """y -> f(G(y)) G'(y) for a vegas map G adapted to f with `calls` evaluations."""
+    import vegas
+
+    @vegas.lbatchintegrand
+    def integrand(x: np.ndarray) -> np.ndarray:
+        return f(torch.as_tensor(x, dtype=torch.float64)).abs().numpy()  # the map follows |f|
+
+    integrator = vegas.Integrator(dim * [[0.0, 1.0]], ran_array_generator=np.random.default_rng(seed).random)
+    iterations = 5
+    if calls >= iterations * 2 * 2**dim:
+        integrator(integrand, nitn=iterations, neval=calls // iterations, nhcube_batch=batch)
+    grid = integrator.map
+
+    def mapped(y: torch.Tensor) -> torch.Tensor:
+        y_np = np.ascontiguousarray(y.detach().double().numpy())
+        x, jac = np.empty_like(y_np), np.empty(len(y_np))
+        grid.map(y_np, x, jac)
+        value = f(torch.from_numpy(x))
+        return value * torch.from_numpy(jac).to(value.dtype)
+
+    return mapped
