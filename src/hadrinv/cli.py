@@ -82,9 +82,18 @@ def _parser() -> argparse.ArgumentParser:
     p_run.add_argument(
         "--method",
         help="extraction method: fit, gan, diffusion, both (fit, gan) or all (pipi-amplitude); fit, diffusion or both "
-        "(pipi-isospin); minuit, newton (pwa-*)",
+        "(pipi-isospin); minuit, newton (pwa-*); flat, vegas, flow, vegas+flow (loop-integral)",
     )
     p_run.add_argument("--case", help="test case, e.g. separable or omega-omega (halqcd-potential)")
+    loop = p_run.add_argument_group("loop-integral (GeV; LoopTools order)")
+    loop.add_argument("--topology", choices=["triangle", "box"], help="one-loop triangle C0 or box D0")
+    loop.add_argument("--internal-masses", nargs="+", type=float, metavar="M", help="propagator masses (one: all)")
+    loop.add_argument(
+        "--external", nargs="+", type=float, metavar="M", help="external legs as signed masses, p^2 = m |m|"
+    )
+    loop.add_argument("--s12", type=float, help="box: (p1 + p2)^2 in GeV^2")
+    loop.add_argument("--s23", type=float, help="box: (p2 + p3)^2 in GeV^2")
+    loop.add_argument("--calls", type=int, help="integrand calls in all, training included")
     execution = p_run.add_argument_group("execution (the same for every workflow; config section `execution`)")
     execution.add_argument("--device", choices=["cpu", "cuda"], help="torch device")
     execution.add_argument(
@@ -342,6 +351,12 @@ def _cmd_run(args) -> int:
         "seed": args.seed,
         "method": args.method,
         "case": args.case,
+        "topology": args.topology,
+        "internal_masses": args.internal_masses,
+        "external": args.external,
+        "s12": args.s12,
+        "s23": args.s23,
+        "calls": args.calls,
         "execution": {k: v for k, v in execution.items() if v is not None} or None,
     }
     if args.out and Path(args.out).is_file():

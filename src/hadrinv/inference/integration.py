@@ -163,7 +163,8 @@ def _vegas(f: _Counted, dim: int, calls: int, train_fraction: float, seed: int, 
     @vegas.lbatchintegrand
     def integrand(x: np.ndarray) -> np.ndarray:
         y = f(torch.as_tensor(x, dtype=torch.float64))
-        return torch.stack([y.real, y.imag], -1).numpy() if y.is_complex() else y.numpy()
+        # vegas needs C-contiguous arrays; the real part of a complex tensor, for one, is a strided view
+        return np.ascontiguousarray(torch.stack([y.real, y.imag], -1).numpy() if y.is_complex() else y.numpy())
 
     # vegas draws from numpy's global generator unless given its own
     integrator = vegas.Integrator(dim * [[0.0, 1.0]], ran_array_generator=np.random.default_rng(seed).random)

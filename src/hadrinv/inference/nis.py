@@ -74,10 +74,11 @@ class UnitFlow(torch.nn.Module):
             )
             for i in range(settings.transforms)
         )
-        for t in self.lazy:  # start from the identity map: zero last layer, i.e. uniform sampling
-            last = [m for m in t.modules() if isinstance(m, torch.nn.Linear)][-1]
-            torch.nn.init.zeros_(last.weight)
-            torch.nn.init.zeros_(last.bias)
+        for t in self.lazy:  # start from the identity map (zero spline parameters), i.e. uniform sampling
+            linear = [m for m in t.modules() if isinstance(m, torch.nn.Linear)]
+            # the hyper-network's last layer; in 1-D zuko keeps the spline's parameters themselves
+            for parameter in linear[-1].parameters() if linear else t.parameters():
+                torch.nn.init.zeros_(parameter)
 
     def _transform(self) -> ComposedTransform:
         return ComposedTransform(*(t(None) for t in self.lazy))
@@ -144,7 +145,7 @@ def train_flow(
             optimizer.step()
             schedule.step()
         if log is not None and (round_ + 1) % 5 == 0:
-            log(f"flow round {round_ + 1}/{settings.rounds}: loss {float(loss):.4g}")
+            log(f"flow round {round_ + 1}/{settings.rounds}: loss {loss.item():.4g}")
     return flow
 
 

@@ -107,3 +107,33 @@ def _without(settings: dict, dotted_keys: tuple[str, ...]) -> dict:
         if isinstance(node, dict):
             node.pop(last, None)
     return settings
+
+
+class TaskProgress:
+    """A rich progress bar when the terminal wants one, else log lines."""
+
+    def __init__(self, context, total: int, description: str):
+        self.context, self.bar = context, None
+        if context.progress:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self.bar = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                transient=False,
+            )
+            self.bar.start()
+            self.task = self.bar.add_task(description, total=total)
+
+    def advance(self, message: str) -> None:
+        if self.bar is not None:
+            self.bar.advance(self.task)
+            self.bar.console.log(message)
+        else:
+            self.context.log(message)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()

@@ -23,7 +23,7 @@ from hadrinv.models.pipi import PipiProblem
 from hadrinv.physics.partial_waves import amplitude_from_waves, elastic_wave
 from hadrinv.physics.pipi import S_THRESHOLD_GEV2, breit_wigner_phase_shifts, breit_wigner_waves
 from hadrinv.workflows.execution import require_device
-from hadrinv.workflows.output import CHECKPOINTS, finish_output, prepare_output
+from hadrinv.workflows.output import CHECKPOINTS, TaskProgress, finish_output, prepare_output
 from hadrinv.workflows.pipi_amplitude import plots
 from hadrinv.workflows.pipi_amplitude.config import PipiAmplitudeConfig
 from hadrinv.workflows.pipi_amplitude.diffusion_method import diffusion_extraction, run_diffusion
@@ -285,7 +285,7 @@ def _run_gan(
     member_files = [checkpoints / f"member_{i:03d}.pt" for i in range(n)]
     done = [0]
 
-    progress = _progress(context, n, "GAN ensemble")
+    progress = TaskProgress(context, n, "GAN ensemble")
 
     def on_done(i: int, result: dict) -> None:
         done[0] += 1
@@ -405,33 +405,3 @@ def plot_title(method: str, metrics: dict) -> str:
     if metrics.get("is_valid", True):
         return method
     return "NOT VALID: " + failure_line(method, metrics)
-
-
-class _progress:
-    """A rich progress bar when the terminal wants one, else log lines."""
-
-    def __init__(self, context: RunContext, total: int, description: str):
-        self.context, self.bar = context, None
-        if context.progress:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-            self.bar = Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                transient=False,
-            )
-            self.bar.start()
-            self.task = self.bar.add_task(description, total=total)
-
-    def advance(self, message: str) -> None:
-        if self.bar is not None:
-            self.bar.advance(self.task)
-            self.bar.console.log(message)
-        else:
-            self.context.log(message)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()
