@@ -31,6 +31,10 @@ import torch
 from hadrinv.inference.nis import FlowSettings, flow_sample_weights, mean_and_error, train_flow
 
 METHODS = ("flat", "vegas", "flow", "vegas+flow")
+# share of the calls that adapts or trains, when not given: vegas's error on i-flow's camel (d = 4, 8) is
+# smallest at 1/2; a flow reaches most of its variance reduction on about a third of the calls, and the
+# estimate then gets the rest (camel d = 4, 2e5 calls: variance 0.29 of vegas's at 0.35, 0.30 at 0.5)
+DEFAULT_TRAIN_FRACTION = {"flat": 0.0, "vegas": 0.5, "flow": 0.35, "vegas+flow": 0.35}
 
 
 @dataclass
@@ -99,7 +103,7 @@ def integrate(
     dim: int,
     method: str = "vegas",
     calls: int = 100_000,
-    train_fraction: float = 0.5,
+    train_fraction: float | None = None,
     seed: int = 0,
     batch: int = 100_000,
     flow: FlowSettings | None = None,
@@ -107,7 +111,8 @@ def integrate(
 ) -> IntegrationResult:
     """The integral of f over [0, 1]^dim with about `calls` integrand evaluations in all.
 
-    `train_fraction` of the calls adapt the grid (vegas) or train the flow; `flow` sets the flow and its
+    `train_fraction` of the calls adapt the grid (vegas) or train the flow (None: the method's default,
+    `DEFAULT_TRAIN_FRACTION`); `flow` sets the flow and its
     training (default `FlowSettings()`), `log` receives training progress lines.
     """
     if method not in METHODS:
@@ -115,6 +120,8 @@ def integrate(
     if dim < 1 or calls < 2:
         raise ValueError(f"need dim >= 1 and calls >= 2, got dim = {dim}, calls = {calls}")
     counted = _Counted(f, dim)
+    if train_fraction is None:
+        train_fraction = DEFAULT_TRAIN_FRACTION[method]
     if not 0.0 <= train_fraction < 1.0:
         raise ValueError(f"train_fraction must lie in [0, 1), got {train_fraction}")
     if method == "flat":

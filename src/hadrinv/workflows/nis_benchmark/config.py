@@ -4,7 +4,8 @@ Defaults measure what trains in about a minute per integrand on a laptop CPU; `q
 (a few minutes on 2 cores), `paper` i-flow's own set-up (arXiv:2001.05486 and its test script): 5000 points
 per epoch, 1000 training epochs (5 x 10^6 training calls), then 10^6 fresh calls for the estimate; 16
 spline bins, 2 ceil(log2 d) coupling layers with i-flow's binary masks, networks of 4 x 32 units, Adam at
-1e-3 with gradient clipping at 10, one gradient step per epoch on that epoch's points.
+1e-3 (annealed by a cosine here) with gradient clipping at 10, one gradient step per epoch on that
+epoch's points.
 """
 
 from __future__ import annotations
@@ -59,7 +60,9 @@ class NisBenchmarkConfig(WorkflowConfig):
     methods: list[str] = Field(list(METHODS), min_length=1, description=f"any of {', '.join(METHODS)}")
     peers: list[str] = Field(list(PEERS), description="other libraries run beside, when installed: madnis")
     calls: int = Field(200_000, ge=100, description="integrand calls per method and integrand, training included")
-    train_fraction: float = Field(0.5, ge=0.0, lt=1.0, description="share of the calls that adapts or trains")
+    train_fraction: float | None = Field(
+        None, ge=0.0, lt=1.0, description="share of the calls that adapts or trains (None: each method's default)"
+    )
     flow: FlowConfig = FlowConfig()
     pull_limit: float = Field(4.0, gt=0, description="a result further than this many errors from exact fails")
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hadrinv.data.io import atomic_write_csv
-from hadrinv.inference.integration import integrate
+from hadrinv.inference.integration import DEFAULT_TRAIN_FRACTION, integrate
 from hadrinv.inference.nis import FlowSettings
 from hadrinv.workflows.execution import thread_limit
 from hadrinv.workflows.nis_benchmark import plots
@@ -55,7 +55,7 @@ def flow_settings(flow: dict, dim: int) -> FlowSettings:
 
 
 def integrate_task(
-    integrand: str, method: str, calls: int, train_fraction: float, flow: dict, seed: int, threads: int | None
+    integrand: str, method: str, calls: int, train_fraction: float | None, flow: dict, seed: int, threads: int | None
 ) -> dict:
     """One benchmark cell: the result of `method` on `integrand`, as a plain dict (a Ray task)."""
     thread_limit(threads)
@@ -64,7 +64,9 @@ def integrate_task(
     if method == "madnis":
         from hadrinv.workflows.nis_benchmark.madnis_peer import madnis_integrate
 
-        result = madnis_integrate(test.f, test.dim, calls, train_fraction=train_fraction, seed=seed)
+        # MadNIS trains on the share our flows train on, so that the two flows are compared at equal budgets
+        share = DEFAULT_TRAIN_FRACTION["flow"] if train_fraction is None else train_fraction
+        result = madnis_integrate(test.f, test.dim, calls, train_fraction=share, seed=seed)
     else:
         settings = flow_settings(flow, test.dim)
         result = integrate(test.f, test.dim, method, calls, train_fraction, seed, flow=settings)
@@ -159,10 +161,14 @@ def run(config: NisBenchmarkConfig, context: RunContext | None = None) -> NisBen
             "calls": config.calls,
             "train_fraction": config.train_fraction,
             "flow": config.flow.model_dump(),
-            "seed": config.seed,
             "threads": config.execution.threads_per_task,
         },
-        per_task=[{"integrand": name, "method": method} for name, method in cells],
+        # a seed per integrand: with one seed for all, every flow would map the same base points, and the
+        # errors of different integrands would be correlated; the methods on one integrand share it
+        per_task=[
+            {"integrand": name, "method": method, "seed": config.seed * 1009 + config.integrands.index(name)}
+            for name, method in cells
+        ],
         checkpoints=checkpoints,
         resume=context.resume,
         on_done=on_done,
