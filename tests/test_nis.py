@@ -46,6 +46,24 @@ def test_flow_is_a_normalised_density_on_the_cube():
     assert abs(value - 1.0) < 4 * error
 
 
+def test_quasi_random_replicas_are_unbiased_and_beat_random_points():
+    flow = train_flow(lambda x: gauss(x, 0.2), 2, 8000, SMALL, seed=2)
+    exact = math.erf(1 / 0.4) ** 2
+    iid = flow_sample_weights(flow, gauss, 32_000, 5, 10_000)
+    qmc = flow_sample_weights(flow, gauss, 32_000, 5, 10_000, replicas=16)
+    value, error, _ = mean_and_error(iid)
+    value_qmc, error_qmc, _ = mean_and_error(qmc, replicas=16)
+    assert abs(value - exact) < 4 * error and abs(value_qmc - exact) < 4 * error_qmc
+    assert error_qmc < 0.5 * error  # the weights are smooth in the base point: Sobol points pay off
+
+
+def test_training_never_leaves_the_flow_worse_than_uniform():
+    """A flat integrand in 10-D: the best measured flow is the uniform one (or as good)."""
+    result = integrate(lambda x: 1.0 + 0.01 * x.sum(1), 10, "flow", calls=20_000, seed=0, flow=SMALL)
+    flat = integrate(lambda x: 1.0 + 0.01 * x.sum(1), 10, "flat", calls=20_000, seed=0)
+    assert result.relative_std <= 1.5 * flat.relative_std
+
+
 def test_untrained_flow_is_uniform():
     flow = UnitFlow(4, SMALL)
     with torch.no_grad():
@@ -61,7 +79,8 @@ def test_flow_methods_find_the_camel_and_beat_flat(method):
     result = integrate(camel, 3, method, calls=20_000, seed=4, flow=SMALL)
     assert result.is_valid and result.method == method
     assert abs(result.value - exact) < 4 * result.error
-    assert result.calls == 20_000 and result.train_calls <= 10_000
+    # rounds and Sobol replicas take whole blocks: a few calls of the budget may stay unused, none is exceeded
+    assert 20_000 - 64 <= result.calls <= 20_000 and result.train_calls <= 0.35 * 20_000
     assert result.error < 0.5 * flat.error  # a variance at least 4 times smaller
     assert len(result.sample_weights) == result.calls - result.train_calls
 

@@ -164,8 +164,10 @@ def _vegas(f: _Counted, dim: int, calls: int, train_fraction: float, seed: int, 
 
     iterations = 10
     train_calls = int(train_fraction * calls)
-    neval_train = max(train_calls // iterations, 2 * 2**dim)
-    neval = max((calls - train_calls) // iterations, 2 * 2**dim)
+    # vegas stratifies with as many hypercubes as neval allows (2 points each at least), so a small neval in
+    # many dimensions is fine: it then samples one hypercube per direction and stays within the budget
+    neval_train = max(train_calls // iterations, 2)
+    neval = max((calls - train_calls) // iterations, 2)
 
     @vegas.lbatchintegrand
     def integrand(x: np.ndarray) -> np.ndarray:
@@ -215,8 +217,8 @@ def _flow(
     else:
         flow = train_flow(g, dim, 0, FlowSettings(rounds=0), seed)  # no budget: the untrained flow is uniform
     trained = f.calls
-    weights = flow_sample_weights(flow, g, calls - trained, seed, batch)
-    value, error, error_imag = mean_and_error(weights)
+    weights = flow_sample_weights(flow, g, calls - trained, seed, batch, settings.replicas)
+    value, error, error_imag = mean_and_error(weights, settings.replicas)
     relative_std, efficiency = _summary(weights)
     result = IntegrationResult(
         float(value.real) if isinstance(value, complex) else value,
@@ -246,7 +248,7 @@ def _vegas_premap(f: _Counted, dim: int, calls: int, seed: int, batch: int) -> C
 
     integrator = vegas.Integrator(dim * [[0.0, 1.0]], ran_array_generator=np.random.default_rng(seed).random)
     iterations = 5
-    if calls >= iterations * 2 * 2**dim:
+    if calls >= iterations * 2:
         integrator(integrand, nitn=iterations, neval=calls // iterations, nhcube_batch=batch)
     grid = integrator.map
 

@@ -67,7 +67,9 @@ class LoopIntegralConfig(WorkflowConfig):
     method: Literal["flat", "vegas", "flow", "vegas+flow"] = Field(
         "vegas", description="integration method (hadrinv.integration.integrate)"
     )
-    train_fraction: float = Field(0.5, ge=0, lt=1, description="of the integrator's calls, those that adapt it")
+    train_fraction: float | None = Field(
+        None, ge=0, lt=1, description="of the integrator's calls, those that adapt it (None: the method's default)"
+    )
     deformation: DeformationConfig = DeformationConfig()
     out: str = "runs/loop-integral"
 
