@@ -1,7 +1,8 @@
-"""hadrinv command line: list | run WORKFLOW | simulate MODEL.
+"""hadrinv command line: list | run WORKFLOW | integrate FILE.py:FUNCTION | simulate MODEL.
 
-Exit codes: 0 success, 1 unexpected failure, 2 bad input (file, row and problem on one line),
-3 a method did not converge (the reason first on stderr, metrics in metrics.NOT-CONVERGED.json), 130 interrupted.
+Exit codes: 0 success, 1 unexpected failure (integrate: a result that is not valid), 2 bad input (file, row
+and problem on one line), 3 a method did not converge (the reason first on stderr, metrics in
+metrics.NOT-CONVERGED.json), 130 interrupted.
 """
 
 from __future__ import annotations

@@ -35,7 +35,7 @@ class FlowConfig(Strict):
     buffer_rounds: int = Field(5, ge=1)
     batch: int = Field(1024, ge=1, description="points per gradient step")
     lr: float = Field(1e-2, gt=0)
-    replicas: int = Field(16, ge=0, description="scrambled Sobol replicas for the estimate (0: i.i.d. points)")
+    replicas: int = Field(64, ge=0, description="scrambled Sobol replicas for the estimate (0: i.i.d. points)")
 
 
 class NisBenchmarkConfig(WorkflowConfig):
