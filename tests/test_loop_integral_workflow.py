@@ -40,13 +40,7 @@ RESULT_KEYS = {
 }
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # batches of thousands of points in 2 or 3 dimensions: more threads only contend on a shared machine
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def quick(tmp_path, **settings):

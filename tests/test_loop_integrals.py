@@ -18,6 +18,7 @@ from scipy import integrate as scipy_integrate
 from hadrinv.inference.contour import ContourDeformation, check_sign, deformed_integrand, train_deformation
 from hadrinv.integration import integrate
 from hadrinv.physics import loop_integrals as loops
+from hadrinv.physics.loop_closed_forms import c0_two_massless_legs
 from hadrinv.physics.quadrature import gauss_legendre
 
 M_TOP_SQ = 175.0**2
@@ -32,13 +33,7 @@ COLLIER_D0 = -3.921393574718075e-7 - 3.209559917467113e-7j  # D0(1e3, 2e3, 3e3, 
 BOX_ABOVE = (0.0, 0.0, 0.0, 125.0**2, 400.0**2, -(130.0**2) / 2, M_TOP_SQ, M_TOP_SQ, M_TOP_SQ, M_TOP_SQ)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # batches of a few thousand points in 1 to 3 dimensions: thread start-up would dominate on a shared machine
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def cube_rule(f, dim: int, n: int, smooth_corners: bool = False) -> complex:
@@ -104,7 +99,7 @@ def test_iflow_values_below_threshold_pin_the_convention():
     box = loops.box(0.0, 0.0, 0.0, 125.0**2, 130.0**2, -(130.0**2) / 2, M_TOP_SQ, M_TOP_SQ, M_TOP_SQ, M_TOP_SQ)
     assert rel(cube_rule(tri.integrand, 2, 40), IFLOW_TRIANGLE) < 1e-6
     assert rel(cube_rule(box.integrand, 3, 30), IFLOW_BOX) < 1e-6
-    assert rel(complex(loops.c0_two_lightlike(125.0**2, M_TOP_SQ)), IFLOW_TRIANGLE) < 1e-12
+    assert rel(complex(c0_two_massless_legs(125.0**2, M_TOP_SQ)), IFLOW_TRIANGLE) < 1e-12
 
 
 # --- closed forms -----------------------------------------------------------------------------------------
@@ -203,7 +198,7 @@ def test_b0_above_threshold_with_untrained_and_trained_deformation(masses_sq):
 
 def test_triangle_above_threshold_against_closed_form(trained_triangle):
     tri, trained = trained_triangle
-    ref = complex(loops.c0_two_lightlike(400.0**2, M_TOP_SQ))
+    ref = complex(c0_two_massless_legs(400.0**2, M_TOP_SQ))
     assert ref.imag < 0
     untrained = ContourDeformation(tri.dim, tri.F)
     assert rel(cube_rule(deformed_integrand(tri.integrand, untrained), 2, 120), ref) < 1e-9

@@ -15,13 +15,7 @@ from hadrinv.workflows.nis_benchmark.integrands import camel, gauss, get_integra
 SMALL = FlowSettings(transforms=4, bins=8, hidden=16, rounds=6, steps_per_round=10, batch=512)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small tensors: one thread avoids oversubscribing a shared machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.mark.parametrize("dim", [2, 3, 5, 8])

@@ -20,9 +20,9 @@ Arguments follow LoopTools, squared invariants and squared masses (GeV^2 when th
 x_1 = t_1, x_2 = (1 - t_1) t_2, ..., x_N = prod_k (1 - t_k): it is polynomial in t, so U = 1 identically
 and F stays a polynomial, whose holomorphic continuation to complex t is what a deformed contour needs.
 
-Closed forms, as truth independent of the Feynman-parameter integrals: `b0` (any p^2, positive masses),
-`c0_two_lightlike` (C0(0, 0, s, m^2, m^2, m^2), the gluon-fusion triangle) and `c0_massless` (massless
-internal lines, the Usyukina-Davydychev function). `li2` is the complex dilogarithm they use.
+Closed forms, as truth independent of the Feynman-parameter integrals: `b0` (any p^2, positive masses)
+and `c0_massless` (massless internal lines, the Usyukina-Davydychev function); the equal-mass triangle and
+box with lightlike legs are in `loop_closed_forms`. `li2` is the complex dilogarithm they use.
 """
 
 from __future__ import annotations
@@ -117,24 +117,6 @@ def b0(p2, m1sq, m2sq) -> torch.Tensor:
     dm = torch.where(equal, torch.ones_like(m1sq), m1sq - m2sq)
     b0_zero = torch.where(equal, -m1sq.log(), 1 - (m1sq * m1sq.log() - m2sq * m2sq.log()) / dm)
     return torch.where(p2 == 0, b0_zero.to(torch.complex128), b0_p)
-
-
-def c0_two_lightlike(s, msq) -> torch.Tensor:
-    """C0(0, 0, s, m^2, m^2, m^2) = log^2(-x) / (2 s), -x = (beta - 1) / (beta + 1), beta = sqrt(1 - 4 m^2 / s).
-
-    The triangle of gluon fusion to a Higgs boson through a heavy-quark loop; complex128 for real s != 0 and
-    m^2 > 0. For s < 0, -x is in (0, 1) and C0 is real; below threshold, 0 < s < 4 m^2, -x = exp(i theta)
-    with theta in (0, pi) and C0 = -theta^2 / (2s) is real (-> -1 / (2 m^2) as s -> 0); above it, -x is in
-    (-1, 0) and s + i delta puts it on the upper side of the cut, log(-x) = log|x| + i pi, the limit of the
-    phase theta -> pi at threshold: Im C0 = pi log|x| / s < 0.
-    """
-    s, msq = _f64(s, msq)
-    beta = (1 - 4 * msq / s).to(torch.complex128).sqrt()
-    minus_x = (beta - 1) / (beta + 1)
-    log_mx = torch.where(
-        s > 4 * msq, torch.complex(minus_x.abs().log(), torch.full_like(s, math.pi)), torch.log(minus_x)
-    )
-    return log_mx**2 / (2 * s)
 
 
 def c0_massless(p1sq, p2sq, p12sq) -> torch.Tensor:
