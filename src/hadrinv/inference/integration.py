@@ -72,7 +72,7 @@ class IntegrationResult:
         return {k: v for k, v in self.__dict__.items() if v is not None and k != "sample_weights"}
 
 
-class _Counted:
+class CountedIntegrand:
     """f on float64 numpy or torch batches, counting calls and refusing non-finite values and wrong shapes."""
 
     def __init__(self, f: Callable[[torch.Tensor], torch.Tensor], dim: int):
@@ -119,7 +119,7 @@ def integrate(
         raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
     if dim < 1 or calls < 2:
         raise ValueError(f"need dim >= 1 and calls >= 2, got dim = {dim}, calls = {calls}")
-    counted = _Counted(f, dim)
+    counted = CountedIntegrand(f, dim)
     if train_fraction is None:
         train_fraction = DEFAULT_TRAIN_FRACTION[method]
     if not 0.0 <= train_fraction < 1.0:
@@ -131,7 +131,7 @@ def integrate(
     return _flow(counted, dim, calls, train_fraction, seed, batch, flow or FlowSettings(), method, log)
 
 
-def _summary(weights: torch.Tensor) -> tuple[float, float]:
+def weight_statistics(weights: torch.Tensor) -> tuple[float, float]:
     """(relative std, unweighting efficiency) of weights, on their modulus for complex ones."""
     w = weights.abs() if weights.is_complex() else weights
     mean = float(w.mean())
@@ -140,7 +140,7 @@ def _summary(weights: torch.Tensor) -> tuple[float, float]:
     return float(w.std()) / abs(mean), abs(mean) / float(w.abs().max())
 
 
-def _flat(f: _Counted, dim: int, calls: int, seed: int, batch: int) -> IntegrationResult:
+def _flat(f: CountedIntegrand, dim: int, calls: int, seed: int, batch: int) -> IntegrationResult:
     generator = torch.Generator().manual_seed(seed)
     weights = torch.cat(
         [
@@ -151,7 +151,7 @@ def _flat(f: _Counted, dim: int, calls: int, seed: int, batch: int) -> Integrati
     n = len(weights)
     value = weights.mean()
     error_re = float(weights.real.std() / math.sqrt(n)) if weights.is_complex() else float(weights.std() / math.sqrt(n))
-    relative_std, efficiency = _summary(weights)
+    relative_std, efficiency = weight_statistics(weights)
     result = IntegrationResult(float(value.real), error_re, f.calls, 0, "flat", relative_std, efficiency)
     result.sample_weights = weights.numpy()
     if weights.is_complex():
@@ -159,7 +159,9 @@ def _flat(f: _Counted, dim: int, calls: int, seed: int, batch: int) -> Integrati
     return result
 
 
-def _vegas(f: _Counted, dim: int, calls: int, train_fraction: float, seed: int, batch: int) -> IntegrationResult:
+def _vegas(
+    f: CountedIntegrand, dim: int, calls: int, train_fraction: float, seed: int, batch: int
+) -> IntegrationResult:
     import vegas  # a dependency, imported here so that the other methods do not pay for it
 
     iterations = 10
@@ -185,7 +187,7 @@ def _vegas(f: _Counted, dim: int, calls: int, train_fraction: float, seed: int, 
     estimate = integrator(integrand, nitn=iterations, neval=neval, adapt=False, nhcube_batch=batch)
     x, wgt = next(iter(integrator.random_batch()))  # one more batch on the frozen grid, for the weight statistics
     weights = f(torch.as_tensor(x, dtype=torch.float64)) * torch.as_tensor(wgt) * len(wgt)
-    relative_std, efficiency = _summary(weights)
+    relative_std, efficiency = weight_statistics(weights)
     re, im = (estimate[0], estimate[1]) if is_complex else (estimate, None)
     result = IntegrationResult(float(re.mean), float(re.sdev), f.calls, adapted, "vegas", relative_std, efficiency)
     result.sample_weights = weights.numpy()
@@ -198,7 +200,7 @@ def _vegas(f: _Counted, dim: int, calls: int, train_fraction: float, seed: int, 
 
 
 def _flow(
-    f: _Counted,
+    f: CountedIntegrand,
     dim: int,
     calls: int,
     train_fraction: float,
@@ -219,7 +221,7 @@ def _flow(
     trained = f.calls
     weights = flow_sample_weights(flow, g, calls - trained, seed, batch, settings.replicas)
     value, error, error_imag = mean_and_error(weights, settings.replicas)
-    relative_std, efficiency = _summary(weights)
+    relative_std, efficiency = weight_statistics(weights)
     result = IntegrationResult(
         float(value.real) if isinstance(value, complex) else value,
         error,
@@ -238,7 +240,9 @@ def _flow(
     return result
 
 
-def _vegas_premap(f: _Counted, dim: int, calls: int, seed: int, batch: int) -> Callable[[torch.Tensor], torch.Tensor]:
+def _vegas_premap(
+    f: CountedIntegrand, dim: int, calls: int, seed: int, batch: int
+) -> Callable[[torch.Tensor], torch.Tensor]:
     """y -> f(G(y)) G'(y) for a vegas map G adapted to f with `calls` evaluations."""
     import vegas
 

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import torch
 
-from hadrinv.inference.integration import IntegrationResult, _Counted, _summary
+from hadrinv.inference.integration import CountedIntegrand, IntegrationResult, weight_statistics
 
 METHOD = "madnis"
 
@@ -39,7 +39,7 @@ class _Budgeted:
     call f more than once: the cap, not a step count, is what keeps the training within its calls.
     """
 
-    def __init__(self, counted: _Counted, limit: int):
+    def __init__(self, counted: CountedIntegrand, limit: int):
         self.counted, self.limit = counted, limit
         self.recorded: list[torch.Tensor] | None = None  # float64 values of the estimate, kept at full precision
 
@@ -94,7 +94,7 @@ def madnis_integrate(
         return _invalid(reason)
     from madnis.integrator import Integrator
 
-    counted = _Counted(f, dim)
+    counted = CountedIntegrand(f, dim)
     train_budget = int(train_fraction * calls)
     integrand = _Budgeted(counted, train_budget)
     notes = []
@@ -119,7 +119,7 @@ def madnis_integrate(
     weights = torch.cat(integrand.recorded) / q
     mean = float(weights.mean())
     error = float(weights.std() / math.sqrt(n))
-    relative_std, efficiency = _summary(weights)
+    relative_std, efficiency = weight_statistics(weights)
     result = IntegrationResult(mean, error, counted.calls, trained, METHOD, relative_std, efficiency)
     result.sample_weights = weights.numpy()
     if not bool(torch.isfinite(weights).all()):
