@@ -14,6 +14,7 @@ import hadrinv.workflows as workflows
 from hadrinv.cli import main
 from hadrinv.physics import loop_integrals
 from hadrinv.physics.loop_closed_forms import c0_two_massless_legs, d0_massless_legs
+from hadrinv.workflows.loop_integral import pysecdec_peer
 from hadrinv.workflows.loop_integral.config import LoopIntegralConfig
 
 # the package exports the function run, which shadows its module of the same name
@@ -37,6 +38,7 @@ RESULT_KEYS = {
     "exact",
     "sign_check",
     "is_valid",
+    "peers",
 }
 
 
@@ -44,6 +46,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def quick(tmp_path, **settings):
+    settings.setdefault("peers", [])  # pySecDec beside is tested once, below
     return workflows.run("loop-integral", preset="quick", out=str(tmp_path / "run"), **settings)
 
 
@@ -89,7 +92,8 @@ def test_box_above_threshold_against_the_closed_form(tmp_path):
     assert_within(m, exact)
 
 
-def test_command_line_box_with_a_spacelike_leg(tmp_path):
+def test_command_line_box_with_a_spacelike_leg(tmp_path, monkeypatch):
+    monkeypatch.setattr(pysecdec_peer, "missing_reason", lambda: "not here")
     out = tmp_path / "box"
     argv = ["run", "loop-integral", "--preset", "quick", "--topology", "box", "--external", "0", "0", "0", "-50"]
     argv += ["--s12", "160000", "--s23", "-40000", "--internal-masses", "175", "--out", str(out), "--no-progress"]
@@ -97,8 +101,30 @@ def test_command_line_box_with_a_spacelike_leg(tmp_path):
     saved = json.loads((out / "result.json").read_text())
     assert saved["invariants"]["p4sq"] == -2500.0  # a negative entry is a spacelike leg
     assert saved["value_imag"] > 0 and saved["error_imag"] > 0
+    # no closed form and no peer: a valid run without pulls, saying what was missing
     assert "exact" not in saved and saved["is_valid"]
+    assert saved["peers"] == {} and saved["peers_missing"] == {"pysecdec": "not here"}
     assert (out / "metrics.json").is_file()
+
+
+# COLLIER through pyCollier 0.3.3, tests/test_Collier.py: no closed form covers these kinematics
+COLLIER_D0 = -3.921393574718075e-7 - 3.209559917467113e-7j  # D0(1e3, 2e3, 3e3, 1e2, 1e4, -3e3, 1e2, 1e2, 3e2, 3e2)
+
+
+def test_pysecdec_beside_is_the_reference_where_no_closed_form_applies(tmp_path):
+    reason = pysecdec_peer.missing_reason()
+    if reason:
+        pytest.skip(reason)
+    legs = [v**0.5 for v in (1e3, 2e3, 3e3, 1e2)]
+    masses = [v**0.5 for v in (1e2, 1e2, 3e2, 3e2)]
+    settings = {"topology": "box", "external": legs, "s12": 1e4, "s23": -3e3, "internal_masses": masses}
+    result = quick(tmp_path, peers=["pysecdec"], **settings)
+    m = result.metrics
+    peer = m["peers"]["pysecdec"]
+    assert abs(complex(peer["value"], peer["value_imag"]) - COLLIER_D0) < 1e-6 * abs(COLLIER_D0)
+    assert m["exact"]["source"] == "pySecDec" and set(m["pulls"]) == {"real", "imag"}
+    assert result.failures == [] and m["is_valid"]
+    assert_within(m, COLLIER_D0)
 
 
 def test_three_masses_for_a_box_are_refused_in_one_line(tmp_path, capsys):
@@ -154,7 +180,7 @@ def test_exact_minimum_of_f_agrees_with_a_dense_sample(seed):
 
 def test_a_wrong_exact_value_makes_the_run_fail_without_metrics(tmp_path, monkeypatch):
     monkeypatch.setattr(loop_run, "closed_form", lambda config: (complex(2 * IFLOW_TRIANGLE), "a wrong value"))
-    result = workflows.run("loop-integral", out=str(tmp_path / "run"), calls=20_000)
+    result = workflows.run("loop-integral", out=str(tmp_path / "run"), calls=20_000, peers=[])
     assert result.failures and "pull" in result.failures[0]
     assert not (result.out / "metrics.json").exists()
     assert (result.out / "metrics.NOT-CONVERGED.json").is_file()

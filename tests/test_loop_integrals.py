@@ -2,7 +2,8 @@
 
 Truth comes from outside this code: closed forms (B0, the gluon-fusion triangle, the Usyukina-Davydychev
 massless triangle), scipy quadrature of the Feynman-parameter form, i-flow's published values below
-threshold, COLLIER values printed in pyCollier's own test suite, and pyCollier itself when it is installed.
+threshold, COLLIER values printed in pyCollier's own test suite, pySecDec (sector decomposition with its own
+contour deformation; the test extra) and pyCollier, when they are installed.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from hadrinv.integration import integrate
 from hadrinv.physics import loop_integrals as loops
 from hadrinv.physics.loop_closed_forms import c0_two_massless_legs
 from hadrinv.physics.quadrature import gauss_legendre
+from hadrinv.workflows.loop_integral import pysecdec_peer
+from hadrinv.workflows.loop_integral.run import random_kinematics
 
 M_TOP_SQ = 175.0**2
 # i-flow (Gao, Isaacson, Krause, arXiv:2001.05486), all in GeV
@@ -297,3 +300,44 @@ def test_against_pycollier_above_threshold(trained_triangle, trained_box):
         value, err_re, err_im = vegas(deformed_integrand(loop.integrand, trained), loop.dim)
         assert_within_errors(value, err_re, err_im, ref, n_sigma=3, rtol=1e-3)
         assert rel(cube_rule(deformed_integrand(loop.integrand, trained), loop.dim, 40), ref) < 1e-5
+
+
+# --- pySecDec, when it is installed ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def pysecdec(tmp_path_factory):
+    reason = pysecdec_peer.missing_reason()
+    if reason:
+        pytest.skip(reason)
+    cache = tmp_path_factory.mktemp("pysecdec")
+    return lambda topology, points: [p.value for p in pysecdec_peer.evaluate(topology, points, cache=cache)]
+
+
+def test_pysecdec_reproduces_published_values(pysecdec):
+    # the adapter's argument order and normalisation, against i-flow and COLLIER
+    tri = pysecdec("triangle", [(0.0, 0.0, 125.0**2, M_TOP_SQ, M_TOP_SQ, M_TOP_SQ), (200, 1000, 200, 100, 10, 50)])
+    box = pysecdec("box", [(0.0, 0.0, 0.0, 125.0**2, 130.0**2, -(130.0**2) / 2, *[M_TOP_SQ] * 4)])
+    assert rel(tri[0], IFLOW_TRIANGLE) < 1e-8 and rel(box[0], IFLOW_BOX) < 1e-8
+    assert rel(tri[1], COLLIER_C0) < 1e-7
+
+
+def test_monte_carlo_agrees_with_pysecdec_above_threshold(pysecdec, trained_triangle, trained_box):
+    tri, trained_tri = trained_triangle
+    box, trained_b = trained_box
+    (tri_ref,) = pysecdec("triangle", [(0.0, 0.0, 400.0**2, M_TOP_SQ, M_TOP_SQ, M_TOP_SQ)])
+    (box_ref,) = pysecdec("box", [BOX_ABOVE])
+    for loop, trained, ref in ((tri, trained_tri, tri_ref), (box, trained_b, box_ref)):
+        value, err_re, err_im = vegas(deformed_integrand(loop.integrand, trained), loop.dim)
+        assert_within_errors(value, err_re, err_im, ref, n_sigma=3, rtol=1e-3)
+
+
+@pytest.mark.parametrize("topology, nodes", [("triangle", 60), ("box", 40)])
+def test_deformed_contour_agrees_with_pysecdec_at_random_kinematics(pysecdec, topology, nodes):
+    points = random_kinematics(topology, 3, seed=11)
+    make = loops.triangle if topology == "triangle" else loops.box
+    for point, ref in zip(points, pysecdec(topology, points), strict=True):
+        loop = make(*point)
+        deformation = ContourDeformation(loop.dim, loop.F)
+        value = cube_rule(deformed_integrand(loop.integrand, deformation), loop.dim, nodes, smooth_corners=True)
+        assert rel(value, ref) < 1e-4, (point, value, ref)

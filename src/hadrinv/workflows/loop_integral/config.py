@@ -71,6 +71,11 @@ class LoopIntegralConfig(WorkflowConfig):
         None, ge=0, lt=1, description="of the integrator's calls, those that adapt it (None: the method's default)"
     )
     deformation: DeformationConfig = DeformationConfig()
+    peers: list[Literal["pysecdec"]] = Field(
+        ["pysecdec"],
+        description="independent libraries evaluated beside, when installed: pysecdec (the reference where no "
+        "closed form covers the kinematics)",
+    )
     out: str = "runs/loop-integral"
 
     @model_validator(mode="after")

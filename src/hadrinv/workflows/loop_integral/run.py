@@ -11,7 +11,9 @@ integrand (or F) too; they come out of the same budget `calls` and are counted i
 Where a closed form exists for the kinematics it is the truth, and the pulls of the real and imaginary parts
 against it decide validity with the integrator's own flag and the sign check: C0 with two lightlike legs and
 equal internal masses (`c0_two_massless_legs`), D0 with four lightlike legs and equal masses
-(`d0_massless_legs`). Writes OUT/result.json, OUT/deformation.png and metrics.json last.
+(`d0_massless_legs`). pySecDec, when installed, is evaluated beside at the same kinematics (`peers`); where
+no closed form applies its value is the reference of the pulls. Writes OUT/result.json, OUT/deformation.png
+and metrics.json last.
 """
 
 from __future__ import annotations
@@ -63,9 +65,11 @@ class LoopIntegralResult:
             ("imaginary part", f"{m['value_imag']:.10g} +- {m['error_imag']:.3g}"),
             ("relative error", f"{m['relative_error']:.3g}"),
         ]
+        for name, peer in m.get("peers", {}).items():
+            rows.append((name, f"{peer['value']:.10g} {peer['value_imag']:+.10g}i ({peer['seconds']:.1f} s)"))
         exact = m.get("exact")
         if exact:
-            rows.append(("exact", f"{exact['value']:.10g} {exact['value_imag']:+.10g}i ({exact['source']})"))
+            rows.append(("reference", f"{exact['value']:.10g} {exact['value_imag']:+.10g}i ({exact['source']})"))
             pulls = m["pulls"]
             rows.append(("pulls (re, im)", ", ".join("-" if p is None else f"{p:+.2f}" for p in pulls.values())))
         rows += [
@@ -124,6 +128,24 @@ def min_f_on_simplex(loop: loop_integrals.OneLoop) -> float:
             if total != 0.0 and np.all(x / total > 0):
                 best = min(best, 1.0 / total)
     return best
+
+
+def random_kinematics(topology: str, n: int, seed: int) -> list[tuple[float, ...]]:
+    """n generic points above a threshold, for checks against other codes: unequal masses of 50-200 GeV,
+    timelike and spacelike legs up to 200 GeV, (p1 + p2)^2 or s12 of 300-600 GeV squared, a spacelike s23.
+    Tuples in LoopTools order (squared invariants, then squared masses), GeV^2."""
+    rng = np.random.default_rng(seed)
+    make = loop_integrals.triangle if topology == "triangle" else loop_integrals.box
+    legs, propagators = (2, 3) if topology == "triangle" else (4, 4)
+    points: list[tuple[float, ...]] = []
+    while len(points) < n:
+        signed = rng.uniform(-200, 200, legs) * np.abs(rng.uniform(-200, 200, legs))
+        mandelstam = [rng.uniform(300, 600) ** 2] + ([-(rng.uniform(50, 300) ** 2)] if topology == "box" else [])
+        masses_sq = rng.uniform(50, 200, propagators) ** 2
+        point = tuple(float(v) for v in (*signed, *mandelstam, *masses_sq))
+        if min_f_on_simplex(make(*point)) < 0:
+            points.append(point)
+    return points
 
 
 def needs_deformation(loop: loop_integrals.OneLoop) -> tuple[bool, float]:
@@ -238,7 +260,13 @@ def _run(config: LoopIntegralConfig, context: RunContext) -> LoopIntegralResult:
         log=context.log,
     )
     record = _record(config, result, contour_calls, sign, lowest_f)
+    record["peers"], missing = _peers(config, context)
+    if missing:
+        record["peers_missing"] = missing
     exact = closed_form(config)
+    if exact is None and "pysecdec" in record["peers"]:
+        peer = record["peers"]["pysecdec"]
+        exact = complex(peer["value"], peer["value_imag"]), "pySecDec"
     if exact is not None:
         value, source = exact
         record["exact"] = {"value": value.real, "value_imag": value.imag, "source": source}
@@ -272,6 +300,37 @@ def _run(config: LoopIntegralConfig, context: RunContext) -> LoopIntegralResult:
     context.log(f"{config.topology}: {record['value']:.10g} {record['value_imag']:+.10g}i, {metrics['seconds']:.1f} s")
     finish_output(out, metrics, failures)
     return LoopIntegralResult(out, metrics, failures)
+
+
+def peer_arguments(config: LoopIntegralConfig) -> tuple[float, ...]:
+    """The integral's arguments in LoopTools order (squared invariants, then squared masses), GeV^2."""
+    return (*config.invariants().values(), *(m * m for m in config.masses()))
+
+
+def _peers(config: LoopIntegralConfig, context: RunContext) -> tuple[dict, dict]:
+    """The peers' values at the run's kinematics, and why any asked for could not run."""
+    values, missing = {}, {}
+    if "pysecdec" in config.peers:
+        from hadrinv.workflows.loop_integral import pysecdec_peer
+
+        reason = pysecdec_peer.missing_reason()
+        if reason is None:
+            try:
+                (peer,) = pysecdec_peer.evaluate(config.topology, [peer_arguments(config)])
+            except RuntimeError as exc:  # a peer that fails costs its row, not the run
+                reason = str(exc)
+            else:
+                values["pysecdec"] = {
+                    "value": peer.value.real,
+                    "value_imag": peer.value.imag,
+                    "error": peer.error.real,
+                    "error_imag": peer.error.imag,
+                    "seconds": peer.seconds,
+                }
+        if reason is not None:
+            missing["pysecdec"] = reason
+            context.log(f"pysecdec: not run ({reason})")
+    return values, missing
 
 
 def _contour(loop: loop_integrals.OneLoop, config: LoopIntegralConfig) -> tuple[ContourDeformation, dict, int, dict]:
