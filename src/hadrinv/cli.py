@@ -13,7 +13,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from hadrinv import integrate_command
+from hadrinv import integrate_command, simulate_amplitudes_command
 from hadrinv.data.validation import DataError
 
 EXIT_BAD_INPUT = 2
@@ -83,7 +83,12 @@ def _parser() -> argparse.ArgumentParser:
     p_run.add_argument(
         "--method",
         help="extraction method: fit, gan, diffusion, both (fit, gan) or all (pipi-amplitude); fit, diffusion or both "
-        "(pipi-isospin); minuit, newton (pwa-*); flat, vegas, flow, vegas+flow (loop-integral)",
+        "(pipi-isospin); minuit, newton (pwa-*); flat, vegas, flow, vegas+flow (loop-integral); bnn, ensemble, "
+        "mlp or all (amplitude-surrogate)",
+    )
+    p_run.add_argument("--test", help="test table (amplitude-surrogate; default: held out from --data)")
+    p_run.add_argument(
+        "--boost", choices=["none", "loss", "performance", "all"], help="training boost (amplitude-surrogate)"
     )
     p_run.add_argument("--case", help="test case, e.g. separable or omega-omega (halqcd-potential)")
     loop = p_run.add_argument_group("loop-integral (GeV; LoopTools order)")
@@ -301,6 +306,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     p_pwa.add_argument("--seed", type=int, default=0)
     p_pwa.add_argument("--out", required=True, help="output file (.parquet, .root or .csv)")
+    simulate_amplitudes_command.add_parser(sims)
     p_sim.set_defaults(handler=lambda args: (p_sim.print_help(), EXIT_BAD_INPUT)[1])
     return parser
 
@@ -351,6 +357,8 @@ def _cmd_run(args) -> int:
         "out": args.out,
         "seed": args.seed,
         "method": args.method,
+        "test": args.test,
+        "boost": args.boost,
         "case": args.case,
         "topology": args.topology,
         "internal_masses": args.internal_masses,

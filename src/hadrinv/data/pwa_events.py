@@ -47,7 +47,7 @@ import numpy as np
 import torch
 
 from hadrinv.data.io import atomic_write_file, atomic_write_text
-from hadrinv.data.validation import DataError, read_numeric_csv
+from hadrinv.data.validation import DataError, first_line, read_numeric_csv, require_format
 from hadrinv.physics.pwa import M_JPSI, M_PI0, M_PI_CHARGED, energy_momentum_violation, invariant_mass_squared
 
 PARTICLES = ("gamma", "pi1", "pi2")
@@ -56,7 +56,6 @@ COLUMNS = tuple(f"{p}_{c}" for p in PARTICLES for c in COMPONENTS)
 WEIGHT = "weight"
 TREE_NAME = "events"  # the tree write_events writes into a ROOT file
 CSV_SUFFIXES, PARQUET_SUFFIXES, ROOT_SUFFIXES = (".csv",), (".parquet", ".pq"), (".root",)
-_PARQUET_MAGIC, _ROOT_MAGIC = b"PAR1", b"root"
 _TREE_CLASSES = ("TTree", "TNtuple", "TNtupleD")  # and any class name containing "RNTuple"
 
 
@@ -146,50 +145,17 @@ def _read_csv(path: Path, pion_mass: float, tolerance_gev: float) -> EventSample
     return _validated(path, values, pion_mass, tolerance_gev, lambda i: (rows[i], ""), "column")
 
 
-def _looks_like(path: Path) -> str:
-    """What a file looks like from its first bytes, for the message when it is not what its suffix says."""
-    with open(path, "rb") as handle:
-        head = handle.read(4096)
-    if not head:
-        return "an empty file"
-    if head.startswith(_PARQUET_MAGIC):
-        return "a Parquet file"
-    if head.startswith(_ROOT_MAGIC):
-        return "a ROOT file"
-    if head.startswith(b"\x89HDF"):
-        return "an HDF5 file"
-    try:
-        text = head.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        return "binary data of unknown format"
-    return "a text file (CSV? then name it .csv)" if "\x00" not in text else "binary data of unknown format"
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {lines[0] if lines else ''}".rstrip(": ")
-
-
-def _require_format(path: Path, name: str) -> None:
-    """Stop unless ``path`` is a file whose first bytes say it is a ``name`` (Parquet, ROOT) file."""
-    if not path.is_file():
-        raise DataError(path, "no such file")
-    looks = _looks_like(path)
-    if looks != f"a {name} file":
-        raise DataError(path, f"not a {name} file: it looks like {looks}")
-
-
 def _read_parquet(path: Path) -> tuple[dict[str, np.ndarray], int]:
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    _require_format(path, "Parquet")
+    require_format(path, "Parquet")
     try:
         handle = pq.ParquetFile(path)
         schema = handle.schema_arrow
     except (pa.ArrowException, OSError, ValueError) as exc:
-        raise DataError(path, f"cannot read the Parquet file ({_first_line(exc)})") from None
+        raise DataError(path, f"cannot read the Parquet file ({first_line(exc)})") from None
     _check_names(path, list(schema.names), "column")
     wanted = [name for name in COLUMNS + (WEIGHT,) if name in schema.names]
     for name in wanted:
@@ -199,7 +165,7 @@ def _read_parquet(path: Path) -> tuple[dict[str, np.ndarray], int]:
     try:
         table = handle.read(columns=wanted)
     except (pa.ArrowException, OSError, ValueError) as exc:
-        raise DataError(path, f"cannot read the Parquet file ({_first_line(exc)})") from None
+        raise DataError(path, f"cannot read the Parquet file ({first_line(exc)})") from None
     values = {}
     for name in wanted:
         column = table.column(name)
@@ -216,11 +182,11 @@ _NULL = np.frombuffer(np.uint64(0x7FF8_0000_0000_0ABC).tobytes(), dtype=np.float
 def _read_root(path: Path, tree: str | None) -> tuple[dict[str, np.ndarray], int]:
     import uproot
 
-    _require_format(path, "ROOT")
+    require_format(path, "ROOT")
     try:
         handle = uproot.open(path)
     except Exception as exc:  # uproot reports a damaged file in many ways (OSError, ValueError, its own errors)
-        raise DataError(path, f"cannot read the ROOT file ({_first_line(exc)})") from None
+        raise DataError(path, f"cannot read the ROOT file ({first_line(exc)})") from None
     with handle as f:
         try:
             classes = f.classnames(cycle=False)
@@ -252,7 +218,7 @@ def _read_root(path: Path, tree: str | None) -> tuple[dict[str, np.ndarray], int
         except DataError:
             raise
         except Exception as exc:
-            raise DataError(path, f"cannot read the ROOT file ({_first_line(exc)})") from None
+            raise DataError(path, f"cannot read the ROOT file ({first_line(exc)})") from None
     values = {}
     for name in wanted:
         a = np.asarray(arrays[name])

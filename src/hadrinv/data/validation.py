@@ -140,3 +140,42 @@ def read_truth(path: str | Path) -> dict:
         return json.loads(sidecar.read_text())
     except json.JSONDecodeError as exc:
         raise DataError(sidecar, f"not valid JSON ({exc.msg})", exc.lineno) from None
+
+
+# The first bytes of binary formats, to tell a user what a file really is when its suffix says otherwise.
+PARQUET_MAGIC, ROOT_MAGIC, HDF5_MAGIC = b"PAR1", b"root", b"\x89HDF"
+
+
+def looks_like(path: str | Path) -> str:
+    """What a file looks like from its first bytes, for the message when it is not what its suffix says."""
+    with open(path, "rb") as handle:
+        head = handle.read(4096)
+    if not head:
+        return "an empty file"
+    if head.startswith(PARQUET_MAGIC):
+        return "a Parquet file"
+    if head.startswith(ROOT_MAGIC):
+        return "a ROOT file"
+    if head.startswith(HDF5_MAGIC):
+        return "an HDF5 file"
+    try:
+        text = head.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return "binary data of unknown format"
+    return "a text file (CSV? then name it .csv)" if "\x00" not in text else "binary data of unknown format"
+
+
+def first_line(exc: BaseException) -> str:
+    """'Type: first line of the message' of an exception from a third-party reader, to fit a one-line DataError."""
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0] if lines else ''}".rstrip(": ")
+
+
+def require_format(path: str | Path, name: str) -> None:
+    """Stop unless ``path`` is a file whose first bytes say it is a ``name`` (Parquet, ROOT) file."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "no such file")
+    looks = looks_like(path)
+    if looks != f"a {name} file":
+        raise DataError(path, f"not a {name} file: it looks like {looks}")
