@@ -209,6 +209,8 @@ class Surrogate(nn.Module):
         self.register_buffer("x_scale", torch.ones(features, dtype=torch.float64))
         self.register_buffer("y_mean", torch.zeros((), dtype=torch.float64))
         self.register_buffer("y_scale", torch.ones((), dtype=torch.float64))
+        # one factor on both uncertainties, measured on held-out points by `calibrate` (1: as trained)
+        self.register_buffer("sigma_scale", torch.ones((), dtype=torch.float64))
         self.history: dict = {}
 
     @property
@@ -274,9 +276,35 @@ class Surrogate(nn.Module):
             generator = torch.Generator(device=self.x_mean.device).manual_seed(seed)
         mean, stat, syst = self._moments(self.standardize(x), samples, chunk, generator)
         scale = self.y_scale
+        stat, syst = stat * self.sigma_scale, syst * self.sigma_scale
         return Prediction(
             (mean * scale + self.y_mean).to(x.device), (stat * scale).to(x.device), (syst * scale).to(x.device)
         )
+
+    @torch.no_grad()
+    def calibrate(self, x: Tensor, y: Tensor, samples: int = 50, seed: int | None = 0) -> float:
+        """Scale both uncertainties so that 68.27 % of held-out points (x, y) lie within one sigma_tot.
+
+        Why: a network fitted to a deterministic target learns its widths from training residuals, and a
+        Bayesian network's widths also absorb the scatter of its weight draws, so that its stated sigma_tot
+        comes out too wide (or, after overfitting, too narrow) by a roughly constant factor; a pull
+        distribution that is Gaussian but of the wrong width is mended by one factor, measured on points
+        the fit has not seen. Returns the factor, also kept (and saved) in ``sigma_scale``.
+        """
+        if self.method == "mlp":
+            raise ValueError("an mlp states no uncertainty to calibrate")
+        x, y = _check_data(x, y, "")
+        if len(x) < 20:
+            raise ValueError(f"{len(x)} held-out points; calibration needs at least 20")
+        self.sigma_scale.fill_(1.0)
+        p = self.predict(x, samples=samples, seed=seed)
+        pulls = ((y.to(p.mean.device) - p.mean) / p.sigma_tot).abs()
+        factor = float(torch.quantile(pulls, 0.6827))
+        if not (math.isfinite(factor) and factor > 0):
+            raise ValueError(f"calibration failed: the 68 % quantile of |pull| is {factor}")
+        self.sigma_scale.fill_(factor)
+        self.history["sigma_scale"] = factor
+        return factor
 
     def save(self, path: str | Path) -> Path:
         """Plain tensors and settings, written atomically (temporary file, then rename)."""

@@ -58,6 +58,13 @@ class AmplitudeSurrogateConfig(WorkflowConfig):
     method: Literal["bnn", "ensemble", "mlp", "all"] = "all"
     boost: Literal["none", "loss", "performance", "all"] = "all"
     network: NetworkConfig = NetworkConfig()
+    calibration_fraction: float = Field(
+        0.1,
+        ge=0,
+        lt=0.5,
+        description="share of the training points held out to calibrate the uncertainties (one factor on "
+        "sigma_stat and sigma_syst; 0: as trained); the plain MLP trains on all of them",
+    )
     out: str = "runs/amplitude-surrogate"
 
     @model_validator(mode="after")

@@ -7,6 +7,8 @@ several energies work. Target: log |M|^2, so that a relative precision Delta = (
 error of the regression and the many decades of |M|^2 weigh alike. The predicted amplitude is
 A_NN = exp(mean); its uncertainties (stat, syst, total) are A_NN times those of the log, to first order.
 
+The Bayesian network and the ensemble fit on all but `calibration_fraction` of the training points and scale
+their uncertainties by one factor measured on the rest (`Surrogate.calibrate`); the plain MLP fits on all.
 Each (method, boost) variant trains as one task (Ray by default, checkpointed: --resume redoes only the
 unfinished ones) and is evaluated on the test set: the quantiles of |Delta|, the share within 1 % and 5 %,
 and for the methods with uncertainties the calibration, pulls (log A - mean) / sigma_tot, their width and
@@ -114,16 +116,34 @@ def train_task(
     threads: int | None,
     device: str,
 ) -> dict:
-    """One variant (a Ray task): fit, save the model where the driver will read it, return a plain record."""
+    """One variant (a Ray task): fit, calibrate, save the model where the driver will read it, return a record."""
     from hadrinv.inference.surrogates import fit_surrogate
 
     thread_limit(threads)
-    settings = surrogate_settings(AmplitudeSurrogateConfig.model_validate(config), method, boost, seed)
+    parsed = AmplitudeSurrogateConfig.model_validate(config)
+    settings = surrogate_settings(parsed, method, boost, seed)
+    fit, held_out = calibration_split(len(x), parsed, method)
     start = time.perf_counter()
-    model = fit_surrogate(x, y, settings, device=device)
+    model = fit_surrogate(x[fit], y[fit], settings, device=device)
     seconds = time.perf_counter() - start
+    scale = None
+    if held_out is not None:
+        scale = model.calibrate(
+            x[held_out].to(device), y[held_out].to(device), samples=parsed.network.samples, seed=parsed.seed
+        )
     model.save(model_path)
-    return {"method": method, "boost": boost, "model": model_path, "seconds": seconds}
+    return {"method": method, "boost": boost, "model": model_path, "seconds": seconds, "sigma_scale": scale}
+
+
+def calibration_split(
+    n: int, config: AmplitudeSurrogateConfig, method: str
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(rows to fit, rows to calibrate on or None): the same split for every variant of a run."""
+    if method == "mlp" or config.calibration_fraction == 0:
+        return torch.arange(n), None
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(config.seed + 17))
+    held = max(int(round(config.calibration_fraction * n)), 20)
+    return order[held:], order[:held]
 
 
 def load_tables(config: AmplitudeSurrogateConfig, context: RunContext) -> tuple[AmplitudeTable, AmplitudeTable]:
@@ -219,7 +239,12 @@ def run(config: AmplitudeSurrogateConfig, context: RunContext | None = None) -> 
     device = config.execution.device
     for record, folder in zip(records, folders, strict=True):
         model = Surrogate.load(record["model"], map_location=device)
-        row = {"method": record["method"], "boost": record["boost"], "seconds": record["seconds"]}
+        row = {
+            "method": record["method"],
+            "boost": record["boost"],
+            "seconds": record["seconds"],
+            "sigma_scale": record["sigma_scale"],
+        }
         for name, x, log_a in (("train", x_train, y_train), ("test", x_test, y_test)):
             p = predict(model, x, config)
             finite = bool(torch.isfinite(p.mean).all() and torch.isfinite(p.sigma_tot).all())
