@@ -22,3 +22,11 @@ tail -n 20 "$out/isospin-cuda.log"
 echo "pipi-isospin quick on cuda: $((SECONDS - start)) s wall"
 # the talk's CNN GAN (--preset paper): seconds per step and the extrapolated 100 members
 python benchmarks/pipi_paper_member_time.py --device cuda --steps 5,15
+# amplitude surrogates: every method and boosting on the GPU (quick preset), then the CPU for the ratio
+for device in cuda cpu; do
+  start=$SECONDS
+  hadrinv run amplitude-surrogate --preset quick --device "$device" --serial --no-progress \
+    --out "$out/amp-$device" --force > "$out/amp-$device.log" 2>&1 || echo "exit code $?"
+  tail -n 16 "$out/amp-$device.log"
+  echo "amplitude-surrogate quick on $device: $((SECONDS - start)) s wall"
+done

@@ -18,11 +18,11 @@ def _examples() -> list[str]:
     return re.findall(r"```python\n(.*?)```", section, flags=re.S)
 
 
-def test_the_readme_has_three_python_examples():
-    assert len(_examples()) == 3
+def test_the_readme_has_four_python_examples():
+    assert len(_examples()) == 4
 
 
-@pytest.mark.parametrize("index", [0, 1, 2])
+@pytest.mark.parametrize("index", [0, 1, 2, 3])
 def test_readme_python_example_runs(tmp_path, index):
     done = subprocess.run(
         [sys.executable, "-c", _examples()[index]], cwd=tmp_path, capture_output=True, text=True, timeout=300
@@ -35,6 +35,10 @@ def test_readme_python_example_runs(tmp_path, index):
         value, error = (float(v) for v in re.search(r"value +\| ([0-9.e+-]+) \+- ([0-9.e+-]+)", done.stdout).groups())
         assert abs(value - (0.2 * math.sqrt(math.pi) * math.erf(2.5)) ** 4) < 4 * error
         assert re.search(r"valid +\| yes", done.stdout)
+    elif index == 3:  # a surrogate of e+ e- -> q qbar g: percent-level precision, calibrated uncertainties
+        found = re.search(r"within ([0-9.]+) %, coverage ([0-9.]+)", done.stdout)
+        within, coverage = (float(v) for v in found.groups())
+        assert within < 5.0 and abs(coverage - 0.68) < 0.06
     else:
         import hadrinv
 

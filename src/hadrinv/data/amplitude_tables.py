@@ -45,7 +45,14 @@ import numpy as np
 import torch
 
 from hadrinv.data.io import atomic_write_file, atomic_write_text
-from hadrinv.data.validation import DataError, first_line, read_numeric_csv, require_format
+from hadrinv.data.validation import (
+    DataError,
+    as_float64_numpy,
+    first_line,
+    raise_first_bad,
+    read_numeric_csv,
+    require_format,
+)
 
 COMPONENTS = ("E", "px", "py", "pz")
 AMP2 = "amp2"
@@ -317,29 +324,12 @@ def _check_rows(
         (energy_bad, describe_energy),
         (finite_row & ~energy_bad & violated, describe_violation),
     ]
-    bad = np.zeros(rows, dtype=bool)
-    for mask, _ in checks:
-        bad |= mask
-    if not bad.any():
-        return
-    i = int(np.argmax(bad))
-    for mask, describe in checks:
-        if mask[i]:
-            count = int(mask.sum())
-            more = f" [{count} of {rows} rows fail this check]" if count > 1 else ""
-            row, prefix = locate(i)
-            raise DataError(path, prefix + describe(i) + more, row)
+    raise_first_bad(path, checks, locate, "rows")
 
 
 # ---------------------------------------------------------------------------------------------------
 # Writing
 # ---------------------------------------------------------------------------------------------------
-
-
-def _as_numpy(x) -> np.ndarray:
-    if isinstance(x, torch.Tensor):
-        return x.detach().cpu().to(torch.float64).numpy()
-    return np.asarray(x, dtype=np.float64)
 
 
 def write_amplitudes(path: str | Path, momenta, amp2, n_incoming: int = 2) -> Path:
@@ -352,7 +342,7 @@ def write_amplitudes(path: str | Path, momenta, amp2, n_incoming: int = 2) -> Pa
     if suffix not in CSV_SUFFIXES + PARQUET_SUFFIXES:
         raise ValueError(f"unknown file type {path.suffix!r}; expected .csv or .parquet (.pq)")
     n_incoming = _check_n_incoming(n_incoming)
-    p, a = _as_numpy(momenta), _as_numpy(amp2)
+    p, a = as_float64_numpy(momenta), as_float64_numpy(amp2)
     if p.ndim != 3 or p.shape[2] != 4 or p.shape[1] < MIN_PARTICLES or p.shape[0] < 1:
         raise ValueError(f"momenta has shape {p.shape}; expected (N, n, 4) with N >= 1 and n >= {MIN_PARTICLES}")
     rows, n = p.shape[:2]

@@ -47,7 +47,14 @@ import numpy as np
 import torch
 
 from hadrinv.data.io import atomic_write_file, atomic_write_text
-from hadrinv.data.validation import DataError, first_line, read_numeric_csv, require_format
+from hadrinv.data.validation import (
+    DataError,
+    as_float64_numpy,
+    first_line,
+    raise_first_bad,
+    read_numeric_csv,
+    require_format,
+)
 from hadrinv.physics.pwa import M_JPSI, M_PI0, M_PI_CHARGED, energy_momentum_violation, invariant_mass_squared
 
 PARTICLES = ("gamma", "pi1", "pi2")
@@ -349,29 +356,12 @@ def _check_events(
         (mass_bad["pi1"], describe_pion("pi1")),
         (mass_bad["pi2"], describe_pion("pi2")),
     ]
-    bad = np.zeros(n, dtype=bool)
-    for mask, _ in checks:
-        bad |= mask
-    if not bad.any():
-        return
-    i = int(np.argmax(bad))
-    for mask, describe in checks:
-        if mask[i]:
-            count = int(mask.sum())
-            more = f" [{count} of {n} events fail this check]" if count > 1 else ""
-            row, prefix = locate(i)
-            raise DataError(path, prefix + describe(i) + more, row)
+    raise_first_bad(path, checks, locate, "events")
 
 
 # ---------------------------------------------------------------------------------------------------
 # Writing
 # ---------------------------------------------------------------------------------------------------
-
-
-def _as_numpy(x) -> np.ndarray:
-    if isinstance(x, torch.Tensor):
-        return x.detach().cpu().to(torch.float64).numpy()
-    return np.asarray(x, dtype=np.float64)
 
 
 def _columns_of(sample_or_tensors, weight) -> dict[str, np.ndarray]:
@@ -382,7 +372,7 @@ def _columns_of(sample_or_tensors, weight) -> dict[str, np.ndarray]:
         momenta = tuple(sample_or_tensors)
         if len(momenta) != 3:
             raise ValueError(f"expected an EventSample or (gamma, pi1, pi2), got {len(momenta)} items")
-    momenta = [_as_numpy(q) for q in momenta]
+    momenta = [as_float64_numpy(q) for q in momenta]
     n = momenta[0].shape[0] if momenta[0].ndim == 2 else -1
     for name, q in zip(PARTICLES, momenta):
         if q.ndim != 2 or q.shape != (n, 4):
@@ -393,7 +383,7 @@ def _columns_of(sample_or_tensors, weight) -> dict[str, np.ndarray]:
         for k, c in enumerate(COMPONENTS)
     }
     if weight is not None:
-        w = _as_numpy(weight)
+        w = as_float64_numpy(weight)
         if w.shape != (n,):
             raise ValueError(f"weight has shape {w.shape}; expected ({n},), one per event")
         columns[WEIGHT] = np.ascontiguousarray(w)

@@ -179,3 +179,36 @@ def require_format(path: str | Path, name: str) -> None:
     looks = looks_like(path)
     if looks != f"a {name} file":
         raise DataError(path, f"not a {name} file: it looks like {looks}")
+
+
+def raise_first_bad(
+    path: str | Path,
+    checks: list[tuple[np.ndarray, Callable[[int], str]]],
+    locate: Callable[[int], tuple[int | None, str]],
+    noun: str = "rows",
+) -> None:
+    """Stop at the first bad row of a vectorised check: ``checks`` pairs a boolean mask over the rows with a
+    description of row i; ``locate(i)`` gives its file line (or None) and a prefix ("event 7: "). The message
+    also counts the rows that fail the same check, so a user sees at once whether one row or all are bad."""
+    if not checks:
+        return
+    n = len(checks[0][0])
+    bad = np.zeros(n, dtype=bool)
+    for mask, _ in checks:
+        bad |= mask
+    if not bad.any():
+        return
+    i = int(np.argmax(bad))
+    for mask, describe in checks:
+        if mask[i]:
+            count = int(mask.sum())
+            more = f" [{count} of {n} {noun} fail this check]" if count > 1 else ""
+            row, prefix = locate(i)
+            raise DataError(path, prefix + describe(i) + more, row)
+
+
+def as_float64_numpy(x) -> np.ndarray:
+    """A tensor or array-like as a float64 numpy array (on the CPU, detached)."""
+    if hasattr(x, "detach"):
+        return x.detach().cpu().double().numpy()
+    return np.asarray(x, dtype=np.float64)
