@@ -84,11 +84,17 @@ def _parser() -> argparse.ArgumentParser:
         "--method",
         help="extraction method: fit, gan, diffusion, both (fit, gan) or all (pipi-amplitude); fit, diffusion or both "
         "(pipi-isospin); minuit, newton (pwa-*); flat, vegas, flow, vegas+flow (loop-integral); bnn, ensemble, "
-        "mlp or all (amplitude-surrogate)",
+        "mlp or all (amplitude-surrogate); flow, discflow, ot-attention or all (event-generator)",
     )
     p_run.add_argument("--test", help="test table (amplitude-surrogate; default: held out from --data)")
     p_run.add_argument(
         "--boost", choices=["none", "loss", "performance", "all"], help="training boost (amplitude-surrogate)"
+    )
+    p_run.add_argument("--events", type=int, help="events to generate per method (event-generator)")
+    p_run.add_argument(
+        "--efficiency",
+        metavar="FILE.py:FUNCTION",
+        help="per-event detector efficiency of the columns (event-generator)",
     )
     p_run.add_argument("--case", help="test case, e.g. separable or omega-omega (halqcd-potential)")
     loop = p_run.add_argument_group("loop-integral (GeV; LoopTools order)")
@@ -359,6 +365,8 @@ def _cmd_run(args) -> int:
         "method": args.method,
         "test": args.test,
         "boost": args.boost,
+        "events": args.events,
+        "efficiency": args.efficiency,
         "case": args.case,
         "topology": args.topology,
         "internal_masses": args.internal_masses,

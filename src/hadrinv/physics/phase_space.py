@@ -77,9 +77,29 @@ def _events_from_dalitz(
     s12: torch.Tensor, s23: torch.Tensor, masses: Sequence[float], M: float, generator
 ) -> tuple[torch.Tensor, ...]:
     """Four-momenta (p1, p2, p3) of Dalitz points (s12, s23), with an isotropic orientation."""
-    m1, m2, m3 = masses
-    n = s12.shape[0]
     opts = {"dtype": torch.float64, "generator": generator}
+    n = s12.shape[0]
+    cos_theta = 2.0 * torch.rand(n, **opts) - 1.0
+    phi = 2.0 * math.pi * torch.rand(n, **opts)
+    psi = 2.0 * math.pi * torch.rand(n, **opts)
+    return events_from_dalitz(s12, s23, cos_theta, phi, psi, masses, M)
+
+
+def events_from_dalitz(
+    s12: torch.Tensor,
+    s23: torch.Tensor,
+    cos_theta: torch.Tensor,
+    phi: torch.Tensor,
+    psi: torch.Tensor,
+    masses: Sequence[float] = (0.0, M_PI_CHARGED, M_PI_CHARGED),
+    M: float = M_JPSI,
+) -> tuple[torch.Tensor, ...]:
+    """Four-momenta (p1, p2, p3), each (N, 4) GeV in the M rest frame, of Dalitz points (s12, s23) in GeV^2 and
+    an orientation: particle 1 along (theta, phi), particle 2 turned by psi about it (the rotation
+    R_z(phi) R_y(theta) R_z(psi) of the event built in the x-z plane). The inverse of `dalitz_coordinates`.
+    Every event conserves four-momentum and has its particles on shell, whatever the inputs inside the
+    Dalitz region: the energies follow from (s12, s23), p3 = -(p1 + p2)."""
+    m1, m2, m3 = masses
     e1 = (M**2 + m1**2 - s23) / (2.0 * M)
     e3 = (M**2 + m3**2 - s12) / (2.0 * M)
     e2 = M - e1 - e3
@@ -92,11 +112,7 @@ def _events_from_dalitz(
     zero = torch.zeros_like(p1)
     v1 = torch.stack([zero, zero, p1], dim=-1)
     v2 = torch.stack([p2 * sin12, zero, p2 * cos12], dim=-1)
-
-    cos_theta = 2.0 * torch.rand(n, **opts) - 1.0
-    phi = 2.0 * math.pi * torch.rand(n, **opts)
-    psi = 2.0 * math.pi * torch.rand(n, **opts)
-    theta = torch.acos(cos_theta)
+    theta = torch.acos(cos_theta.clamp(-1.0, 1.0))
     v1, v2 = _rotate(v1, phi, theta, psi), _rotate(v2, phi, theta, psi)
     v3 = -(v1 + v2)
     return (
@@ -104,6 +120,27 @@ def _events_from_dalitz(
         torch.cat([e2[:, None], v2], dim=-1),
         torch.cat([e3[:, None], v3], dim=-1),
     )
+
+
+def dalitz_coordinates(p1: torch.Tensor, p2: torch.Tensor, p3: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """(s12, s23, cos_theta, phi, psi) of three-body events in their rest frame (the inverse of
+    `events_from_dalitz`): the Dalitz variables in GeV^2, the polar and azimuthal angles of particle 1 and
+    the azimuth psi of particle 2 about particle 1, phi and psi in [0, 2 pi)."""
+
+    def mass2(p):
+        return p[:, 0] ** 2 - (p[:, 1:] ** 2).sum(-1)
+
+    s12, s23 = mass2(p1 + p2), mass2(p2 + p3)
+    v1, v2 = p1[:, 1:], p2[:, 1:]
+    cos_theta = (v1[:, 2] / v1.norm(dim=-1).clamp_min(1e-300)).clamp(-1.0, 1.0)
+    phi = torch.atan2(v1[:, 1], v1[:, 0])
+    sin_t, cos_p, sin_p = torch.sqrt(1.0 - cos_theta**2), torch.cos(phi), torch.sin(phi)
+    # undo R_z(phi), then R_y(theta): v2 is left turned by R_z(psi) from the x-z plane
+    x, y = cos_p * v2[:, 0] + sin_p * v2[:, 1], -sin_p * v2[:, 0] + cos_p * v2[:, 1]
+    x = cos_theta * x - sin_t * v2[:, 2]
+    psi = torch.atan2(y, x)
+    two_pi = 2.0 * math.pi
+    return s12, s23, cos_theta, torch.remainder(phi, two_pi), torch.remainder(psi, two_pi)
 
 
 def weighted_phase_space_events(

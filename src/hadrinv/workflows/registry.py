@@ -101,6 +101,7 @@ def all_workflows() -> list[Workflow]:
 def _load_builtin() -> None:
     import hadrinv.workflows.amplitude_surrogate  # noqa: F401
     import hadrinv.workflows.dis_pdf  # noqa: F401  (each registers itself)
+    import hadrinv.workflows.event_generator  # noqa: F401
     import hadrinv.workflows.femto_inverse  # noqa: F401
     import hadrinv.workflows.halqcd_potential  # noqa: F401
     import hadrinv.workflows.inverse_toys  # noqa: F401

@@ -1,0 +1,189 @@
+"""Tables of events for generative event generators: any numeric columns, or the PWA four-momentum layout.
+
+A table is one row per event and one numeric column per kinematic quantity, with an optional `weight` column.
+Two layouts are recognised:
+
+- ``pwa``: the twelve four-momentum columns of J/psi -> gamma pi pi (`hadrinv.data.pwa_events`: gamma_E, ...,
+  pi2_pz). The table is read by `read_events`, which checks four-momentum conservation and the masses, and
+  generators work on its Dalitz coordinates, so that what they generate is physical by construction;
+- ``numeric``: any other table (a Dalitz plot's m12^2 and m23^2, a jet's observables, ...). Every column must be
+  numeric; the generators learn the columns as they are.
+
+Readers validate: a missing or empty file, a column that is not numeric, a NaN, inf or null (the first bad row
+is named, as 'FILE:LINE' for CSV and 'FILE: event N' for Parquet), a negative weight, or fewer rows than
+``min_rows`` stop with one DataError line. CSV (`.csv`) and Parquet (`.parquet`, `.pq`); the PWA layout also
+ROOT (`.root`).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from hadrinv.data import pwa_events
+from hadrinv.data.io import atomic_write_file
+from hadrinv.data.validation import DataError, first_line, raise_first_bad, read_numeric_csv, require_format
+
+WEIGHT = "weight"
+LAYOUTS = ("pwa", "numeric")
+
+
+@dataclass
+class EventTable:
+    """Events as a float64 (N, F) tensor of ``columns``; ``weight`` (N,) or None (all one)."""
+
+    columns: tuple[str, ...]
+    values: torch.Tensor
+    weight: torch.Tensor | None = None
+    layout: str = "numeric"
+    path: str = "simulated"
+
+    def __len__(self) -> int:
+        return int(self.values.shape[0])
+
+    def subset(self, index: torch.Tensor) -> EventTable:
+        weight = None if self.weight is None else self.weight[index]
+        return EventTable(self.columns, self.values[index], weight, self.layout, self.path)
+
+    def column_dict(self) -> dict[str, np.ndarray]:
+        """name -> (N,) float64 numpy array: the form an efficiency function receives."""
+        values = self.values.numpy()
+        return {name: values[:, j] for j, name in enumerate(self.columns)}
+
+
+def from_pwa_sample(sample: pwa_events.EventSample) -> EventTable:
+    values = torch.cat([sample.gamma, sample.pi1, sample.pi2], dim=1)
+    return EventTable(pwa_events.COLUMNS, values, sample.weight, "pwa", str(sample.path))
+
+
+def read_event_table(path: str | Path, min_rows: int = 1) -> EventTable:
+    """Read and validate an event table (see the module docstring); raises a one-line DataError."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "no such file")
+    suffix = path.suffix.lower()
+    names = _column_names(path, suffix)
+    if set(pwa_events.COLUMNS) <= set(names) or suffix in pwa_events.ROOT_SUFFIXES:
+        table = from_pwa_sample(pwa_events.read_events(path))
+    elif suffix in pwa_events.CSV_SUFFIXES:
+        table = _read_csv(path, names)
+    else:
+        table = _read_parquet(path, names)
+    if len(table) < min_rows:
+        raise DataError(path, f"{len(table)} events; need at least {min_rows} (one training batch)")
+    if table.weight is not None:
+        raise_first_bad(
+            path,
+            [(~(table.weight.numpy() >= 0), lambda i: f"negative weight {float(table.weight[i]):g}")],
+            lambda i: (None, f"event {i}: "),
+            noun="events",
+        )
+        if not float(table.weight.sum()) > 0:
+            raise DataError(path, "the weights sum to zero")
+    return table
+
+
+def _column_names(path: Path, suffix: str) -> list[str]:
+    if suffix in pwa_events.CSV_SUFFIXES:
+        try:
+            text = path.read_text(encoding="utf-8-sig", errors="strict")
+        except UnicodeDecodeError:
+            raise DataError(path, "not a CSV text file (cannot decode as UTF-8)") from None
+        for line in text.split("\n"):
+            if line.strip() and not line.lstrip().startswith("#"):
+                return [h.strip() for h in next(csv.reader(io.StringIO(line)))]
+        raise DataError(path, "empty file")
+    if suffix in pwa_events.PARQUET_SUFFIXES:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        require_format(path, "Parquet")
+        try:
+            return list(pq.ParquetFile(path).schema_arrow.names)
+        except (pa.ArrowException, OSError, ValueError) as exc:
+            raise DataError(path, f"cannot read the Parquet file ({first_line(exc)})") from None
+    if suffix in pwa_events.ROOT_SUFFIXES:
+        return []
+    raise DataError(path, f"unknown file type {path.suffix!r}; expected .csv or .parquet (.pq), or .root")
+
+
+def _split(path: Path, names: list[str], values: np.ndarray) -> EventTable:
+    columns = [n for n in names if n != WEIGHT]
+    if not columns:
+        raise DataError(path, "no event columns besides the weight")
+    index = [names.index(n) for n in columns]
+    weight = torch.from_numpy(values[:, names.index(WEIGHT)].copy()) if WEIGHT in names else None
+    return EventTable(
+        tuple(columns), torch.from_numpy(np.ascontiguousarray(values[:, index])), weight, "numeric", str(path)
+    )
+
+
+def _read_csv(path: Path, names: list[str]) -> EventTable:
+    duplicated = sorted({n for n in names if names.count(n) > 1})
+    if duplicated:
+        raise DataError(path, f"column(s) {', '.join(duplicated)} appear more than once in the header")
+    # read_numeric_csv names the line of the first empty or non-numeric value
+    columns = read_numeric_csv(path, tuple(names))
+    return _split(path, names, np.stack([columns[n] for n in names], axis=1))
+
+
+def _read_parquet(path: Path, names: list[str]) -> EventTable:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    duplicated = sorted({n for n in names if names.count(n) > 1})
+    if duplicated:
+        raise DataError(path, f"column(s) {', '.join(duplicated)} appear more than once")
+    handle = pq.ParquetFile(path)
+    for name in names:
+        dtype = handle.schema_arrow.field(name).type
+        if not (pa.types.is_floating(dtype) or pa.types.is_integer(dtype) or pa.types.is_boolean(dtype)):
+            raise DataError(path, f"column {name} has type {dtype}; expected numbers")
+    try:
+        table = handle.read(columns=names)
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        raise DataError(path, f"cannot read the Parquet file ({first_line(exc)})") from None
+    if table.num_rows == 0:
+        raise DataError(path, "no events")
+    values = np.empty((table.num_rows, len(names)), dtype=np.float64)
+    for j, name in enumerate(names):
+        column = table.column(name)
+        values[:, j] = column.cast(pa.float64()).to_numpy(zero_copy_only=False)
+        if column.null_count:
+            values[pc.is_null(column).to_numpy(zero_copy_only=False), j] = np.nan
+    bad = ~np.isfinite(values)
+    raise_first_bad(
+        path,
+        [(bad.any(axis=1), lambda i: f"column {names[int(np.argmax(bad[i]))]} is missing, NaN or infinite")],
+        lambda i: (None, f"event {i}: "),
+        noun="events",
+    )
+    return _split(path, names, values)
+
+
+def write_event_table(path: str | Path, columns, values, weight=None) -> Path:
+    """Write events (N, F) with their column names (and a `weight` column if given): Parquet for .parquet/.pq,
+    else CSV; atomically, so a killed writer leaves no partial file."""
+    path = Path(path)
+    values = np.asarray(torch.as_tensor(values, dtype=torch.float64).cpu())
+    data = {name: values[:, j] for j, name in enumerate(columns)}
+    if weight is not None:
+        data[WEIGHT] = np.asarray(torch.as_tensor(weight, dtype=torch.float64).cpu())
+    if path.suffix.lower() in pwa_events.PARQUET_SUFFIXES:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        table = pa.table(data)
+        return atomic_write_file(path, lambda tmp: pq.write_table(table, tmp))
+
+    def write_csv(tmp: str) -> None:
+        header = ",".join(data)
+        np.savetxt(tmp, np.stack(list(data.values()), axis=1), delimiter=",", header=header, comments="", fmt="%.17g")
+
+    return atomic_write_file(path, write_csv)

@@ -1,0 +1,326 @@
+"""The event-generator workflow: train generative networks on a Monte Carlo sample, judge them on held-out events.
+
+1. events: the user's table (`data`), split into training and held-out events, or J/psi -> gamma pi+ pi- events of
+   a PWA model from the project's accept-reject generator (its time per event is the speed reference). With an
+   efficiency function, every event is kept with its efficiency: the generators learn the accepted events;
+2. each method (flow, DiscFlow, OT attention with and without the Johnson-SU transform) trains as one task (Ray by
+   default, checkpointed: --resume redoes only what is missing) on the same events, in the same features;
+3. each generates as many events as are held out; the same metrics judge all (`hadrinv.inference.event_metrics`):
+   classifier two-sample AUC without and with the generator's weights, the weights' spread, per-observable
+   histograms with ratios and chi2, per-bin deviations in the windows of narrow peaks, the triangular
+   discriminator on the first window, time per event; with an efficiency, the generated accepted events weighted
+   by 1 / efficiency against all held-out events (the efficiency-corrected projections).
+
+The generator with the lowest weighted AUC is the run's: DIR/generated.parquet and DIR/model.pt.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from hadrinv.data.event_tables import EventTable, read_event_table, write_event_table
+from hadrinv.data.io import atomic_write_file
+from hadrinv.data.validation import DataError
+from hadrinv.workflows.event_generator import plots, training
+from hadrinv.workflows.event_generator.config import DEFAULT_PEAKS, EventGeneratorConfig
+from hadrinv.workflows.event_generator.efficiency import accept, evaluate_efficiency, load_efficiency
+from hadrinv.workflows.event_generator.features import Representation, representation_of
+from hadrinv.workflows.output import CHECKPOINTS, TaskProgress, finish_output, prepare_output
+from hadrinv.workflows.registry import RunContext
+
+GENERATED = "generated.parquet"
+MODEL = "model.pt"
+
+
+@dataclass
+class Events:
+    train: EventTable
+    test: EventTable  # held out, accepted when there is an efficiency
+    test_all: EventTable | None = None  # held out before the efficiency
+    efficiency: tuple | None = None  # (label, function)
+    reference_seconds_per_event: float | None = None  # the accept-reject generator's
+
+
+@dataclass
+class EventGeneratorResult:
+    out: Path
+    rows: list[dict]
+    metrics: dict = field(default_factory=dict)
+    failures: list[str] = field(default_factory=list)
+
+    def summary_columns(self) -> list[str]:
+        return ["method", "AUC", "AUC weighted", "w in [0.5, 2]", "peak max dev", "chi2/ndf", "us/event", "train s"]
+
+    def summary_rows(self) -> list[tuple[str, ...]]:
+        def f(value, spec):
+            return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else format(value, spec)
+
+        rows = []
+        for r in self.rows:
+            c2st, weights = r["c2st"], r["weights"]
+            rows.append(
+                (
+                    r["method"],
+                    f(c2st["auc"], ".4f"),
+                    f(c2st["auc_weighted"], ".4f"),
+                    f(weights["fraction_in_band"], ".4f"),
+                    f(r["peak_max_deviation"], ".3f"),
+                    f(r["mean_chi2_per_ndf"], ".2f"),
+                    f(1e6 * r["seconds_per_event"], ".2f"),
+                    f(r["seconds"], ".0f"),
+                )
+            )
+        return rows
+
+
+def load_events(config: EventGeneratorConfig, context: RunContext) -> Events:
+    """Training and held-out events, the efficiency applied; bad tables and functions stop here."""
+    batch = max(config.flow.batch, config.ot.batch)
+    efficiency = load_efficiency(config.efficiency) if config.efficiency else None
+    reference = None
+    if config.data is None:
+        table, reference = simulate_pwa(config, context)
+        n_test = config.test_events
+    else:
+        table = read_event_table(config.data, min_rows=2)
+        n_test = max(int(round(config.test_fraction * len(table))), 1)
+    order = torch.randperm(len(table), generator=torch.Generator().manual_seed(config.seed))
+    train, test = table.subset(order[n_test:]), table.subset(order[:n_test])
+    test_all = None
+    if efficiency is not None:
+        keep = [accept(evaluate_efficiency(*efficiency, t), config.seed + k) for k, t in enumerate((train, test))]
+        test_all = test
+        train, test = train.subset(keep[0]), test.subset(keep[1])
+    need = math.ceil(batch / (1.0 - config.validation_fraction))
+    if len(train) < need:
+        where = config.data or "the simulated sample"
+        raise DataError(where, f"{len(train)} training events; need at least {need} (one batch of {batch})")
+    if len(test) < 2:
+        raise DataError(config.data or "the simulated sample", f"{len(test)} held-out events; need at least 2")
+    return Events(train, test, test_all, efficiency, reference)
+
+
+def simulate_pwa(config: EventGeneratorConfig, context: RunContext) -> tuple[EventTable, float]:
+    from hadrinv.data.pwa_model import generate_events, no_acceptance, read_model
+
+    model = read_model(config.model)
+    n = config.train_events + config.test_events
+    context.log(f"generating {n} events of {model.name} by accept-reject")
+    start = time.perf_counter()
+    gamma, pi1, pi2 = generate_events(model, n, no_acceptance, torch.Generator().manual_seed(config.seed + 7))
+    seconds = time.perf_counter() - start
+    values = torch.cat([gamma, pi1, pi2], dim=1)
+    from hadrinv.data.pwa_events import COLUMNS
+
+    return EventTable(COLUMNS, values, None, "pwa", f"simulated {model.name}"), seconds / n
+
+
+def run(config: EventGeneratorConfig, context: RunContext | None = None) -> EventGeneratorResult:
+    from hadrinv.inference.ensemble import run_tasks
+
+    context = context or RunContext(progress=False, log=lambda message: None)
+    started = time.perf_counter()
+    events = load_events(config, context)  # bad input stops here, before the folder is touched
+    rep = representation_of(events.train)
+    x = rep.encode(events.train.values)
+    n_val = int(round(config.validation_fraction * len(x)))
+    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(config.seed + 3))
+    fit_rows, val_rows = order[n_val:], order[:n_val]
+    w = events.train.weight
+    out = prepare_output(config.out, config, context)
+    (out / CHECKPOINTS).mkdir(exist_ok=True)
+    variants = config.variants()
+    folders = [out / v for v in variants]
+    for folder in folders:
+        folder.mkdir(exist_ok=True)
+    progress = TaskProgress(context, len(variants), "event-generator")
+    records = run_tasks(
+        training.train_task,
+        shared={
+            "x": x[fit_rows],
+            "weight": None if w is None else w[fit_rows],
+            "x_val": x[val_rows] if n_val else None,
+            "weight_val": None if w is None or not n_val else w[val_rows],
+            "config": config.model_dump(mode="json"),
+            "threads": config.execution.threads_per_task,
+            "device": config.execution.device,
+        },
+        per_task=[
+            {"method": m, "model_path": str(folder / MODEL), "seed": config.seed * 101 + i}
+            for i, (m, folder) in enumerate(zip(variants, folders, strict=True))
+        ],
+        checkpoints=[out / CHECKPOINTS / f"{m}.pt" for m in variants],
+        resume=context.resume,
+        on_done=lambda i, r: progress.advance(f"{r['method']}: trained in {r['seconds']:.0f} s"),
+        **config.execution.task_options(),
+    )
+    progress.close()
+    rows, failures = [], []
+    truth_x = rep.encode(events.test.values)
+    for record, folder in zip(records, folders, strict=True):
+        row, generated = evaluate(record, config, events, rep, truth_x)
+        if row.get("failure"):
+            failures.append(f"{record['method']}: {row['failure']}")
+        else:
+            write_event_table(folder / GENERATED, events.train.columns, *generated)
+            plots.ratios(folder / "ratios.png", row["_comparisons"], record["method"])
+        rows.append(row)
+    usable = [r for r in rows if not r.get("failure")]
+    best = min(usable, key=lambda r: _score(r)) if usable else None
+    if best is not None:
+        folder = out / best["method"]
+        for name in (GENERATED, MODEL):
+            atomic_write_file(out / name, lambda tmp, source=folder / name: shutil.copyfile(source, tmp))
+        plots.peaks(out / "peaks.png", rows)
+    for r in rows:
+        r.pop("_comparisons", None)
+    result = EventGeneratorResult(out, rows, failures=failures)
+    result.metrics = {
+        "workflow": "event-generator",
+        "data": config.data or f"simulated {config.model} (accept-reject)",
+        "layout": rep.layout,
+        "features": list(rep.feature_names),
+        "train_events": len(events.train),
+        "test_events": len(events.test),
+        "efficiency": None if events.efficiency is None else events.efficiency[0],
+        "accept_reject_seconds_per_event": events.reference_seconds_per_event,
+        "methods": {r["method"]: r for r in rows},
+        "best": None if best is None else best["method"],
+        "seconds": time.perf_counter() - started,
+    }
+    finish_output(out, result.metrics, failures)
+    return result
+
+
+def _score(row: dict) -> float:
+    c2st = row["c2st"]
+    return c2st["auc_weighted"] if c2st["auc_weighted"] is not None else c2st["auc"]
+
+
+def evaluate(record: dict, config: EventGeneratorConfig, events: Events, rep: Representation, truth_x: torch.Tensor):
+    """The metrics of one trained generator, and its generated (values, weights)."""
+    from hadrinv.inference.event_metrics import classifier_two_sample_test, time_per_event, weight_summary
+
+    method, device = record["method"], config.execution.device
+    generator = training.load(method, record["model"], device)
+    n = config.events or len(events.test)
+    torch_gen = torch.Generator(device=device).manual_seed(config.seed + 11)
+    z, weight = generator.sample(n, generator=torch_gen)
+    z, weight = z.double().cpu(), weight.double().cpu()
+    row = {"method": method, "seconds": record["seconds"], "final_loss": record["final_loss"], "generated": n}
+    if not (torch.isfinite(z).all() and torch.isfinite(weight).all()) or not math.isfinite(record["final_loss"]):
+        row["failure"] = "non-finite training loss or generated events"
+        return row, None
+    values = rep.decode(z)
+
+    def sample_and_decode(k: int):
+        return rep.decode(generator.sample(k, generator=torch_gen)[0].double().cpu())
+
+    row["seconds_per_event"] = time_per_event(sample_and_decode, min(n, 100_000))
+    reference = events.reference_seconds_per_event
+    row["speedup_vs_accept_reject"] = None if reference is None else reference / row["seconds_per_event"]
+    weighted = not bool((weight == 1).all())
+    k = min(config.c2st_events, len(truth_x), n)
+    c2st = classifier_two_sample_test(
+        truth_x[:k], z[:k], generated_weight=weight[:k] if weighted else None, truth_weight=_head(events.test, k)
+    )
+    row["c2st"] = c2st.as_dict()
+    row["weights"] = weight_summary(weight).as_dict()
+    comparisons, histograms = _histograms(config, rep, events.test, values, weight)
+    row["histograms"] = histograms
+    row["mean_chi2_per_ndf"] = float(np.nanmean([h["chi2_per_ndf"] for h in histograms.values()]))
+    row["peaks"], row["peak_max_deviation"], row["triangular_discriminator"] = _peaks(
+        config, rep, events.test, values, weight
+    )
+    if events.efficiency is not None:
+        row["efficiency_corrected"] = _corrected(config, rep, events, values, weight)
+    row["_comparisons"] = comparisons
+    return row, (values, weight)
+
+
+def _head(table: EventTable, k: int):
+    return None if table.weight is None else table.weight[:k]
+
+
+def _histograms(config, rep: Representation, truth: EventTable, values, weight):
+    from hadrinv.inference.event_metrics import histogram_comparison
+
+    truth_obs, gen_obs = rep.observables(truth.values), rep.observables(values)
+    comparisons, summary = {}, {}
+    for name, t in truth_obs.items():
+        lo, hi = np.quantile(t, [0.001, 0.999])
+        if not hi > lo:
+            lo, hi = float(t.min()) - 0.5, float(t.max()) + 0.5
+        c = histogram_comparison(
+            t, gen_obs[name], config.histogram_bins, weight.numpy(), _numpy(truth.weight), range=(lo, hi)
+        )
+        comparisons[name] = c
+        summary[name] = c.as_dict(config.min_bin_count)
+    return comparisons, summary
+
+
+def _numpy(weight):
+    return None if weight is None else weight.numpy()
+
+
+def peak_windows(config: EventGeneratorConfig, rep: Representation) -> list:
+    if config.peaks is not None:
+        return config.peaks
+    return DEFAULT_PEAKS if rep.layout == "pwa" else []
+
+
+def _peaks(config, rep: Representation, truth: EventTable, values, weight):
+    """Per window: the largest per-bin deviation where the held-out sample is well populated, chi2; the
+    triangular discriminator (x 1e3) on the first window."""
+    from hadrinv.inference.event_metrics import histogram_comparison, triangular_discriminator
+
+    windows = peak_windows(config, rep)
+    truth_obs, gen_obs = rep.observables(truth.values), rep.observables(values)
+    out, worst, delta = {}, math.nan, None
+    for i, p in enumerate(windows):
+        if p.observable not in truth_obs:
+            raise ValueError(f"peaks: no observable {p.observable!r}; have {', '.join(truth_obs)}")
+        t, g = truth_obs[p.observable], gen_obs[p.observable]
+        c = histogram_comparison(t, g, p.bins, weight.numpy(), _numpy(truth.weight), range=(p.low, p.high))
+        entry = c.as_dict(config.min_bin_count)
+        entry["well_populated_bins"] = int((c.truth_count > config.min_bin_count).sum())
+        out[p.name] = entry
+        dev = entry["max_relative_deviation"]
+        if not math.isnan(dev):
+            worst = dev if math.isnan(worst) else max(worst, dev)
+        if i == 0:
+            delta = 1e3 * triangular_discriminator(
+                t, g, p.bins, generated_weight=weight.numpy(), range=(p.low, p.high), truth_weight=_numpy(truth.weight)
+            )
+    return out, worst, delta
+
+
+def _corrected(config, rep: Representation, events: Events, values, weight) -> dict:
+    """Generated accepted events weighted by 1 / efficiency against all held-out events where the efficiency is
+    positive: chi2 and the largest per-bin deviation of each observable."""
+    from hadrinv.inference.event_metrics import histogram_comparison
+
+    label, function = events.efficiency
+    generated = EventTable(events.train.columns, values, weight, events.train.layout, "generated")
+    eff = evaluate_efficiency(label, function, generated)
+    keep = eff > 0
+    w_gen = (weight[keep] / eff[keep]).numpy()
+    truth = events.test_all
+    truth_eff = evaluate_efficiency(label, function, truth)
+    truth_w = (truth_eff > 0).double() * (1.0 if truth.weight is None else truth.weight)
+    truth_obs, gen_obs = rep.observables(truth.values), rep.observables(values[keep])
+    summary = {}
+    for name, t in truth_obs.items():
+        lo, hi = np.quantile(t, [0.001, 0.999])
+        if not hi > lo:
+            lo, hi = float(t.min()) - 0.5, float(t.max()) + 0.5
+        c = histogram_comparison(t, gen_obs[name], config.histogram_bins, w_gen, truth_w.numpy(), range=(lo, hi))
+        summary[name] = c.as_dict(config.min_bin_count)
+    return summary
