@@ -122,6 +122,8 @@ def test_simulated_run_with_an_efficiency_writes_physical_events_and_all_metrics
         assert set(row["efficiency_corrected"]) == set(row["histograms"])
         generated = read_events(out / name / "generated.parquet")  # physical: conservation and masses
         assert len(generated) == m["test_events"]
+    assert m["methods"]["ot-attention"]["johnson_su_features"] == ["logit_m_pipi"]  # the PWA layout's default
+    assert m["methods"]["ot-attention-no-jsu"]["johnson_su_features"] == []
     discflow = m["methods"]["discflow"]
     assert discflow["c2st"]["auc_weighted"] is not None and m["methods"]["flow"]["c2st"]["auc_weighted"] is None
     assert abs(discflow["weights"]["n"] - m["test_events"]) == 0
@@ -141,17 +143,23 @@ def test_a_users_numeric_table_runs_through_the_same_command(tmp_path):
     values = torch.stack([m12, torch.randn(n, generator=g)], dim=1).double()
     data = write_event_table(tmp_path / "dalitz.parquet", ("m12", "y"), values)
     out = tmp_path / "run"
-    argv = ["run", "event-generator", "--data", str(data), "--out", str(out), "--method", "flow", "--serial"]
+    argv = ["run", "event-generator", "--data", str(data), "--out", str(out), "--method", "ot-attention", "--serial"]
     config = tmp_path / "tiny.yaml"
     import yaml
 
-    config.write_text(yaml.safe_dump({k: v for k, v in TINY.items() if k not in ("train_events", "test_events")}))
+    settings = {k: v for k, v in TINY.items() if k not in ("train_events", "test_events")}
+    settings["ot"] = {**settings["ot"], "johnson_su_features": ["m12"]}
+    config.write_text(yaml.safe_dump(settings))
     assert main([*argv, "--config", str(config), "--no-progress"]) == 0
     m = json.loads((out / "metrics.json").read_text())
     assert m["layout"] == "numeric" and m["features"] == ["m12", "y"] and m["test_events"] == 800
     generated = read_event_table(out / "generated.parquet")
     assert generated.columns == ("m12", "y") and len(generated) == 800 and generated.weight is not None
-    assert np.isfinite(m["methods"]["flow"]["histograms"]["m12"]["chi2"])
+    # on 70 % background the peak's kurtosis stays low: the transform takes the column when named
+    assert m["feature_excess_kurtosis"]["m12"] < 3 and abs(m["feature_excess_kurtosis"]["y"]) < 0.5
+    assert m["methods"]["ot-attention"]["johnson_su_features"] == ["m12"]
+    assert m["methods"]["ot-attention-no-jsu"]["johnson_su_features"] == []
+    assert np.isfinite(m["methods"]["ot-attention"]["histograms"]["m12"]["chi2"])
 
 
 def _pwa_table(tmp_path, n: int, edit=None) -> str:

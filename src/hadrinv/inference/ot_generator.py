@@ -77,7 +77,13 @@ def _weighted_moments(x: torch.Tensor, weight: torch.Tensor | None) -> tuple[tor
     w = torch.ones(x.shape[0], dtype=x.dtype, device=x.device) if weight is None else weight
     w = (w / w.sum()).unsqueeze(1)
     mean = (w * x).sum(0)
-    return mean, (w * (x - mean) ** 2).sum(0)
+    var = (w * (x - mean) ** 2).sum(0)
+    # a constant column's weighted sum is off by rounding (5000 times 2.0 gave a mean 4e-16 away and a variance
+    # of 2e-31), which made its kurtosis -2 instead of NaN and its scale 1e-16 instead of 1: exact values here
+    if x.shape[0]:
+        constant = (x == x[:1]).all(0)
+        mean, var = torch.where(constant, x[0], mean), torch.where(constant, torch.zeros_like(var), var)
+    return mean, var
 
 
 def excess_kurtosis(x, weight=None) -> torch.Tensor:
@@ -248,6 +254,9 @@ class OTGeneratorSettings:
     seed: int = 0
     johnson_su: bool = True
     kurtosis_threshold: float = 3.0
+    # the columns to transform; None: those whose excess kurtosis exceeds kurtosis_threshold. A narrow peak on
+    # a broad background (a resonance in a mass spectrum) has a low kurtosis and is named here instead
+    johnson_su_features: tuple[int, ...] | None = None
     johnson_su_rows: int = 20_000
     validate_every: int = 100  # steps between validation losses and log lines
     validation_rows: int = 2048
@@ -277,11 +286,7 @@ class _AttentionNetwork(nn.Module):
         )
         # no dropout: it would make the generated distribution differ between training and sampling
         self.encoder = nn.TransformerEncoder(block, layers, enable_nested_tensor=False)
-        # no final LayerNorm before the head: a token's size carries the noise's size (the embedding is linear
-        # in the noise), and normalising it away leaves the head only the token's direction, a bounded function
-        # that cannot follow a linear map near the origin (a 2-D Gaussian with correlation 0.8 came out at
-        # 0.75-0.77 whatever the number of steps). The pre-norm blocks keep the residual stream's linear part,
-        # so correlations are exact there and the blocks' bounded corrections model the shapes.
+        self.norm = nn.LayerNorm(d_model)
         # the network starts as (nearly) the identity map of the noise, a standard normal in network space,
         # which already has the target's means and variances there (standardised, Johnson-SU transformed);
         # the attention blocks only have to learn the correlations and the shapes
@@ -292,7 +297,7 @@ class _AttentionNetwork(nn.Module):
 
     def forward(self, noise: torch.Tensor) -> torch.Tensor:
         tokens = self.embed(noise).view(-1, self.features, self.d_model) + self.position
-        hidden = self.encoder(tokens)
+        hidden = self.norm(self.encoder(tokens))
         return self.skip(noise) + (hidden * self.head_weight).sum(-1) + self.head_bias
 
 
@@ -300,9 +305,9 @@ class OTAttentionGenerator:
     """Generator of events with ``features`` kinematic quantities; see the module docstring for the interface.
 
     Network space: every feature standardised with the (weighted) mean and standard deviation of the training
-    events, then the peaked ones (excess kurtosis above ``settings.kurtosis_threshold``) Johnson-SU
-    transformed when ``settings.johnson_su``. The network generates in that space; ``sample`` maps back in
-    float64.
+    events, then the peaked ones (excess kurtosis above ``settings.kurtosis_threshold``, or the columns
+    ``settings.johnson_su_features``) Johnson-SU transformed when ``settings.johnson_su``. The network
+    generates in that space; ``sample`` maps back in float64.
     """
 
     def __init__(self, features: int, settings: OTGeneratorSettings | None = None, device: str = "cpu"):
@@ -310,6 +315,8 @@ class OTAttentionGenerator:
         _check_settings(settings)
         if features < 1:
             raise ValueError(f"features must be at least 1, got {features}")
+        if settings.johnson_su_features and max(settings.johnson_su_features) >= features:
+            raise ValueError(f"johnson_su_features {settings.johnson_su_features} name columns beyond {features}")
         self.features, self.settings, self.device = int(features), settings, torch.device(device)
         with torch.random.fork_rng(devices=[]):
             # initialised on the CPU from the seed alone, so the same settings give the same network anywhere
@@ -347,7 +354,9 @@ class OTAttentionGenerator:
         self.scale = torch.where(var > 0, var.sqrt(), torch.ones_like(var))
         standardised = (x - self.mean) / self.scale
         chosen = []
-        if self.settings.johnson_su:
+        if self.settings.johnson_su and self.settings.johnson_su_features is not None:
+            chosen = sorted(set(self.settings.johnson_su_features))
+        elif self.settings.johnson_su:
             chosen = peaked_features(standardised, self.settings.kurtosis_threshold, weight)
         self.johnson_su = JohnsonSU(chosen).fit(
             standardised.cpu(),
@@ -527,5 +536,7 @@ def _check_settings(s: OTGeneratorSettings) -> None:
             raise ValueError(f"{name} must be None (the default) or >= 1, got {getattr(s, name)}")
     if not 0 <= s.final_lr_fraction <= 1:
         raise ValueError(f"final_lr_fraction must be in [0, 1], got {s.final_lr_fraction}")
+    if s.johnson_su_features is not None and not all(isinstance(j, int) and j >= 0 for j in s.johnson_su_features):
+        raise ValueError(f"johnson_su_features must be column indices >= 0, got {s.johnson_su_features}")
     if s.johnson_su_rows < 2:
         raise ValueError(f"johnson_su_rows must be >= 2, got {s.johnson_su_rows}")

@@ -56,6 +56,12 @@ class OTConfig(Strict):
     lr: float = Field(1e-3, gt=0)
     blur: float = Field(0.02, gt=0)
     kurtosis_threshold: float = Field(3.0, description="Johnson-SU transform on features of larger excess kurtosis")
+    johnson_su_features: list[str] | None = Field(
+        None,
+        description="features to Johnson-SU transform (names as in metrics.json `features`); None: m_pipi for "
+        "the PWA layout (its narrow resonances sit on a broad spectrum, whose kurtosis is low), by kurtosis for "
+        "other tables",
+    )
 
 
 class PeakWindow(Strict):

@@ -29,7 +29,7 @@ from hadrinv.data.event_tables import EventTable, read_event_table, write_event_
 from hadrinv.data.io import atomic_write_file
 from hadrinv.data.validation import DataError
 from hadrinv.workflows.event_generator import plots, training
-from hadrinv.workflows.event_generator.config import DEFAULT_PEAKS, EventGeneratorConfig
+from hadrinv.workflows.event_generator.config import DEFAULT_PEAKS, OT_WITHOUT_JSU, EventGeneratorConfig
 from hadrinv.workflows.event_generator.efficiency import accept, evaluate_efficiency, load_efficiency
 from hadrinv.workflows.event_generator.features import Representation, representation_of
 from hadrinv.workflows.output import CHECKPOINTS, TaskProgress, finish_output, prepare_output
@@ -124,11 +124,16 @@ def simulate_pwa(config: EventGeneratorConfig, context: RunContext) -> tuple[Eve
 
 def run(config: EventGeneratorConfig, context: RunContext | None = None) -> EventGeneratorResult:
     from hadrinv.inference.ensemble import run_tasks
+    from hadrinv.inference.ot_generator import excess_kurtosis
 
     context = context or RunContext(progress=False, log=lambda message: None)
     started = time.perf_counter()
     events = load_events(config, context)  # bad input stops here, before the folder is touched
     rep = representation_of(events.train)
+    unknown = [n for n in config.ot.johnson_su_features or [] if n not in rep.feature_names]
+    if unknown:
+        have = ", ".join(rep.feature_names)
+        raise ValueError(f"ot.johnson_su_features: no feature {', '.join(unknown)}; have {have}")
     x = rep.encode(events.train.values)
     n_val = int(round(config.validation_fraction * len(x)))
     order = torch.randperm(len(x), generator=torch.Generator().manual_seed(config.seed + 3))
@@ -149,12 +154,13 @@ def run(config: EventGeneratorConfig, context: RunContext | None = None) -> Even
             "x_val": x[val_rows] if n_val else None,
             "weight_val": None if w is None or not n_val else w[val_rows],
             "config": config.model_dump(mode="json"),
+            "feature_names": list(rep.feature_names),
             "threads": config.execution.threads_per_task,
             "device": config.execution.device,
         },
         per_task=[
-            {"method": m, "model_path": str(folder / MODEL), "seed": config.seed * 101 + i}
-            for i, (m, folder) in enumerate(zip(variants, folders, strict=True))
+            {"method": m, "model_path": str(folder / MODEL), "seed": config.seed * 101 + _seed_index(variants, m)}
+            for m, folder in zip(variants, folders, strict=True)
         ],
         checkpoints=[out / CHECKPOINTS / f"{m}.pt" for m in variants],
         resume=context.resume,
@@ -187,6 +193,8 @@ def run(config: EventGeneratorConfig, context: RunContext | None = None) -> Even
         "data": config.data or f"simulated {config.model} (accept-reject)",
         "layout": rep.layout,
         "features": list(rep.feature_names),
+        # the OT generator's Johnson-SU transform applies where this exceeds ot.kurtosis_threshold
+        "feature_excess_kurtosis": dict(zip(rep.feature_names, excess_kurtosis(x, w).tolist(), strict=True)),
         "train_events": len(events.train),
         "test_events": len(events.test),
         "efficiency": None if events.efficiency is None else events.efficiency[0],
@@ -197,6 +205,12 @@ def run(config: EventGeneratorConfig, context: RunContext | None = None) -> Even
     }
     finish_output(out, result.metrics, failures)
     return result
+
+
+def _seed_index(variants: list[str], method: str) -> int:
+    # the OT network without the Johnson-SU transform starts from the same weights and noise as with it, so
+    # that the transform is the only difference between the two
+    return variants.index("ot-attention" if method == OT_WITHOUT_JSU else method)
 
 
 def _score(row: dict) -> float:
@@ -215,6 +229,8 @@ def evaluate(record: dict, config: EventGeneratorConfig, events: Events, rep: Re
     z, weight = generator.sample(n, generator=torch_gen)
     z, weight = z.double().cpu(), weight.double().cpu()
     row = {"method": method, "seconds": record["seconds"], "final_loss": record["final_loss"], "generated": n}
+    if method.startswith("ot-attention"):
+        row["johnson_su_features"] = [rep.feature_names[j] for j in record.get("johnson_su_features", [])]
     if not (torch.isfinite(z).all() and torch.isfinite(weight).all()) or not math.isfinite(record["final_loss"]):
         row["failure"] = "non-finite training loss or generated events"
         return row, None

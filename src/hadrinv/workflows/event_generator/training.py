@@ -8,10 +8,11 @@ import time
 import torch
 
 from hadrinv.workflows.event_generator.config import OT_WITHOUT_JSU, EventGeneratorConfig
+from hadrinv.workflows.event_generator.features import DALITZ_FEATURES
 from hadrinv.workflows.execution import thread_limit
 
 
-def settings_of(config: EventGeneratorConfig, method: str, seed: int):
+def settings_of(config: EventGeneratorConfig, method: str, seed: int, feature_names: tuple[str, ...] = ()):
     from hadrinv.inference.discflow import DiscFlowSettings, GeneratorSettings
     from hadrinv.inference.ot_generator import OTGeneratorSettings
 
@@ -21,14 +22,19 @@ def settings_of(config: EventGeneratorConfig, method: str, seed: int):
             return GeneratorSettings(**flow, seed=seed)
         return DiscFlowSettings(**flow, **config.discflow.model_dump(), seed=seed)
     ot = config.ot.model_dump()
-    return OTGeneratorSettings(**ot, johnson_su=method != OT_WITHOUT_JSU, seed=seed)
+    names = ot.pop("johnson_su_features")
+    if names is None and feature_names == DALITZ_FEATURES:
+        names = ["logit_m_pipi"]
+    chosen = None if names is None else tuple(feature_names.index(n) for n in names)  # names checked by the run
+    return OTGeneratorSettings(**ot, johnson_su=method != OT_WITHOUT_JSU, johnson_su_features=chosen, seed=seed)
 
 
-def build(config: EventGeneratorConfig, method: str, features: int, seed: int, device: str):
+def build(config: EventGeneratorConfig, method: str, feature_names: tuple[str, ...], seed: int, device: str):
     from hadrinv.inference.discflow import DiscFlowGenerator, FlowGenerator
     from hadrinv.inference.ot_generator import OTAttentionGenerator
 
-    settings = settings_of(config, method, seed)
+    settings = settings_of(config, method, seed, feature_names)
+    features = len(feature_names)
     if method == "flow":
         return FlowGenerator(features, settings)
     if method == "discflow":
@@ -57,6 +63,7 @@ def train_task(
     x_val: torch.Tensor | None,
     weight_val: torch.Tensor | None,
     config: dict,
+    feature_names: list[str],
     method: str,
     model_path: str,
     seed: int,
@@ -66,7 +73,7 @@ def train_task(
     """One generator (a Ray task): fit, save where the driver reads it, return a record."""
     thread_limit(threads)
     parsed = EventGeneratorConfig.model_validate(config)
-    generator = build(parsed, method, x.shape[1], seed, device)
+    generator = build(parsed, method, tuple(feature_names), seed, device)
     start = time.perf_counter()
     if method in ("flow", "discflow"):
         generator.fit(x, weight, x_val=x_val, weight_val=weight_val, device=device)
@@ -74,4 +81,11 @@ def train_task(
         generator.fit(x, weight, x_val=x_val, weight_val=weight_val)
     seconds = time.perf_counter() - start
     generator.save(model_path)
-    return {"method": method, "model": model_path, "seconds": seconds, "final_loss": final_loss(generator.history)}
+    transformed = list(getattr(generator.history, "johnson_su_features", []))
+    return {
+        "method": method,
+        "model": model_path,
+        "seconds": seconds,
+        "final_loss": final_loss(generator.history),
+        "johnson_su_features": transformed,
+    }
