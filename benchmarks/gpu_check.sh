@@ -30,3 +30,11 @@ for device in cuda cpu; do
   tail -n 16 "$out/amp-$device.log"
   echo "amplitude-surrogate quick on $device: $((SECONDS - start)) s wall"
 done
+# event generators: flow, DiscFlow and the OT attention generator on the GPU (quick preset), then the CPU
+for device in cuda cpu; do
+  start=$SECONDS
+  hadrinv run event-generator --preset quick --device "$device" --serial --no-progress \
+    --out "$out/gen-$device" --force > "$out/gen-$device.log" 2>&1 || echo "exit code $?"
+  tail -n 12 "$out/gen-$device.log"
+  echo "event-generator quick on $device: $((SECONDS - start)) s wall"
+done

@@ -271,15 +271,18 @@ def _histograms(config, rep: Representation, truth: EventTable, values, weight):
     truth_obs, gen_obs = rep.observables(truth.values), rep.observables(values)
     comparisons, summary = {}, {}
     for name, t in truth_obs.items():
-        lo, hi = np.quantile(t, [0.001, 0.999])
-        if not hi > lo:
-            lo, hi = float(t.min()) - 0.5, float(t.max()) + 0.5
         c = histogram_comparison(
-            t, gen_obs[name], config.histogram_bins, weight.numpy(), _numpy(truth.weight), range=(lo, hi)
+            t, gen_obs[name], config.histogram_bins, weight.numpy(), _numpy(truth.weight), range=_range(t)
         )
         comparisons[name] = c
         summary[name] = c.as_dict(config.min_bin_count)
     return comparisons, summary
+
+
+def _range(truth: np.ndarray) -> tuple[float, float]:
+    """The histogram range of an observable: its held-out 0.1 % to 99.9 % quantiles (a constant: +-0.5)."""
+    lo, hi = np.quantile(truth, [0.001, 0.999])
+    return (float(lo), float(hi)) if hi > lo else (float(truth.min()) - 0.5, float(truth.max()) + 0.5)
 
 
 def _numpy(weight):
@@ -334,9 +337,6 @@ def _corrected(config, rep: Representation, events: Events, values, weight) -> d
     truth_obs, gen_obs = rep.observables(truth.values), rep.observables(values[keep])
     summary = {}
     for name, t in truth_obs.items():
-        lo, hi = np.quantile(t, [0.001, 0.999])
-        if not hi > lo:
-            lo, hi = float(t.min()) - 0.5, float(t.max()) + 0.5
-        c = histogram_comparison(t, gen_obs[name], config.histogram_bins, w_gen, truth_w.numpy(), range=(lo, hi))
+        c = histogram_comparison(t, gen_obs[name], config.histogram_bins, w_gen, truth_w.numpy(), range=_range(t))
         summary[name] = c.as_dict(config.min_bin_count)
     return summary
