@@ -249,7 +249,9 @@ class OTGeneratorSettings:
     lr: float = 1e-3
     final_lr_fraction: float = 0.1  # cosine decay of the step size to lr * this over the steps
     blur: float = 0.02  # Sinkhorn blur (epsilon^(1/p)) in standardised units: the smallest resolved scale
-    scaling: float = 0.9  # epsilon-scaling ratio: closer to 1 is more accurate and slower
+    # epsilon-scaling ratio (geomloss's default): 0.9 is more accurate and 5x slower (1.4 s against 0.26 s per
+    # step of 1024 events in 5 dimensions on 2 CPU threads), which made the attention network's share negligible
+    scaling: float = 0.5
     backend: str = "tensorized"  # geomloss backend; "online" (pykeops) for batches above ~10^4
     seed: int = 0
     johnson_su: bool = True

@@ -55,6 +55,7 @@ class OTConfig(Strict):
     batch: int = Field(1024, ge=2)
     lr: float = Field(1e-3, gt=0)
     blur: float = Field(0.02, gt=0)
+    scaling: float = Field(0.5, gt=0, lt=1, description="Sinkhorn epsilon-scaling ratio: nearer 1, slower")
     kurtosis_threshold: float = Field(3.0, description="Johnson-SU transform on features of larger excess kurtosis")
     johnson_su_features: list[str] | None = Field(
         None,
