@@ -27,6 +27,7 @@ import torch
 
 from hadrinv.data.event_tables import EventTable, read_event_table, write_event_table
 from hadrinv.data.io import atomic_write_file
+from hadrinv.data.pwa_events import COLUMNS
 from hadrinv.data.validation import DataError
 from hadrinv.workflows.event_generator import plots, training
 from hadrinv.workflows.event_generator.config import DEFAULT_PEAKS, OT_WITHOUT_JSU, EventGeneratorConfig
@@ -117,8 +118,6 @@ def simulate_pwa(config: EventGeneratorConfig, context: RunContext) -> tuple[Eve
     gamma, pi1, pi2 = generate_events(model, n, no_acceptance, torch.Generator().manual_seed(config.seed + 7))
     seconds = time.perf_counter() - start
     values = torch.cat([gamma, pi1, pi2], dim=1)
-    from hadrinv.data.pwa_events import COLUMNS
-
     return EventTable(COLUMNS, values, None, "pwa", f"simulated {model.name}"), seconds / n
 
 
