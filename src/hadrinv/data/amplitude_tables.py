@@ -48,10 +48,10 @@ from hadrinv.data.io import atomic_write_file, atomic_write_text
 from hadrinv.data.validation import (
     DataError,
     as_float64_numpy,
-    first_line,
+    parquet_column_names,
     raise_first_bad,
     read_numeric_csv,
-    require_format,
+    read_parquet_numeric,
 )
 
 COMPONENTS = ("E", "px", "py", "pz")
@@ -210,40 +210,13 @@ def _read_csv(path: Path, n_incoming: int, rtol: float) -> tuple[int, np.ndarray
 
 
 def _read_parquet(path: Path, n_incoming: int) -> tuple[int, np.ndarray, np.ndarray | None]:
-    import pyarrow as pa
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
-
-    require_format(path, "Parquet")
-    try:
-        handle = pq.ParquetFile(path)
-        schema = handle.schema_arrow
-    except (pa.ArrowException, OSError, ValueError) as exc:
-        raise DataError(path, f"cannot read the Parquet file ({first_line(exc)})") from None
-    names = list(schema.names)
+    names = parquet_column_names(path)
     n = _particle_count(path, names, n_incoming, None)
     columns = momentum_columns(n) + (AMP2,)
     duplicated = sorted({c for c in columns if names.count(c) > 1})
     if duplicated:
         raise DataError(path, f"column(s) {', '.join(duplicated)} appear more than once")
-    for name in columns:
-        dtype = schema.field(name).type
-        if not (pa.types.is_floating(dtype) or pa.types.is_integer(dtype)):
-            raise DataError(path, f"column {name} has type {dtype}; expected numbers (float64)")
-    try:
-        table = handle.read(columns=list(columns))
-    except (pa.ArrowException, OSError, ValueError) as exc:
-        raise DataError(path, f"cannot read the Parquet file ({first_line(exc)})") from None
-    values = np.empty((table.num_rows, len(columns)), dtype=np.float64)
-    nulls = None
-    for j, name in enumerate(columns):
-        column = table.column(name)
-        values[:, j] = column.cast(pa.float64()).to_numpy()
-        if column.null_count:  # a null is a missing value: the finiteness check reports it as such
-            if nulls is None:
-                nulls = np.zeros(values.shape, dtype=bool)
-            nulls[:, j] = pc.is_null(column).to_numpy(zero_copy_only=False)
-            values[nulls[:, j], j] = np.nan
+    values, nulls = read_parquet_numeric(path, columns)
     return n, values, nulls
 
 

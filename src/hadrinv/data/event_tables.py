@@ -27,7 +27,13 @@ import torch
 
 from hadrinv.data import pwa_events
 from hadrinv.data.io import atomic_write_file
-from hadrinv.data.validation import DataError, first_line, raise_first_bad, read_numeric_csv, require_format
+from hadrinv.data.validation import (
+    DataError,
+    parquet_column_names,
+    raise_first_bad,
+    read_numeric_csv,
+    read_parquet_numeric,
+)
 
 WEIGHT = "weight"
 LAYOUTS = ("pwa", "numeric")
@@ -99,14 +105,7 @@ def _column_names(path: Path, suffix: str) -> list[str]:
                 return [h.strip() for h in next(csv.reader(io.StringIO(line)))]
         raise DataError(path, "empty file")
     if suffix in pwa_events.PARQUET_SUFFIXES:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        require_format(path, "Parquet")
-        try:
-            return list(pq.ParquetFile(path).schema_arrow.names)
-        except (pa.ArrowException, OSError, ValueError) as exc:
-            raise DataError(path, f"cannot read the Parquet file ({first_line(exc)})") from None
+        return parquet_column_names(path)
     if suffix in pwa_events.ROOT_SUFFIXES:
         return []
     raise DataError(path, f"unknown file type {path.suffix!r}; expected .csv or .parquet (.pq), or .root")
@@ -133,30 +132,12 @@ def _read_csv(path: Path, names: list[str]) -> EventTable:
 
 
 def _read_parquet(path: Path, names: list[str]) -> EventTable:
-    import pyarrow as pa
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
-
     duplicated = sorted({n for n in names if names.count(n) > 1})
     if duplicated:
         raise DataError(path, f"column(s) {', '.join(duplicated)} appear more than once")
-    handle = pq.ParquetFile(path)
-    for name in names:
-        dtype = handle.schema_arrow.field(name).type
-        if not (pa.types.is_floating(dtype) or pa.types.is_integer(dtype) or pa.types.is_boolean(dtype)):
-            raise DataError(path, f"column {name} has type {dtype}; expected numbers")
-    try:
-        table = handle.read(columns=names)
-    except (pa.ArrowException, OSError, ValueError) as exc:
-        raise DataError(path, f"cannot read the Parquet file ({first_line(exc)})") from None
-    if table.num_rows == 0:
+    values, _ = read_parquet_numeric(path, names)
+    if len(values) == 0:
         raise DataError(path, "no events")
-    values = np.empty((table.num_rows, len(names)), dtype=np.float64)
-    for j, name in enumerate(names):
-        column = table.column(name)
-        values[:, j] = column.cast(pa.float64()).to_numpy(zero_copy_only=False)
-        if column.null_count:
-            values[pc.is_null(column).to_numpy(zero_copy_only=False), j] = np.nan
     bad = ~np.isfinite(values)
     raise_first_bad(
         path,

@@ -212,3 +212,47 @@ def as_float64_numpy(x) -> np.ndarray:
     if hasattr(x, "detach"):
         return x.detach().cpu().double().numpy()
     return np.asarray(x, dtype=np.float64)
+
+
+def parquet_column_names(path: str | Path) -> list[str]:
+    """The column names of a Parquet file; a file that is not Parquet or cannot be read is a DataError."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    require_format(path, "Parquet")
+    try:
+        return list(pq.ParquetFile(path).schema_arrow.names)
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        raise DataError(path, f"cannot read the Parquet file ({first_line(exc)})") from None
+
+
+def read_parquet_numeric(path: str | Path, names: list[str] | tuple[str, ...]) -> tuple[np.ndarray, np.ndarray | None]:
+    """(values (N, C) float64, nulls (N, C) bool or None) of the named columns of a Parquet file, which must be
+    numbers (integers and booleans are converted); a null reads as NaN and is flagged in ``nulls``, so that the
+    caller's finiteness check can name it."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    require_format(path, "Parquet")
+    try:
+        handle = pq.ParquetFile(path)
+        for name in names:
+            dtype = handle.schema_arrow.field(name).type
+            if not (pa.types.is_floating(dtype) or pa.types.is_integer(dtype) or pa.types.is_boolean(dtype)):
+                raise DataError(path, f"column {name} has type {dtype}; expected numbers (float64)")
+        table = handle.read(columns=list(names))
+    except (pa.ArrowException, OSError) as exc:
+        raise DataError(path, f"cannot read the Parquet file ({first_line(exc)})") from None
+    values = np.empty((table.num_rows, len(names)), dtype=np.float64)
+    nulls = None
+    for j, name in enumerate(names):
+        column = table.column(name)
+        values[:, j] = column.cast(pa.float64()).to_numpy(zero_copy_only=False)
+        if column.null_count:
+            if nulls is None:
+                nulls = np.zeros(values.shape, dtype=bool)
+            nulls[:, j] = pc.is_null(column).to_numpy(zero_copy_only=False)
+            values[nulls[:, j], j] = np.nan
+    return values, nulls
