@@ -198,3 +198,15 @@ def test_bad_input_stops_in_one_line_and_leaves_nothing(tmp_path, capsys, case):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and needle in err, err
     assert not out.exists()
+
+
+def test_an_unknown_peak_observable_is_refused_before_training():
+    from hadrinv.workflows.event_generator.config import EventGeneratorConfig
+    from hadrinv.workflows.event_generator.run import peak_windows
+
+    rep = Representation("pwa", COLUMNS)
+    assert [p.name for p in peak_windows(EventGeneratorConfig(), rep)] == ["f0(980)", "f2'(1525)"]
+    config = EventGeneratorConfig(peaks=[{"name": "phi", "observable": "m_kk", "low": 1.0, "high": 1.04}])
+    with pytest.raises(ValueError, match="no observable 'm_kk'; have m_pipi"):
+        peak_windows(config, rep)
+    assert peak_windows(EventGeneratorConfig(), Representation("numeric", ("a", "b"))) == []

@@ -22,6 +22,7 @@ from hadrinv.physics.phase_space import M_JPSI, dalitz_coordinates, dalitz_s12_l
 from hadrinv.physics.pwa import M_PI_CHARGED
 
 _EDGE = 1e-9  # unit coordinates are clamped to [_EDGE, 1 - _EDGE] before the logit: finite at the boundary
+PWA_OBSERVABLES = ("m_pipi", "m_gamma_pi1", "m_gamma_pi2", "cos_theta_gamma", "phi_gamma", "E_gamma")
 DALITZ_FEATURES = ("logit_m_pipi", "logit_s_gamma_pi1", "logit_cos_theta_gamma", "logit_phi_gamma", "logit_psi")
 
 
@@ -49,6 +50,10 @@ class Representation:
 
     def _m_range(self) -> tuple[float, float]:
         return 2.0 * self.pion_mass, self.mass
+
+    @property
+    def observable_names(self) -> tuple[str, ...]:
+        return PWA_OBSERVABLES if self.layout == "pwa" else self.columns
 
     def encode(self, values: torch.Tensor) -> torch.Tensor:
         values = values.to(torch.float64)
@@ -95,14 +100,8 @@ class Representation:
             return torch.sqrt(s.clamp_min(0.0)).numpy()
 
         s13 = (gamma + pi2)[:, 0] ** 2 - ((gamma + pi2)[:, 1:] ** 2).sum(-1)
-        return {
-            "m_pipi": mass(s23),
-            "m_gamma_pi1": mass(s12),
-            "m_gamma_pi2": mass(s13),
-            "cos_theta_gamma": cos_theta.numpy(),
-            "phi_gamma": phi.numpy(),
-            "E_gamma": gamma[:, 0].numpy(),
-        }
+        observed = (mass(s23), mass(s12), mass(s13), cos_theta.numpy(), phi.numpy(), gamma[:, 0].numpy())
+        return dict(zip(PWA_OBSERVABLES, observed, strict=True))
 
 
 def representation_of(table: EventTable) -> Representation:

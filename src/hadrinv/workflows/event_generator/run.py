@@ -133,6 +133,7 @@ def run(config: EventGeneratorConfig, context: RunContext | None = None) -> Even
     if unknown:
         have = ", ".join(rep.feature_names)
         raise ValueError(f"ot.johnson_su_features: no feature {', '.join(unknown)}; have {have}")
+    peak_windows(config, rep)
     x = rep.encode(events.train.values)
     n_val = int(round(config.validation_fraction * len(x)))
     order = torch.randperm(len(x), generator=torch.Generator().manual_seed(config.seed + 3))
@@ -168,9 +169,9 @@ def run(config: EventGeneratorConfig, context: RunContext | None = None) -> Even
     )
     progress.close()
     rows, failures = [], []
-    truth_x = rep.encode(events.test.values)
+    held = HeldOut.of(events, rep)
     for record, folder in zip(records, folders, strict=True):
-        row, generated = evaluate(record, config, events, rep, truth_x)
+        row, generated = evaluate(record, config, events, rep, held)
         if row.get("failure"):
             failures.append(f"{record['method']}: {row['failure']}")
         else:
@@ -217,7 +218,30 @@ def _score(row: dict) -> float:
     return c2st["auc_weighted"] if c2st["auc_weighted"] is not None else c2st["auc"]
 
 
-def evaluate(record: dict, config: EventGeneratorConfig, events: Events, rep: Representation, truth_x: torch.Tensor):
+@dataclass
+class HeldOut:
+    """What every generator is compared with, computed once: the held-out events' features, observables and
+    weights, and with an efficiency, all held-out events where it is positive (the corrected projections')."""
+
+    x: torch.Tensor
+    observables: dict[str, np.ndarray]
+    weight: np.ndarray | None
+    all_observables: dict[str, np.ndarray] | None = None
+    all_weight: np.ndarray | None = None
+
+    @classmethod
+    def of(cls, events: Events, rep: Representation) -> HeldOut:
+        test = events.test
+        held = cls(rep.encode(test.values), rep.observables(test.values), _numpy(test.weight))
+        if events.efficiency is not None:
+            truth = events.test_all
+            positive = (evaluate_efficiency(*events.efficiency, truth) > 0).double()
+            held.all_observables = rep.observables(truth.values)
+            held.all_weight = (positive * (1.0 if truth.weight is None else truth.weight)).numpy()
+        return held
+
+
+def evaluate(record: dict, config: EventGeneratorConfig, events: Events, rep: Representation, held: HeldOut):
     """The metrics of one trained generator, and its generated (values, weights)."""
     from hadrinv.inference.event_metrics import classifier_two_sample_test, time_per_event, weight_summary
 
@@ -242,37 +266,43 @@ def evaluate(record: dict, config: EventGeneratorConfig, events: Events, rep: Re
     reference = events.reference_seconds_per_event
     row["speedup_vs_accept_reject"] = None if reference is None else reference / row["seconds_per_event"]
     weighted = not bool((weight == 1).all())
-    k = min(config.c2st_events, len(truth_x), n)
+    k = min(config.c2st_events, len(held.x), n)
     c2st = classifier_two_sample_test(
-        truth_x[:k], z[:k], generated_weight=weight[:k] if weighted else None, truth_weight=_head(events.test, k)
+        held.x[:k],
+        z[:k],
+        generated_weight=weight[:k] if weighted else None,
+        truth_weight=None if held.weight is None else held.weight[:k],
     )
     row["c2st"] = c2st.as_dict()
     row["weights"] = weight_summary(weight).as_dict()
-    comparisons, histograms = _histograms(config, rep, events.test, values, weight)
+    generated = rep.observables(values)
+    comparisons, histograms = _histograms(config, held.observables, held.weight, generated, weight.numpy())
     row["histograms"] = histograms
     row["mean_chi2_per_ndf"] = float(np.nanmean([h["chi2_per_ndf"] for h in histograms.values()]))
     row["peaks"], row["peak_max_deviation"], row["triangular_discriminator"] = _peaks(
-        config, rep, events.test, values, weight
+        config, rep, held, generated, weight.numpy()
     )
     if events.efficiency is not None:
-        row["efficiency_corrected"] = _corrected(config, rep, events, values, weight)
+        eff = evaluate_efficiency(*events.efficiency, EventTable(events.train.columns, values, weight))
+        keep = eff > 0
+        _, row["efficiency_corrected"] = _histograms(
+            config,
+            held.all_observables,
+            held.all_weight,
+            {name: v[keep.numpy()] for name, v in generated.items()},
+            (weight[keep] / eff[keep]).numpy(),
+        )
     row["_comparisons"] = comparisons
     return row, (values, weight)
 
 
-def _head(table: EventTable, k: int):
-    return None if table.weight is None else table.weight[:k]
-
-
-def _histograms(config, rep: Representation, truth: EventTable, values, weight):
+def _histograms(config, truth: dict, truth_weight, generated: dict, weight) -> tuple[dict, dict]:
+    """Per observable: the comparison (for the ratio plots) and its summary."""
     from hadrinv.inference.event_metrics import histogram_comparison
 
-    truth_obs, gen_obs = rep.observables(truth.values), rep.observables(values)
     comparisons, summary = {}, {}
-    for name, t in truth_obs.items():
-        c = histogram_comparison(
-            t, gen_obs[name], config.histogram_bins, weight.numpy(), _numpy(truth.weight), range=_range(t)
-        )
+    for name, t in truth.items():
+        c = histogram_comparison(t, generated[name], config.histogram_bins, weight, truth_weight, range=_range(t))
         comparisons[name] = c
         summary[name] = c.as_dict(config.min_bin_count)
     return comparisons, summary
@@ -289,24 +319,24 @@ def _numpy(weight):
 
 
 def peak_windows(config: EventGeneratorConfig, rep: Representation) -> list:
-    if config.peaks is not None:
-        return config.peaks
-    return DEFAULT_PEAKS if rep.layout == "pwa" else []
+    """The line-shape windows; an unknown observable stops the run before any training."""
+    windows = config.peaks if config.peaks is not None else DEFAULT_PEAKS if rep.layout == "pwa" else []
+    known = rep.observable_names
+    for p in windows:
+        if p.observable not in known:
+            raise ValueError(f"peaks: no observable {p.observable!r}; have {', '.join(known)}")
+    return windows
 
 
-def _peaks(config, rep: Representation, truth: EventTable, values, weight):
+def _peaks(config, rep: Representation, held: HeldOut, generated: dict, weight):
     """Per window: the largest per-bin deviation where the held-out sample is well populated, chi2; the
     triangular discriminator (x 1e3) on the first window."""
     from hadrinv.inference.event_metrics import histogram_comparison, triangular_discriminator
 
-    windows = peak_windows(config, rep)
-    truth_obs, gen_obs = rep.observables(truth.values), rep.observables(values)
     out, worst, delta = {}, math.nan, None
-    for i, p in enumerate(windows):
-        if p.observable not in truth_obs:
-            raise ValueError(f"peaks: no observable {p.observable!r}; have {', '.join(truth_obs)}")
-        t, g = truth_obs[p.observable], gen_obs[p.observable]
-        c = histogram_comparison(t, g, p.bins, weight.numpy(), _numpy(truth.weight), range=(p.low, p.high))
+    for i, p in enumerate(peak_windows(config, rep)):
+        t, g = held.observables[p.observable], generated[p.observable]
+        c = histogram_comparison(t, g, p.bins, weight, held.weight, range=(p.low, p.high))
         entry = c.as_dict(config.min_bin_count)
         entry["well_populated_bins"] = int((c.truth_count > config.min_bin_count).sum())
         out[p.name] = entry
@@ -315,27 +345,6 @@ def _peaks(config, rep: Representation, truth: EventTable, values, weight):
             worst = dev if math.isnan(worst) else max(worst, dev)
         if i == 0:
             delta = 1e3 * triangular_discriminator(
-                t, g, p.bins, generated_weight=weight.numpy(), range=(p.low, p.high), truth_weight=_numpy(truth.weight)
+                t, g, p.bins, generated_weight=weight, range=(p.low, p.high), truth_weight=held.weight
             )
     return out, worst, delta
-
-
-def _corrected(config, rep: Representation, events: Events, values, weight) -> dict:
-    """Generated accepted events weighted by 1 / efficiency against all held-out events where the efficiency is
-    positive: chi2 and the largest per-bin deviation of each observable."""
-    from hadrinv.inference.event_metrics import histogram_comparison
-
-    label, function = events.efficiency
-    generated = EventTable(events.train.columns, values, weight, events.train.layout, "generated")
-    eff = evaluate_efficiency(label, function, generated)
-    keep = eff > 0
-    w_gen = (weight[keep] / eff[keep]).numpy()
-    truth = events.test_all
-    truth_eff = evaluate_efficiency(label, function, truth)
-    truth_w = (truth_eff > 0).double() * (1.0 if truth.weight is None else truth.weight)
-    truth_obs, gen_obs = rep.observables(truth.values), rep.observables(values[keep])
-    summary = {}
-    for name, t in truth_obs.items():
-        c = histogram_comparison(t, gen_obs[name], config.histogram_bins, w_gen, truth_w.numpy(), range=_range(t))
-        summary[name] = c.as_dict(config.min_bin_count)
-    return summary
