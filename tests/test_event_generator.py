@@ -210,3 +210,13 @@ def test_an_unknown_peak_observable_is_refused_before_training():
     with pytest.raises(ValueError, match="no observable 'm_kk'; have m_pipi"):
         peak_windows(config, rep)
     assert peak_windows(EventGeneratorConfig(), Representation("numeric", ("a", "b"))) == []
+
+
+def test_an_efficiency_takes_its_columns_by_name_or_as_one_dict(tmp_path):
+    from hadrinv.data.event_tables import EventTable
+    from hadrinv.workflows.event_generator.efficiency import evaluate_efficiency
+
+    table = EventTable(("a", "b"), torch.tensor([[0.2, 0.0], [0.8, 1.0]], dtype=torch.float64))
+    by_name = evaluate_efficiency("a", lambda a: a, table)  # one parameter named after a column
+    as_dict = evaluate_efficiency("d", lambda columns: columns["b"], table)
+    assert by_name.tolist() == [0.2, 0.8] and as_dict.tolist() == [0.0, 1.0]

@@ -50,8 +50,9 @@ def _call(function: Callable, columns: dict[str, np.ndarray]):
         parameters = inspect.signature(function).parameters
     except (TypeError, ValueError):
         parameters = {}
+    # keyword arguments when every parameter is a column name (or **rest); otherwise one dict of all columns
     takes_names = any(p.kind is p.VAR_KEYWORD for p in parameters.values()) or (
-        len(parameters) > 1 and all(name in columns for name in parameters)
+        bool(parameters) and all(name in columns for name in parameters)
     )
     return function(**columns) if takes_names else function(columns)
 
