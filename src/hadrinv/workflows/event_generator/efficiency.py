@@ -50,11 +50,12 @@ def _call(function: Callable, columns: dict[str, np.ndarray]):
         parameters = inspect.signature(function).parameters
     except (TypeError, ValueError):
         parameters = {}
-    # keyword arguments when every parameter is a column name (or **rest); otherwise one dict of all columns
-    takes_names = any(p.kind is p.VAR_KEYWORD for p in parameters.values()) or (
-        bool(parameters) and all(name in columns for name in parameters)
-    )
-    return function(**columns) if takes_names else function(columns)
+    # the columns by name when the parameters are column names (all of them with **rest); else one dict
+    if any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
+        return function(**columns)
+    if parameters and all(name in columns for name in parameters):
+        return function(**{name: columns[name] for name in parameters})
+    return function(columns)
 
 
 def evaluate_efficiency(label: str, function: Callable, table: EventTable) -> torch.Tensor:
