@@ -14,8 +14,9 @@ import hadrinv.workflows as workflows
 from hadrinv.cli import main
 from hadrinv.data.event_tables import read_event_table, write_event_table
 from hadrinv.data.pwa_events import COLUMNS, read_events
+from hadrinv.data.validation import DataError
 from hadrinv.physics.phase_space import dalitz_coordinates, events_from_dalitz, phase_space_events
-from hadrinv.workflows.event_generator.features import Representation
+from hadrinv.workflows.event_generator.features import Representation, representation_of
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -220,3 +221,77 @@ def test_an_efficiency_takes_its_columns_by_name_or_as_one_dict(tmp_path):
     by_name = evaluate_efficiency("a", lambda a: a, table)  # one parameter named after a column
     as_dict = evaluate_efficiency("d", lambda columns: columns["b"], table)
     assert by_name.tolist() == [0.2, 0.8] and as_dict.tolist() == [0.0, 1.0]
+
+
+def _example_generator():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "three_body" / "dalitz_generator.py"
+    spec = importlib.util.spec_from_file_location("dalitz_generator", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _three_body_table(tmp_path, n: int, suffix: str = "parquet") -> str:
+    path = tmp_path / f"ds_kkpi.{suffix}"
+    _example_generator().main(["--events", str(n), "--seed", "3", "--out", str(path)])
+    return str(path)
+
+
+def test_a_three_body_table_made_elsewhere_is_read_in_dalitz_features(tmp_path):
+    gen = _example_generator()
+    table = read_event_table(_three_body_table(tmp_path, 3000))
+    assert table.layout == "three-body" and table.decay.particles == ("Kp", "Km", "pi")
+    for found, exact in zip(table.decay.masses, (gen.M_K, gen.M_K, gen.M_PI), strict=True):
+        assert found == pytest.approx(exact, abs=1e-9)
+    assert table.decay.parent_mass == pytest.approx(gen.M_DS, abs=1e-9)
+    rep = representation_of(table)
+    assert rep.feature_names[0] == "logit_m_Km_pi" and rep.observable_names[:3] == ("m_Km_pi", "m_Kp_Km", "m_Kp_pi")
+    assert torch.allclose(rep.decode(rep.encode(table.values)), table.values, rtol=0, atol=1e-9)
+    # the narrow phi(1020) of the independent generator is where its invariant mass says
+    m_kk = rep.observables(table.values)["m_Kp_Km"]
+    assert abs(np.median(m_kk[(m_kk > 1.0) & (m_kk < 1.04)]) - gen.PHI[0]) < 2e-3
+    # any feature vector decodes to an event that the reader accepts as the same decay
+    z = 3.0 * torch.randn(2000, 5, generator=torch.Generator().manual_seed(6), dtype=torch.float64)
+    path = write_event_table(tmp_path / "decoded.csv", table.columns, rep.decode(z))
+    again = read_event_table(path)
+    assert again.layout == "three-body" and again.decay.masses == pytest.approx(table.decay.masses, abs=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("column", "shift", "needle"),
+    [("Km_E", 1e-3, "Km has mass"), ("pi_px", 5e-3, "px sum to")],
+)
+def test_a_three_body_event_off_shell_or_not_conserving_is_named(tmp_path, column, shift, needle):
+    import pyarrow.parquet as pq
+
+    path = _three_body_table(tmp_path, 500)
+    import pyarrow as pa
+
+    data = pq.read_table(path).to_pydict()
+    data[column][17] += shift
+    if column == "pi_px":  # on shell still: only conservation breaks
+        p2 = sum(data[f"pi_{c}"][17] ** 2 for c in ("px", "py", "pz"))
+        data["pi_E"][17] = math.sqrt(_example_generator().M_PI ** 2 + p2)
+
+    pq.write_table(pa.table(data), path)
+    with pytest.raises(DataError, match=f"event 17: .*{needle}"):
+        read_event_table(path)
+
+
+def test_a_three_body_table_runs_through_the_same_command(tmp_path):
+    data = _three_body_table(tmp_path, 4000)
+    out = tmp_path / "run"
+    settings = {k: v for k, v in TINY.items() if k not in ("train_events", "test_events")}
+    peaks = [{"name": "phi(1020)", "observable": "m_Kp_Km", "low": 1.0, "high": 1.04, "bins": 8}]
+    result = workflows.run("event-generator", data=data, out=str(out), peaks=peaks, **settings)
+    assert result.failures == []
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["layout"] == "three-body" and m["features"][0] == "logit_m_Km_pi"
+    assert m["methods"]["ot-attention"]["johnson_su_features"] == ["logit_m_Km_pi"]  # the two-body mass
+    for name, row in m["methods"].items():
+        assert set(row["peaks"]) == {"phi(1020)"} and "m_Kp_Km" in row["histograms"], name
+        generated = read_event_table(out / name / "generated.parquet")  # physical: conservation and masses
+        assert generated.layout == "three-body" and len(generated) == m["test_events"]

@@ -1,11 +1,16 @@
-"""Tables of events for generative event generators: any numeric columns, or the PWA four-momentum layout.
+"""Tables of events for generative event generators: any numeric columns, or three-body four-momenta.
 
 A table is one row per event and one numeric column per kinematic quantity, with an optional `weight` column.
-Two layouts are recognised:
+Three layouts are recognised:
 
 - ``pwa``: the twelve four-momentum columns of J/psi -> gamma pi pi (`hadrinv.data.pwa_events`: gamma_E, ...,
   pi2_pz). The table is read by `read_events`, which checks four-momentum conservation and the masses, and
   generators work on its Dalitz coordinates, so that what they generate is physical by construction;
+- ``three-body``: any other decay into three particles, as twelve columns NAME_E, NAME_px, NAME_py, NAME_pz for
+  three names (in GeV, in the parent's rest frame; particle order = order of first appearance). The masses and
+  the parent's mass are the medians over the table; every event must conserve four-momentum and put each particle
+  on its mass shell within ``tolerance_gev`` (the allowances of `pwa_events.mass2_allowance`). Generators work on
+  its Dalitz coordinates, as for ``pwa``;
 - ``numeric``: any other table (a Dalitz plot's m12^2 and m23^2, a jet's observables, ...). Every column must be
   numeric; the generators learn the columns as they are.
 
@@ -36,7 +41,17 @@ from hadrinv.data.validation import (
 )
 
 WEIGHT = "weight"
-LAYOUTS = ("pwa", "numeric")
+LAYOUTS = ("pwa", "three-body", "numeric")
+TOLERANCE_GEV = 1e-4  # absolute precision of a three-body table's components (as `pwa_events.read_events`)
+
+
+@dataclass(frozen=True)
+class ThreeBody:
+    """A three-body decay: particle names (column prefixes), their masses and the parent's mass, in GeV."""
+
+    particles: tuple[str, str, str]
+    masses: tuple[float, float, float]
+    parent_mass: float
 
 
 @dataclass
@@ -48,13 +63,14 @@ class EventTable:
     weight: torch.Tensor | None = None
     layout: str = "numeric"
     path: str = "simulated"
+    decay: ThreeBody | None = None  # the ``three-body`` layout's particles and masses
 
     def __len__(self) -> int:
         return int(self.values.shape[0])
 
     def subset(self, index: torch.Tensor) -> EventTable:
         weight = None if self.weight is None else self.weight[index]
-        return EventTable(self.columns, self.values[index], weight, self.layout, self.path)
+        return EventTable(self.columns, self.values[index], weight, self.layout, self.path, self.decay)
 
     def column_dict(self) -> dict[str, np.ndarray]:
         """name -> (N,) float64 numpy array: the form an efficiency function receives."""
@@ -80,6 +96,9 @@ def read_event_table(path: str | Path, min_rows: int = 1) -> EventTable:
         table = _read_csv(path, names)
     else:
         table = _read_parquet(path, names)
+    particles = three_body_particles(table.columns) if table.layout == "numeric" else None
+    if particles is not None:
+        table = _three_body(path, table, particles)
     if len(table) < min_rows:
         raise DataError(path, f"{len(table)} events; need at least {min_rows} (one training batch)")
     if table.weight is not None:
@@ -92,6 +111,61 @@ def read_event_table(path: str | Path, min_rows: int = 1) -> EventTable:
         if not float(table.weight.sum()) > 0:
             raise DataError(path, "the weights sum to zero")
     return table
+
+
+def three_body_particles(columns) -> tuple[str, str, str] | None:
+    """The three particle names when ``columns`` are exactly NAME_E, NAME_px, NAME_py, NAME_pz for three names."""
+    names: list[str] = []
+    for column in columns:
+        head, _, component = column.rpartition("_")
+        if not head or component not in pwa_events.COMPONENTS:
+            return None
+        if head not in names:
+            names.append(head)
+    expected = {f"{n}_{c}" for n in names for c in pwa_events.COMPONENTS}
+    if len(names) != 3 or len(columns) != 12 or set(columns) != expected:
+        return None
+    return tuple(names)
+
+
+def _three_body(path: Path, table: EventTable, particles: tuple[str, str, str]) -> EventTable:
+    """The table in particle order with its decay's masses; events that break the kinematics stop here."""
+    order = [table.columns.index(f"{n}_{c}") for n in particles for c in pwa_events.COMPONENTS]
+    values = table.values[:, order]
+    p = [values[:, 4 * k : 4 * k + 4] for k in range(3)]
+    m2 = [q[:, 0] ** 2 - (q[:, 1:] ** 2).sum(-1) for q in p]
+    masses = [float(x.median().clamp_min(0.0).sqrt()) for x in m2]
+    total = p[0] + p[1] + p[2]
+    parent = float(total[:, 0].median())
+    tol = TOLERANCE_GEV
+    off_mass = [
+        ((x - m**2).abs() > pwa_events.mass2_allowance(q, tol)).numpy() for x, q, m in zip(m2, p, masses, strict=True)
+    ]
+    off_total = (total - torch.tensor([parent, 0.0, 0.0, 0.0], dtype=total.dtype)).abs()
+
+    def mass_problem(k: int):
+        return lambda i: (
+            f"{particles[k]} has mass {float(m2[k][i].clamp_min(0).sqrt()):.6g} GeV, the table's others "
+            f"{masses[k]:.6g} GeV (beyond tolerance_gev = {tol:g})"
+        )
+
+    def conservation_problem(i: int) -> str:
+        k = int(off_total[i].argmax())
+        return (
+            f"the three {pwa_events.COMPONENTS[k]} sum to {float(total[i, k]):.6g} GeV, not "
+            f"{parent if k == 0 else 0.0:.6g} (parent mass from the table's median, rest frame; beyond "
+            f"tolerance_gev = {tol:g})"
+        )
+
+    raise_first_bad(
+        path,
+        [(off_mass[k], mass_problem(k)) for k in range(3)] + [((off_total > tol).any(1).numpy(), conservation_problem)],
+        lambda i: (None, f"event {i}: "),
+        noun="events",
+    )
+    columns = tuple(f"{n}_{c}" for n in particles for c in pwa_events.COMPONENTS)
+    decay = ThreeBody(particles, (masses[0], masses[1], masses[2]), parent)
+    return EventTable(columns, values, table.weight, "three-body", table.path, decay)
 
 
 def _column_names(path: Path, suffix: str) -> list[str]:

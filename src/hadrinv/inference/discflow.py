@@ -1,4 +1,4 @@
-"""Normalising-flow event generators: plain maximum likelihood, and DiscFlow (a flow trained with a classifier).
+"""DiscFlow: a normalising-flow event generator trained with a classifier, whose events carry its weight.
 
 The method of Butter, Heimel, Hummerich, Krebs, Plehn, Rousselot and Vent, "Generative networks for precision
 enthusiasts" (arXiv:2110.13632), section DiscFlow. A flow fitted by maximum likelihood reproduces the bulk of
@@ -15,67 +15,43 @@ a per-event weight that corrects the flow. DiscFlow uses it twice:
 - in generation, every event carries w_D(x) as its weight, so weighted histograms follow the data also where
   the flow alone does not.
 
+Two classifiers: ``classifier="boosted"`` (the default) fits gradient-boosted trees
+(`hadrinv.inference.boosted_classifier`) to the training events against fresh flow events, a few times during the
+coupled epochs and once at the end; ``classifier="mlp"`` is the paper's network, updated step by step alongside the
+flow. On the five Dalitz features of J/psi -> gamma pi pi the trees learn the ratio much better in far less time
+(see `boosted_classifier`), which is what the generated weights need.
+
 Usage, for events x (N, F) with optional per-event weights (N,):
 
     generator = DiscFlowGenerator(F, DiscFlowSettings()).fit(x, x_val=x_val)
     events, weight = generator.sample(100_000)          # (n, F) and (n,) float64, on the CPU
     generator.save("generator.pt"); DiscFlowGenerator.load("generator.pt")
 
-`FlowGenerator` is the same flow without the classifier: its weights are all one. Both learn standardised
-features (weighted mean and standard deviation of the training set), so that zuko's splines, which act on
-[-5, 5], cover the bulk of the data whatever its units.
+`FlowGenerator` (`hadrinv.inference.flow_generator`) is the same flow without the classifier.
 """
 
 from __future__ import annotations
 
 import copy
-import dataclasses
 import math
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Literal
 
 import torch
-import zuko
-from torch import Tensor, nn
+from torch import Tensor
 from torch.nn.functional import binary_cross_entropy_with_logits
 
-from hadrinv.data.io import atomic_torch_save, load_checkpoint
+from hadrinv.inference.boosted_classifier import BoostedSettings, BoostedTrees, fit_log_ratio
 from hadrinv.inference.embeddings import mlp
+from hadrinv.inference.flow_generator import (
+    NORMALIZATION_STREAM,
+    FlowGenerator,
+    GeneratorSettings,
+    _Events,
+    _FlowTrainer,
+)
 
-_FORMAT = "hadrinv.generator/1"
-_CHUNK = 65536  # events per pass when sampling or evaluating: bounds memory, not results
-# seed offsets of the random streams of one fit: batches and flow samples, then the normalisation sample
-_TRAIN_STREAM, _NORMALIZATION_STREAM = 1, 2
-
-
-@dataclass(frozen=True)
-class GeneratorSettings:
-    """The flow and its training.
-
-    A zuko neural spline flow (NSF) of ``transforms`` spline coupling layers (``bins`` rational-quadratic bins
-    on [-5, 5]; hyper-networks of ``layers`` x ``hidden``). Adam, learning rate falling along a half cosine from
-    ``lr`` to zero over ``epochs``; with validation events, training stops after ``patience`` epochs without a
-    better validation loss, and the best flow is kept.
-    """
-
-    transforms: int = 6
-    bins: int = 8
-    hidden: int = 64
-    layers: int = 2
-    epochs: int = 50
-    batch: int = 256
-    lr: float = 2e-3
-    patience: int = 10
-    seed: int = 0
-
-    def __post_init__(self):
-        for name in ("transforms", "bins", "hidden", "layers", "epochs", "batch", "patience"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be positive, got {self.lr}")
+__all__ = ["DiscFlowGenerator", "DiscFlowSettings", "FlowGenerator", "GeneratorSettings"]
 
 
 @dataclass(frozen=True)
@@ -98,12 +74,24 @@ class DiscFlowSettings(GeneratorSettings):
     Generated weights are then divided by their mean over ``normalization_samples`` flow events, a constant
     fixed at the end of training (see `DiscFlowGenerator.event_weight`).
 
-    The classifier needs enough steps: on a 1-D toy of 8000 events (31 batches an epoch) these defaults left its
-    loss at the blind guess's 2 log 2 (weights within a few per cent of one), while classifier_lr = 1e-2 and 40
-    final epochs learned the ratio to about 15 %. A ``history["final_classifier_val_loss"]`` well below 2 log 2
-    shows that it has learned.
+    ``classifier="boosted"``: gradient-boosted trees (at most ``boosted_iterations`` trees of ``boosted_leaves``
+    leaves, learning rate ``boosted_learning_rate``, early stopping on 10 % of the events) are fitted to the
+    training events against ``max(classifier_events, N)`` fresh flow events: ``classifier_refits`` times during
+    the coupled epochs (evenly spaced, the first at its start; the weights of the training events are then fixed
+    until the next fit) and once against the final flow. The MLP settings below are then unused.
+
+    ``classifier="mlp"``: the paper's network. It needs enough steps: on a 1-D toy of 8000 events (31 batches an
+    epoch) the defaults left its loss at the blind guess's 2 log 2 (weights within a few per cent of one), while
+    classifier_lr = 1e-2 and 40 final epochs learned the ratio to about 15 %. A
+    ``history["final_classifier_val_loss"]`` well below 2 log 2 shows that it has learned.
     """
 
+    classifier: Literal["boosted", "mlp"] = "boosted"
+    classifier_events: int = 200_000
+    classifier_refits: int = 3
+    boosted_iterations: int = 200
+    boosted_learning_rate: float = 0.1
+    boosted_leaves: int = 31
     alpha: float = 0.5
     warmup_epochs: int = 10
     classifier_hidden: int = 64
@@ -117,7 +105,11 @@ class DiscFlowSettings(GeneratorSettings):
 
     def __post_init__(self):
         super().__post_init__()
-        for name in ("classifier_hidden", "classifier_layers", "classifier_steps", "normalization_samples"):
+        if self.classifier not in ("boosted", "mlp"):
+            raise ValueError(f"classifier must be 'boosted' or 'mlp', got {self.classifier!r}")
+        BoostedSettings(self.boosted_iterations, self.boosted_learning_rate, self.boosted_leaves)  # checks them
+        names = ("classifier_hidden", "classifier_layers", "classifier_steps", "normalization_samples")
+        for name in (*names, "classifier_events", "classifier_refits"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.warmup_epochs < 0 or self.final_classifier_epochs < 0:
@@ -130,331 +122,6 @@ class DiscFlowSettings(GeneratorSettings):
             raise ValueError(
                 f"need 0 < weight_min <= 1 <= weight_max < inf, got [{self.weight_min}, {self.weight_max}]"
             )
-
-
-def _check_events(x, weight, features: int, name: str) -> tuple[Tensor, Tensor]:
-    """Events (N, F) and weights (N,) as float64 CPU tensors (weights: ones if None); ValueError otherwise."""
-
-    def refuse(bad: Tensor, what: str, why: str = "") -> None:
-        if bool(bad.any()):
-            raise ValueError(f"{what} (first in row {int(bad.nonzero()[0])}, {int(bad.sum())} rows in all){why}")
-
-    x = torch.as_tensor(x).detach().cpu().to(torch.float64)
-    if x.dim() != 2 or x.shape[1] != features:
-        raise ValueError(f"{name} has shape {tuple(x.shape)}; expected (N, {features})")
-    if len(x) == 0:
-        raise ValueError(f"{name} has no events")
-    refuse(~torch.isfinite(x).all(1), f"{name} holds non-finite values")
-    label = "weight" if name == "x" else f"weight of {name}"
-    if weight is None:
-        return x, torch.ones(len(x), dtype=torch.float64)
-    weight = torch.as_tensor(weight).detach().cpu().to(torch.float64)
-    if weight.dim() != 1 or len(weight) != len(x):
-        raise ValueError(f"{label} has shape {tuple(weight.shape)}; expected ({len(x)},) to match {name}")
-    refuse(~torch.isfinite(weight), f"{label} holds non-finite values")
-    refuse(weight < 0, f"{label} holds negative values", ": a likelihood fit needs weights >= 0")
-    if not float(weight.sum()) > 0:
-        raise ValueError(f"{label} sums to zero")
-    return x, weight
-
-
-class FlowGenerator(nn.Module):
-    """An event generator: a normalising flow on standardised features, fitted by weighted maximum likelihood.
-
-    The flow is zuko's NSF with two passes, i.e. rational-quadratic spline coupling layers (each updates half of
-    the features given the other half; the halves alternate) rather than a fully autoregressive MAF. Why: both
-    have an exact density, but sampling an autoregressive flow takes one network pass per feature, a coupling
-    flow two per layer, and DiscFlow samples the flow at every training step; the paper's generator is also a
-    coupling network.
-
-    ``history``: "loss" (training loss per epoch), "val_loss" (the negative log-likelihood per event of the
-    validation events, per epoch, in the units of x), "best_epoch", "stopped_early", "epochs", "seconds".
-    """
-
-    settings_type: type[GeneratorSettings] = GeneratorSettings
-
-    def __init__(self, features: int, settings: GeneratorSettings | None = None):
-        super().__init__()
-        if int(features) < 1:
-            raise ValueError(f"features must be at least 1, got {features}")
-        settings = self.settings_type() if settings is None else settings
-        if not isinstance(settings, self.settings_type):
-            raise ValueError(
-                f"{type(self).__name__} needs {self.settings_type.__name__}, got {type(settings).__name__}"
-            )
-        self.features = int(features)
-        self.settings = settings
-        self.register_buffer("x_mean", torch.zeros(self.features, dtype=torch.float64))
-        self.register_buffer("x_scale", torch.ones(self.features, dtype=torch.float64))
-        self._build()
-        self.history: dict = {}
-        self.fitted = False
-
-    def _build(self) -> None:
-        """Networks with their initial weights: the same seed gives the same networks (and the same fit)."""
-        s = self.settings
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(s.seed)
-            self.flow = zuko.flows.NSF(
-                self.features,
-                transforms=s.transforms,
-                bins=s.bins,
-                hidden_features=[s.hidden] * s.layers,
-                passes=min(2, self.features),
-            )
-            # One feature: zuko has nothing to couple on and uses free spline parameters, drawn from randn, a
-            # transform far from the identity that Adam takes thousands of steps to undo; zero is the identity.
-            for module in self.flow.modules():
-                if isinstance(module, zuko.flows.ElementWiseTransform):
-                    for parameter in module.parameters():
-                        nn.init.zeros_(parameter)
-
-    @property
-    def device(self) -> torch.device:
-        return self.x_mean.device
-
-    # ---- standardised space ----
-    def _standardize(self, x: Tensor) -> Tensor:
-        return ((x.to(self.device, torch.float64) - self.x_mean) / self.x_scale).float()
-
-    def _unstandardize(self, u: Tensor) -> Tensor:
-        return u.to(torch.float64) * self.x_scale + self.x_mean
-
-    def _log_prob_standardized(self, u: Tensor) -> Tensor:
-        return self.flow().log_prob(u)
-
-    def _push(self, z: Tensor) -> Tensor:
-        """Flow events (standardised) for base points z."""
-        return self.flow().transform.inv(z)
-
-    def _base_points(self, n: int, generator: torch.Generator | None) -> Tensor:
-        if generator is not None:  # a seeded generator may live on another device: draw there, then move
-            return torch.randn(n, self.features, generator=generator, device=generator.device).to(self.device)
-        return torch.randn(n, self.features, device=self.device)
-
-    def _flow_events(self, n: int, generator: torch.Generator | None):
-        """n flow events (standardised), in chunks of at most _CHUNK: bounds memory, not results."""
-        for start in range(0, n, _CHUNK):
-            yield self._push(self._base_points(min(_CHUNK, n - start), generator))
-
-    def _chunked(self, function: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
-        """function of the standardised events x, applied _CHUNK events at a time; float64 on the CPU."""
-        return torch.cat(
-            [function(self._standardize(x[i : i + _CHUNK])).double().cpu() for i in range(0, len(x), _CHUNK)]
-        )
-
-    # ---- public interface ----
-    @torch.no_grad()
-    def log_prob(self, x) -> Tensor:
-        """log density of the generator's flow at events x (N, F), in the units of x: float64 (N,), on the CPU."""
-        self._require_fitted()
-        x, _ = _check_events(x, None, self.features, "x")
-        self.eval()
-        return self._chunked(self._log_prob_standardized, x) - torch.log(self.x_scale).sum().cpu()
-
-    @torch.no_grad()
-    def event_weight(self, x) -> Tensor:
-        """The weight an event x (N, F) carries when generated: float64 (N,) on the CPU; all one for a plain flow."""
-        self._require_fitted()
-        x, _ = _check_events(x, None, self.features, "x")
-        self.eval()
-        return self._chunked(self._weight_standardized, x)
-
-    def _weight_standardized(self, u: Tensor) -> Tensor:
-        return torch.ones(len(u), dtype=torch.float64)
-
-    @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
-        """n events (n, F) and their weights (n,), float64 on the CPU. ``generator`` (a seeded torch.Generator, on
-        any device) fixes the base points; without it the global random state is used."""
-        self._require_fitted()
-        if isinstance(n, bool) or int(n) != n or n < 0:
-            raise ValueError(f"n must be a non-negative integer, got {n!r}")
-        self.eval()
-        xs, ws = [], []
-        for u in self._flow_events(int(n), generator):
-            xs.append(self._unstandardize(u).cpu())
-            ws.append(self._weight_standardized(u))
-        if not xs:
-            return torch.zeros(0, self.features, dtype=torch.float64), torch.zeros(0, dtype=torch.float64)
-        return torch.cat(xs), torch.cat(ws)
-
-    def fit(
-        self,
-        x,
-        weight=None,
-        *,
-        x_val=None,
-        weight_val=None,
-        log: Callable[[str], None] | None = None,
-        device: str | torch.device = "cpu",
-    ) -> FlowGenerator:
-        """Fit to events x (N, F) with optional per-event weights (N,) >= 0; returns self.
-
-        Each fit starts from the seed's initial networks, so the same data and settings give the same generator.
-        The loss is the weighted mean negative log-likelihood, weights scaled to mean one over the training set so
-        that the learning rate means the same with and without them. ``x_val`` (and its ``weight_val``): events
-        held out for early stopping. ``device``: where the networks train and stay afterwards.
-        """
-        x, weight = _check_events(x, weight, self.features, "x")
-        if len(x) < self.settings.batch:
-            raise ValueError(f"{len(x)} training events are fewer than one batch of {self.settings.batch}")
-        if x_val is None and weight_val is not None:
-            raise ValueError("weight_val given without x_val")
-        val = None if x_val is None else _check_events(x_val, weight_val, self.features, "x_val")
-        started = time.perf_counter()
-        self.fitted = False  # until this fit has finished: a failed refit leaves no half-trained generator in use
-        self._build()
-        self.to(torch.device(device))
-        total = weight.sum()
-        mean = (weight[:, None] * x).sum(0) / total
-        std = ((weight[:, None] * (x - mean) ** 2).sum(0) / total).sqrt()
-        self.x_mean.copy_(mean)
-        self.x_scale.copy_(torch.where(std > 0, std, torch.ones_like(std)))  # a constant feature stays as it is
-        data = _Events(self._standardize(x), (weight / weight.mean()).float().to(self.device))
-        val_data = None if val is None else _Events(self._standardize(val[0]), (val[1] / val[1].mean()).to(self.device))
-        self.history = {"loss": [], "val_loss": [], "best_epoch": 0, "stopped_early": False, "n_train": len(x)}
-        generator = torch.Generator(device=self.device).manual_seed(self.settings.seed + _TRAIN_STREAM)
-        self.train()
-        self._train(data, val_data, generator, log)
-        self.eval()
-        self.fitted = True
-        self.history["seconds"] = time.perf_counter() - started
-        return self
-
-    # ---- training ----
-    def _train(self, data: _Events, val: _Events | None, generator: torch.Generator, log) -> None:
-        s = self.settings
-        trainer = _FlowTrainer(self, data, val, generator, log)
-        trainer.run(0, s.epochs)
-        trainer.restore_best()
-
-    def _flow_weights(self, u: Tensor, w: Tensor, coupled: bool) -> Tensor:
-        """Per-event weights of a flow batch's likelihood; DiscFlow multiplies in w_D^alpha."""
-        return w
-
-    @torch.no_grad()
-    def _val_loss(self, val: _Events) -> float:
-        """Weighted mean negative log-likelihood per event, in the units of x (the standardisation's Jacobian in)."""
-        self.eval()
-        nll = torch.cat(
-            [-self._log_prob_standardized(val.u[i : i + _CHUNK]).double() for i in range(0, len(val), _CHUNK)]
-        )
-        self.train()
-        return float((val.w * nll).sum() / val.w.sum() + torch.log(self.x_scale).sum())
-
-    def _require_fitted(self) -> None:
-        if not self.fitted:
-            raise ValueError(f"this {type(self).__name__} is not fitted: call fit() or load() first")
-
-    # ---- persistence ----
-    def save(self, path: str | Path) -> Path:
-        """Plain tensors, settings and history, written atomically (temporary file, then rename)."""
-        self._require_fitted()
-        payload = {
-            "format": _FORMAT,
-            "kind": type(self).__name__,
-            "features": self.features,
-            "settings": dataclasses.asdict(self.settings),
-            "state": {k: v.detach().cpu() for k, v in self.state_dict().items()},
-            "history": self.history,
-        }
-        return atomic_torch_save(payload, path)
-
-    @classmethod
-    def load(cls, path: str | Path, map_location: str | torch.device = "cpu") -> FlowGenerator:
-        """A saved generator (tensors and plain values only: nothing is unpickled), on ``map_location``."""
-        payload = load_checkpoint(path, map_location="cpu")
-        if not isinstance(payload, dict) or payload.get("format") != _FORMAT:
-            raise ValueError(f"{path}: not a saved event generator")
-        kind = _GENERATORS.get(payload.get("kind"))
-        if kind is None or not issubclass(kind, cls):
-            raise ValueError(f"{path}: holds a {payload.get('kind')}, not a {cls.__name__}")
-        settings_type = DiscFlowSettings if "alpha" in payload["settings"] else GeneratorSettings
-        generator = kind(payload["features"], settings_type(**payload["settings"]))
-        generator.load_state_dict(payload["state"])
-        generator.history = payload["history"]
-        generator.fitted = True
-        return generator.to(torch.device(map_location)).eval()
-
-
-@dataclass
-class _Events:
-    """Standardised training or validation events (float32) and their weights, on the training device."""
-
-    u: Tensor
-    w: Tensor
-
-    def __len__(self) -> int:
-        return len(self.u)
-
-
-class _FlowTrainer:
-    """Mini-batch epochs of the flow: Adam, a half-cosine learning rate over all epochs, early stopping."""
-
-    def __init__(self, model: FlowGenerator, data: _Events, val: _Events | None, generator, log):
-        self.model, self.data, self.val, self.generator, self.log = model, data, val, generator, log
-        s = model.settings
-        self.optimizer = torch.optim.Adam(model.flow.parameters(), lr=s.lr)
-        self.batches = len(data) // s.batch  # the incomplete last batch is left out: shuffling visits it next epoch
-        self.total_steps = max(1, s.epochs * self.batches)
-        self.best, self.best_state, self.since_best = math.inf, None, 0
-
-    def run(self, first: int, last: int, coupled: bool = False, before_step: Callable[[], None] | None = None) -> bool:
-        """Epochs first..last-1 (their place in the cosine schedule); False if early stopping ended them. A coupled
-        epoch weights the likelihood (`_flow_weights`) and is never stopped early: its validation likelihood is
-        recorded, but DiscFlow moves the flow away from the likelihood's optimum on purpose."""
-        model, s, history = self.model, self.model.settings, self.model.history
-        for epoch in range(first, last):
-            order = torch.randperm(len(self.data), generator=self.generator, device=self.data.u.device)
-            running = torch.zeros((), device=self.data.u.device)
-            for i in range(self.batches):
-                if before_step is not None:
-                    before_step()
-                index = order[i * s.batch : (i + 1) * s.batch]
-                u = self.data.u[index]
-                w = model._flow_weights(u, self.data.w[index], coupled)
-                step = epoch * self.batches + i
-                for group in self.optimizer.param_groups:
-                    group["lr"] = 0.5 * s.lr * (1 + math.cos(math.pi * step / self.total_steps))
-                loss = -(w * model._log_prob_standardized(u)).mean()
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                # a rare batch of tail events must not throw the splines far off
-                nn.utils.clip_grad_norm_(model.flow.parameters(), 10.0)
-                self.optimizer.step()
-                running += loss.detach()
-            history["loss"].append(float(running) / self.batches)
-            history["epochs"] = epoch + 1
-            stop = False
-            if self.val is not None:
-                value = model._val_loss(self.val)
-                history["val_loss"].append(value)
-                if not coupled:
-                    stop = self._watch(value, epoch)
-            if self.log and ((epoch + 1) % max(1, s.epochs // 10) == 0 or stop):
-                val_text = f", validation {history['val_loss'][-1]:.5g}" if history["val_loss"] else ""
-                self.log(f"flow epoch {epoch + 1}/{s.epochs}: loss {history['loss'][-1]:.5g}{val_text}")
-            if stop:
-                history["stopped_early"] = True
-                return False
-        return True
-
-    def _watch(self, value: float, epoch: int) -> bool:
-        """Keep the flow of the best validation loss; True once ``patience`` epochs have not improved on it."""
-        if value < self.best:
-            self.best, self.since_best = value, 0
-            self.best_state = copy.deepcopy(self.model.flow.state_dict())
-            self.model.history["best_epoch"] = epoch + 1
-            return False
-        self.since_best += 1
-        return self.since_best >= self.model.settings.patience
-
-    def restore_best(self) -> None:
-        if self.best_state is not None:
-            self.model.flow.load_state_dict(self.best_state)
-        else:  # no validation events: the flow is kept as it ends
-            self.model.history["best_epoch"] = self.model.history.get("epochs", 0)
 
 
 class DiscFlowGenerator(FlowGenerator):
@@ -476,6 +143,7 @@ class DiscFlowGenerator(FlowGenerator):
     """
 
     settings_type = DiscFlowSettings
+    legacy_settings = {"classifier": "mlp"}
 
     def __init__(self, features: int, settings: DiscFlowSettings | None = None):
         super().__init__(features, settings)
@@ -485,29 +153,83 @@ class DiscFlowGenerator(FlowGenerator):
     def _build(self) -> None:
         super()._build()
         s = self.settings
+        self._train_log_weight: Tensor | None = None  # boosted: clipped log w_D of the training events
+        if s.classifier == "boosted":
+            self.classifier = BoostedTrees()
+            return
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(s.seed + 1)
             self.classifier = mlp([self.features] + [s.classifier_hidden] * s.classifier_layers + [1])
 
+    def _logit(self, u: Tensor) -> Tensor:
+        """The classifier's logit log w_D at standardised events u: (N,), float64 for trees, float32 for the MLP."""
+        return self.classifier(u) if self.settings.classifier == "boosted" else self.classifier(u)[:, 0]
+
     def _log_weight(self, u: Tensor) -> Tensor:
-        """log w_D = the classifier's logit, clipped to [log weight_min, log weight_max]: float32 (N,)."""
+        """log w_D clipped to [log weight_min, log weight_max]."""
         s = self.settings
-        return self.classifier(u)[:, 0].clamp(math.log(s.weight_min), math.log(s.weight_max))
+        return self._logit(u).clamp(math.log(s.weight_min), math.log(s.weight_max))
 
     def _weight_standardized(self, u: Tensor) -> Tensor:
         """clip(w_D) / weight_norm: the normalisation is one constant for all events, so an event's weight depends
         on the event alone, not on how many were generated with it; the weights' mean over a large sample is 1."""
         return (torch.exp(self._log_weight(u).double()) / self.weight_norm).cpu()
 
-    def _flow_weights(self, u: Tensor, w: Tensor, coupled: bool) -> Tensor:
+    def _flow_weights(self, u: Tensor, w: Tensor, coupled: bool, index: Tensor) -> Tensor:
         if not coupled or self.settings.alpha == 0:
             return w
         with torch.no_grad():
-            factor = torch.exp(self.settings.alpha * self._log_weight(u))
-        factor = factor / factor.mean()
-        return w * factor
+            log_w = self._train_log_weight[index] if self._train_log_weight is not None else self._log_weight(u)
+            factor = torch.exp(self.settings.alpha * log_w).to(w.dtype)
+        return w * (factor / factor.mean())
 
     def _train(self, data: _Events, val: _Events | None, generator: torch.Generator, log) -> None:
+        if self.settings.classifier == "boosted":
+            self._train_boosted(data, val, generator, log)
+        else:
+            self._train_mlp(data, val, generator, log)
+
+    def _train_boosted(self, data: _Events, val: _Events | None, generator: torch.Generator, log) -> None:
+        s = self.settings
+        self.history.update(classifier_fits=[])
+        trainer = _FlowTrainer(self, data, val, generator, log)
+        trainer.run(0, min(s.warmup_epochs, s.epochs))
+        trainer.restore_best()
+        done = self.history["warmup_epochs"] = self.history.get("epochs", 0)
+        coupled = list(range(done, s.epochs))
+        refits = set(coupled[:: max(1, math.ceil(len(coupled) / s.classifier_refits))])
+        for epoch in coupled:
+            if epoch in refits:
+                self._fit_trees(data, generator, log, cache=True)
+            trainer.run(epoch, epoch + 1, coupled=True)
+        if coupled:
+            self.history["best_epoch"] = s.epochs  # the coupled flow is kept as it ends, not the best likelihood
+        self._train_log_weight = None
+        self._fit_trees(data, generator, log, cache=False)
+        self._normalize_weights()
+
+    @torch.no_grad()
+    def _fit_trees(self, data: _Events, generator: torch.Generator, log, cache: bool) -> None:
+        """Trees of log w_D against fresh events of the current flow; with ``cache``, the training events' clipped
+        log w_D from them (sklearn's own, compiled evaluation: the same numbers, much faster than the tensors)."""
+        s = self.settings
+        self.eval()
+        fake = torch.cat(list(self._flow_events(max(s.classifier_events, len(data)), generator)))
+        options = BoostedSettings(s.boosted_iterations, s.boosted_learning_rate, s.boosted_leaves, seed=s.seed)
+        trees, fitted = fit_log_ratio(data.u, fake, data.w, options)
+        self.classifier = trees.to(self.device)
+        loss = -float(fitted.validation_score_[-1]) if len(fitted.validation_score_) else math.nan
+        epoch = self.history.get("epochs", 0)
+        self.history["classifier_fits"].append({"epoch": epoch, "trees": trees.trees, "val_loss": loss})
+        if log:
+            log(f"classifier fit after epoch {epoch}: {trees.trees} trees, validation loss {loss:.5g}")
+        if cache:
+            logit = torch.from_numpy(fitted.decision_function(data.u.double().cpu().numpy()))
+            clipped = logit.clamp(math.log(s.weight_min), math.log(s.weight_max))
+            self._train_log_weight = clipped.to(self.device, torch.float32)
+        self.train()
+
+    def _train_mlp(self, data: _Events, val: _Events | None, generator: torch.Generator, log) -> None:
         s = self.settings
         self.history.update(classifier_loss=[], final_classifier_loss=[], final_classifier_val_loss=[])
         trainer = _FlowTrainer(self, data, val, generator, log)
@@ -561,10 +283,10 @@ class DiscFlowGenerator(FlowGenerator):
     def _normalize_weights(self) -> None:
         s = self.settings
         self.eval()
-        generator = torch.Generator(device=self.device).manual_seed(s.seed + _NORMALIZATION_STREAM)
+        generator = torch.Generator(device=self.device).manual_seed(s.seed + NORMALIZATION_STREAM)
         total, clipped, count = 0.0, 0, 0
         for u in self._flow_events(s.normalization_samples, generator):
-            logit = self.classifier(u)[:, 0]
+            logit = self._logit(u)
             log_w = logit.clamp(math.log(s.weight_min), math.log(s.weight_max))
             total += float(torch.exp(log_w.double()).sum())
             clipped += int((log_w != logit).sum())
@@ -613,6 +335,3 @@ class _ClassifierTrainer:
     @torch.no_grad()
     def validation_loss(self, val: _Events, fake: Tensor) -> float:
         return float(self._loss(val.u, val.w / val.w.mean(), fake))
-
-
-_GENERATORS = {"FlowGenerator": FlowGenerator, "DiscFlowGenerator": DiscFlowGenerator}

@@ -36,9 +36,17 @@ class FlowConfig(Strict):
 class DiscFlowConfig(Strict):
     """The classifier of DiscFlow (`hadrinv.inference.discflow.DiscFlowSettings`)."""
 
+    classifier: Literal["boosted", "mlp"] = Field(
+        "boosted", description="gradient-boosted trees refitted a few times, or the paper's MLP trained step by step"
+    )
     alpha: float = Field(0.5, ge=0, description="exponent of w_D in the flow's weighted likelihood")
     warmup_epochs: int = Field(20, ge=0, description="plain maximum-likelihood epochs before the coupling")
-    classifier_hidden: int = Field(128, ge=1)
+    classifier_events: int = Field(200_000, ge=1, description="boosted: flow events per fit (at least the training)")
+    classifier_refits: int = Field(3, ge=1, description="boosted: fits during the coupled epochs")
+    boosted_iterations: int = Field(200, ge=1, description="boosted: most trees (early stopping on 10 %)")
+    boosted_learning_rate: float = Field(0.1, gt=0, le=1)
+    boosted_leaves: int = Field(31, ge=2)
+    classifier_hidden: int = Field(128, ge=1, description="mlp: the settings from here on")
     classifier_layers: int = Field(3, ge=1)
     classifier_lr: float = Field(1e-3, gt=0, description="raise for small samples: few steps per epoch")
     classifier_steps: int = Field(1, ge=1, description="classifier updates per flow update")
@@ -59,9 +67,9 @@ class OTConfig(Strict):
     kurtosis_threshold: float = Field(3.0, description="Johnson-SU transform on features of larger excess kurtosis")
     johnson_su_features: list[str] | None = Field(
         None,
-        description="features to Johnson-SU transform (names as in metrics.json `features`); None: m_pipi for "
-        "the PWA layout (its narrow resonances sit on a broad spectrum, whose kurtosis is low), by kurtosis for "
-        "other tables",
+        description="features to Johnson-SU transform (names as in metrics.json `features`); None: the two-body "
+        "mass for three-body tables (m_pipi for the PWA layout: narrow resonances sit on a broad spectrum, whose "
+        "kurtosis is low), by kurtosis for other tables",
     )
 
 

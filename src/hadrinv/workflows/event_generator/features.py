@@ -1,12 +1,12 @@
 """What the generators learn, per event, and the observables the report histograms.
 
-A table in the PWA layout (J/psi -> gamma pi pi four-momenta) is learned in its five independent variables: the
-Dalitz variables and the orientation, each mapped to the unit interval by its kinematic range (m_pipi between
-2 m_pi and M - m_gamma, s_gamma_pi1 between its limits at that m_pipi, cos theta, phi / 2 pi, psi / 2 pi) and
-then to the real line by a logit. Any point the generator produces decodes to an event inside the Dalitz region
-with four-momentum conservation and on-shell masses exact (`physics.phase_space.events_from_dalitz`). m_pipi
-rather than s_pipi keeps a resonance's peak a Breit-Wigner in the learned variable. Any other table is learned
-column by column as it is (the generators standardise it).
+A three-body table (the PWA layout, J/psi -> gamma pi pi, or any ``three-body`` table of particles 1, 2, 3) is
+learned in its five independent variables: the Dalitz variables and the orientation, each mapped to the unit
+interval by its kinematic range (m23 between m2 + m3 and M - m1, s12 between its limits at that m23, cos theta and
+phi of particle 1, psi; divided by 2 pi) and then to the real line by a logit. Any point the generator produces
+decodes to an event inside the Dalitz region with four-momentum conservation and on-shell masses exact
+(`physics.phase_space.events_from_dalitz`). m23 rather than s23 keeps a resonance's peak a Breit-Wigner in the
+learned variable. Any other table is learned column by column as it is (the generators standardise it).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from hadrinv.data.event_tables import EventTable
+from hadrinv.data.event_tables import EventTable, ThreeBody
 from hadrinv.physics.phase_space import M_JPSI, dalitz_coordinates, dalitz_s12_limits, events_from_dalitz
 from hadrinv.physics.pwa import M_PI_CHARGED
 
@@ -31,33 +31,54 @@ def _logit(u: torch.Tensor) -> torch.Tensor:
     return torch.log(u) - torch.log1p(-u)
 
 
+PWA_DECAY = ThreeBody(("gamma", "pi1", "pi2"), (0.0, M_PI_CHARGED, M_PI_CHARGED), M_JPSI)
+
+
 @dataclass(frozen=True)
 class Representation:
     """encode: table values (N, C) -> features (N, F); decode: the inverse; observables for the histograms."""
 
     layout: str
     columns: tuple[str, ...]
-    pion_mass: float = M_PI_CHARGED
-    mass: float = M_JPSI
+    decay: ThreeBody = PWA_DECAY  # the three-body layouts' particles and masses
 
     @property
-    def feature_names(self) -> tuple[str, ...]:
-        return DALITZ_FEATURES if self.layout == "pwa" else self.columns
+    def dalitz(self) -> bool:
+        return self.layout in ("pwa", "three-body")
 
     @property
     def masses(self) -> tuple[float, float, float]:
-        return (0.0, self.pion_mass, self.pion_mass)
+        return self.decay.masses
+
+    @property
+    def mass(self) -> float:
+        return self.decay.parent_mass
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        if self.layout == "pwa":
+            return DALITZ_FEATURES
+        if self.layout == "three-body":
+            a, b, c = self.decay.particles
+            return (f"logit_m_{b}_{c}", f"logit_s_{a}_{b}", f"logit_cos_theta_{a}", f"logit_phi_{a}", "logit_psi")
+        return self.columns
 
     def _m_range(self) -> tuple[float, float]:
-        return 2.0 * self.pion_mass, self.mass
+        m1, m2, m3 = self.masses
+        return m2 + m3, self.mass - m1
 
     @property
     def observable_names(self) -> tuple[str, ...]:
-        return PWA_OBSERVABLES if self.layout == "pwa" else self.columns
+        if self.layout == "pwa":
+            return PWA_OBSERVABLES
+        if self.layout == "three-body":
+            a, b, c = self.decay.particles
+            return (f"m_{b}_{c}", f"m_{a}_{b}", f"m_{a}_{c}", f"cos_theta_{a}", f"phi_{a}", f"E_{a}")
+        return self.columns
 
     def encode(self, values: torch.Tensor) -> torch.Tensor:
         values = values.to(torch.float64)
-        if self.layout != "pwa":
+        if not self.dalitz:
             return values
         s12, s23, cos_theta, phi, psi = dalitz_coordinates(values[:, 0:4], values[:, 4:8], values[:, 8:12])
         lo, hi = self._m_range()
@@ -74,7 +95,7 @@ class Representation:
 
     def decode(self, features: torch.Tensor) -> torch.Tensor:
         features = features.to(torch.float64)
-        if self.layout != "pwa":
+        if not self.dalitz:
             return features
         u = torch.sigmoid(features)
         lo, hi = self._m_range()
@@ -88,10 +109,10 @@ class Representation:
         return torch.cat(p, dim=1)
 
     def observables(self, values: torch.Tensor) -> dict[str, np.ndarray]:
-        """name -> (N,) float64: invariant masses (GeV), angles and energies for the PWA layout; the columns
-        otherwise."""
+        """name -> (N,) float64: invariant masses (GeV), angles and energies for the three-body layouts; the
+        columns otherwise."""
         values = values.to(torch.float64)
-        if self.layout != "pwa":
+        if not self.dalitz:
             return {name: values[:, j].numpy() for j, name in enumerate(self.columns)}
         gamma, pi1, pi2 = values[:, 0:4], values[:, 4:8], values[:, 8:12]
         s12, s23, cos_theta, phi, _ = dalitz_coordinates(gamma, pi1, pi2)
@@ -101,8 +122,10 @@ class Representation:
 
         s13 = (gamma + pi2)[:, 0] ** 2 - ((gamma + pi2)[:, 1:] ** 2).sum(-1)
         observed = (mass(s23), mass(s12), mass(s13), cos_theta.numpy(), phi.numpy(), gamma[:, 0].numpy())
-        return dict(zip(PWA_OBSERVABLES, observed, strict=True))
+        return dict(zip(self.observable_names, observed, strict=True))
 
 
 def representation_of(table: EventTable) -> Representation:
+    if table.layout == "three-body":
+        return Representation(table.layout, table.columns, table.decay)
     return Representation(table.layout, table.columns)

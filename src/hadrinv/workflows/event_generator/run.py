@@ -155,6 +155,7 @@ def run(config: EventGeneratorConfig, context: RunContext | None = None) -> Even
             "weight_val": None if w is None or not n_val else w[val_rows],
             "config": config.model_dump(mode="json"),
             "feature_names": list(rep.feature_names),
+            "dalitz": rep.dalitz,
             "threads": config.execution.threads_per_task,
             "device": config.execution.device,
         },

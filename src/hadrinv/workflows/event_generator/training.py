@@ -8,11 +8,15 @@ import time
 import torch
 
 from hadrinv.workflows.event_generator.config import OT_WITHOUT_JSU, EventGeneratorConfig
-from hadrinv.workflows.event_generator.features import DALITZ_FEATURES
 from hadrinv.workflows.execution import thread_limit
 
 
-def settings_of(config: EventGeneratorConfig, method: str, seed: int, feature_names: tuple[str, ...] = ()):
+def settings_of(
+    config: EventGeneratorConfig, method: str, seed: int, feature_names: tuple[str, ...] = (), dalitz: bool = False
+):
+    """The method's settings; with Dalitz features (`Representation.dalitz`) and no ``ot.johnson_su_features``, the
+    Johnson-SU transform applies to the first, the two-body mass (narrow resonances on a broad spectrum have a low
+    kurtosis, so the kurtosis rule would leave them out)."""
     from hadrinv.inference.discflow import DiscFlowSettings, GeneratorSettings
     from hadrinv.inference.ot_generator import OTGeneratorSettings
 
@@ -23,17 +27,24 @@ def settings_of(config: EventGeneratorConfig, method: str, seed: int, feature_na
         return DiscFlowSettings(**flow, **config.discflow.model_dump(), seed=seed)
     ot = config.ot.model_dump()
     names = ot.pop("johnson_su_features")
-    if names is None and feature_names == DALITZ_FEATURES:
-        names = ["logit_m_pipi"]
+    if names is None and dalitz:
+        names = [feature_names[0]]
     chosen = None if names is None else tuple(feature_names.index(n) for n in names)  # names checked by the run
     return OTGeneratorSettings(**ot, johnson_su=method != OT_WITHOUT_JSU, johnson_su_features=chosen, seed=seed)
 
 
-def build(config: EventGeneratorConfig, method: str, feature_names: tuple[str, ...], seed: int, device: str):
+def build(
+    config: EventGeneratorConfig,
+    method: str,
+    feature_names: tuple[str, ...],
+    seed: int,
+    device: str,
+    dalitz: bool = False,
+):
     from hadrinv.inference.discflow import DiscFlowGenerator, FlowGenerator
     from hadrinv.inference.ot_generator import OTAttentionGenerator
 
-    settings = settings_of(config, method, seed, feature_names)
+    settings = settings_of(config, method, seed, feature_names, dalitz)
     features = len(feature_names)
     if method == "flow":
         return FlowGenerator(features, settings)
@@ -64,6 +75,7 @@ def train_task(
     weight_val: torch.Tensor | None,
     config: dict,
     feature_names: list[str],
+    dalitz: bool,
     method: str,
     model_path: str,
     seed: int,
@@ -73,7 +85,7 @@ def train_task(
     """One generator (a Ray task): fit, save where the driver reads it, return a record."""
     thread_limit(threads)
     parsed = EventGeneratorConfig.model_validate(config)
-    generator = build(parsed, method, tuple(feature_names), seed, device)
+    generator = build(parsed, method, tuple(feature_names), seed, device, dalitz)
     start = time.perf_counter()
     if method in ("flow", "discflow"):
         generator.fit(x, weight, x_val=x_val, weight_val=weight_val, device=device)
