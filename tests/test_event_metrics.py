@@ -113,6 +113,10 @@ def test_max_relative_deviation_flags_a_bump():
     assert np.argmax(np.abs(bumped.ratio - 1)) == 3
     assert math.isnan(bumped.max_relative_deviation(min_count=10**6))
     assert bumped.as_dict()["max_relative_deviation"] == pytest.approx(deviation)
+    # the pull tells a statistical deviation from a real one: 20 000 events a bin, ratio error about 1 %
+    assert null.max_pull(1000) < 4 and bumped.max_pull(1000) > 6
+    assert bumped.max_ratio_error(1000) == pytest.approx(math.sqrt(2 / 20_000), rel=0.1)
+    assert bumped.as_dict()["max_pull"] == pytest.approx(bumped.max_pull(1000))
 
 
 def test_triangular_discriminator():

@@ -300,12 +300,26 @@ class HistogramComparison:
             return float("nan")
         return float(np.max(np.abs(self.ratio[mask] - 1.0)))
 
+    def max_pull(self, min_count: int = 1000) -> float:
+        """Largest |ratio - 1| / ratio_error over the same bins: above about 3, a deviation is not statistical."""
+        mask = (self.truth_count > min_count) & (self.ratio_error > 0)
+        if not mask.any():
+            return float("nan")
+        return float(np.max(np.abs(self.ratio[mask] - 1.0) / self.ratio_error[mask]))
+
+    def max_ratio_error(self, min_count: int = 1000) -> float:
+        """Largest statistical error of the ratio over the same bins: the resolution of the deviations."""
+        mask = self.truth_count > min_count
+        return float(np.max(self.ratio_error[mask])) if mask.any() else float("nan")
+
     def as_dict(self, min_count: int = 1000) -> dict[str, float]:
         return {
             "chi2": float(self.chi2),
             "ndf": float(self.ndf),
             "chi2_per_ndf": float(self.chi2 / self.ndf) if self.ndf > 0 else float("nan"),
             "max_relative_deviation": self.max_relative_deviation(min_count),
+            "max_pull": self.max_pull(min_count),
+            "max_ratio_error": self.max_ratio_error(min_count),
             "n_bins": float(self.edges.size - 1),
         }
 
