@@ -51,8 +51,10 @@ from hadrinv.data.validation import (
     DataError,
     as_float64_numpy,
     first_line,
+    parquet_column_names,
     raise_first_bad,
     read_numeric_csv,
+    read_parquet_numeric,
     require_format,
 )
 from hadrinv.physics.pwa import M_JPSI, M_PI0, M_PI_CHARGED, energy_momentum_violation, invariant_mass_squared
@@ -153,33 +155,15 @@ def _read_csv(path: Path, pion_mass: float, tolerance_gev: float) -> EventSample
 
 
 def _read_parquet(path: Path) -> tuple[dict[str, np.ndarray], int]:
-    import pyarrow as pa
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
-
-    require_format(path, "Parquet")
-    try:
-        handle = pq.ParquetFile(path)
-        schema = handle.schema_arrow
-    except (pa.ArrowException, OSError, ValueError) as exc:
-        raise DataError(path, f"cannot read the Parquet file ({first_line(exc)})") from None
-    _check_names(path, list(schema.names), "column")
-    wanted = [name for name in COLUMNS + (WEIGHT,) if name in schema.names]
-    for name in wanted:
-        dtype = schema.field(name).type
-        if not (pa.types.is_floating(dtype) or pa.types.is_integer(dtype)):
-            raise DataError(path, f"column {name} has type {dtype}; expected numbers (float64)")
-    try:
-        table = handle.read(columns=wanted)
-    except (pa.ArrowException, OSError, ValueError) as exc:
-        raise DataError(path, f"cannot read the Parquet file ({first_line(exc)})") from None
+    names = parquet_column_names(path)
+    _check_names(path, names, "column")
+    wanted = [name for name in COLUMNS + (WEIGHT,) if name in names]
+    matrix, nulls = read_parquet_numeric(path, wanted)
     values = {}
-    for name in wanted:
-        column = table.column(name)
-        values[name] = np.asarray(column.cast(pa.float64()).to_numpy(), dtype=np.float64)
-        if column.null_count:  # a null is a missing value: the finiteness check reports it as such
-            values[name] = np.where(pc.is_null(column).to_numpy(zero_copy_only=False), _NULL, values[name])
-    return values, table.num_rows
+    for j, name in enumerate(wanted):
+        # a null is a missing value: marked so that the finiteness check reports it as such
+        values[name] = matrix[:, j] if nulls is None else np.where(nulls[:, j], _NULL, matrix[:, j])
+    return values, len(matrix)
 
 
 # A NaN with a payload marks a Parquet null, so that the message can tell "null" from "nan".
