@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -175,7 +176,9 @@ def _pwa_table(tmp_path, n: int, edit=None) -> str:
     return str(path)
 
 
-@pytest.mark.parametrize("case", ["empty", "NaN", "non-numeric", "fewer than a batch", "efficiency fails", "eff > 1"])
+@pytest.mark.parametrize(
+    "case", ["empty", "NaN", "non-numeric", "fewer than a batch", "efficiency fails", "eff > 1", "off shell"]
+)
 def test_bad_input_stops_in_one_line_and_leaves_nothing(tmp_path, capsys, case):
     out = tmp_path / "out"
     options: list[str] = []
@@ -189,6 +192,14 @@ def test_bad_input_stops_in_one_line_and_leaves_nothing(tmp_path, capsys, case):
         data, needle = _pwa_table(tmp_path, 600, lambda line: "abc," + line.split(",", 1)[1]), ":4:"
     elif case == "fewer than a batch":
         data, needle = _pwa_table(tmp_path, 300), "need at least"
+    elif case == "off shell":  # a three-body table with one pion 10 MeV too heavy
+        data = _three_body_table(tmp_path, 800, suffix="csv")
+        lines = Path(data).read_text().splitlines()
+        fields = lines[40].split(",")
+        fields[8] = repr(float(fields[8]) + 0.01)
+        lines[40] = ",".join(fields)
+        Path(data).write_text("\n".join(lines) + "\n")
+        needle = "event 39: pi has mass"
     else:
         data = _pwa_table(tmp_path, 3000)
         function = "broken" if case == "efficiency fails" else "too_large"
@@ -225,7 +236,6 @@ def test_an_efficiency_takes_its_columns_by_name_or_as_one_dict(tmp_path):
 
 def _example_generator():
     import importlib.util
-    from pathlib import Path
 
     path = Path(__file__).resolve().parents[1] / "examples" / "three_body" / "dalitz_generator.py"
     spec = importlib.util.spec_from_file_location("dalitz_generator", path)
