@@ -1,0 +1,1 @@
+"""Unfolding: correcting measured distributions for the detector."""
