@@ -30,6 +30,7 @@ def read_numeric_csv(
     optional: tuple[str, ...] = (),
     check_row: Callable[[int, dict], None] | None = None,
     label_columns: tuple[str, ...] = (),
+    missing_allowed: tuple[str, ...] = (),
 ) -> dict[str, np.ndarray]:
     """The columns of a numeric CSV file, validated: every reader of users' tables goes through here.
 
@@ -37,6 +38,7 @@ def read_numeric_csv(
     a value that is not a finite number. Lines starting with '#' are comments. ``check_row(row, values)``
     gets each row's values by column name (the physics checks of the caller) and raises DataError.
     `label_columns`: required columns of labels (a channel, a target), read as stripped non-empty strings.
+    `missing_allowed`: columns where an empty field or nan means "no value" (read as NaN); inf is still refused.
     """
     path = Path(path)
     if not path.is_file():
@@ -87,6 +89,9 @@ def read_numeric_csv(
             values[name][i] = fields[col].strip()
         for name, col in columns.items():
             text_value = fields[col].strip()
+            if name in missing_allowed and (not text_value or text_value.lower() == "nan"):
+                values[name][i] = math.nan
+                continue
             try:
                 value = float(text_value)
             except ValueError:
