@@ -121,9 +121,13 @@ class BoostedTrees(nn.Module):
 
 
 def fit_log_ratio(
-    real: Tensor, fake: Tensor, real_weight: Tensor | None = None, settings: BoostedSettings | None = None
+    real: Tensor,
+    fake: Tensor,
+    real_weight: Tensor | None = None,
+    settings: BoostedSettings | None = None,
+    fake_weight: Tensor | None = None,
 ) -> tuple[BoostedTrees, object]:
-    """Trees whose logit estimates log p_real / p_fake (real (N, F), fake (M, F), optional real weights (N,)),
+    """Trees whose logit estimates log p_real / p_fake (real (N, F), fake (M, F), optional weights (N,), (M,)),
     and the fitted sklearn classifier. The classes get equal total weight, so unequal N and M do not shift it."""
     from sklearn.ensemble import HistGradientBoostingClassifier
 
@@ -131,10 +135,11 @@ def fit_log_ratio(
     real_np = real.detach().cpu().double().numpy()
     fake_np = fake.detach().cpu().double().numpy()
     w_real = np.ones(len(real_np)) if real_weight is None else real_weight.detach().cpu().double().numpy()
+    w_fake = np.ones(len(fake_np)) if fake_weight is None else fake_weight.detach().cpu().double().numpy()
     x = np.concatenate([real_np, fake_np])
     y = np.concatenate([np.ones(len(real_np)), np.zeros(len(fake_np))])
     total = len(x)
-    weight = np.concatenate([w_real * (0.5 * total / w_real.sum()), np.full(len(fake_np), 0.5 * total / len(fake_np))])
+    weight = np.concatenate([w_real * (0.5 * total / w_real.sum()), w_fake * (0.5 * total / w_fake.sum())])
     classifier = HistGradientBoostingClassifier(
         max_iter=s.iterations,
         learning_rate=s.learning_rate,
