@@ -84,7 +84,8 @@ def _parser() -> argparse.ArgumentParser:
         "--method",
         help="extraction method: fit, gan, diffusion, both (fit, gan) or all (pipi-amplitude); fit, diffusion or both "
         "(pipi-isospin); minuit, newton (pwa-*); flat, vegas, flow, vegas+flow (loop-integral); bnn, ensemble, "
-        "mlp or all (amplitude-surrogate); flow, discflow, ot-attention or all (event-generator)",
+        "mlp or all (amplitude-surrogate); flow, discflow, ot-attention or all (event-generator); ibu, omnifold, "
+        "cinn or all (unfold)",
     )
     p_run.add_argument("--test", help="test table (amplitude-surrogate; default: held out from --data)")
     p_run.add_argument(
@@ -96,7 +97,14 @@ def _parser() -> argparse.ArgumentParser:
         metavar="FILE.py:FUNCTION",
         help="per-event detector efficiency of the columns (event-generator)",
     )
-    p_run.add_argument("--case", help="test case, e.g. separable or omega-omega (halqcd-potential)")
+    p_run.add_argument(
+        "--case",
+        help="test case, e.g. separable or omega-omega (halqcd-potential); gaussian, gaussian-4d, pwa (unfold)",
+    )
+    unfold = p_run.add_argument_group("unfold")
+    unfold.add_argument("--mc", help="paired MC table: gen_NAME and reco_NAME columns (with --data)")
+    unfold.add_argument("--observables", help="comma-separated observables to unfold (default: all in common)")
+    unfold.add_argument("--bins", type=int, help="bins per observable")
     loop = p_run.add_argument_group("loop-integral (GeV; LoopTools order)")
     loop.add_argument("--topology", choices=["triangle", "box"], help="one-loop triangle C0 or box D0")
     loop.add_argument("--internal-masses", nargs="+", type=float, metavar="M", help="propagator masses (one: all)")
@@ -368,6 +376,9 @@ def _cmd_run(args) -> int:
         "events": args.events,
         "efficiency": args.efficiency,
         "case": args.case,
+        "mc": args.mc,
+        "observables": args.observables.split(",") if args.observables else None,
+        "bins": args.bins,
         "topology": args.topology,
         "internal_masses": args.internal_masses,
         "external": args.external,

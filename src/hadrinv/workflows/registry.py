@@ -110,3 +110,4 @@ def _load_builtin() -> None:
     import hadrinv.workflows.pipi_amplitude  # noqa: F401
     import hadrinv.workflows.pipi_isospin  # noqa: F401
     import hadrinv.workflows.pwa_fit_fractions  # noqa: F401
+    import hadrinv.workflows.unfold  # noqa: F401
