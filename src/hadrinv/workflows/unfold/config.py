@@ -33,7 +33,7 @@ class OmniFoldConfig(Strict):
     batch: int = Field(1024, ge=2)
     lr: float = Field(1e-3, gt=0)
     patience: int = Field(5, ge=1)
-    bootstraps: int = Field(10, ge=0, description="replicas of data and MC resampled: the errors")
+    bootstraps: int = Field(20, ge=0, description="replicas of data and MC resampled: the errors")
 
 
 class CINNConfig(Strict):
@@ -71,8 +71,8 @@ class UnfoldConfig(WorkflowConfig):
 PRESETS: dict[str, dict] = {
     "quick": {
         "events": 20_000,
-        "omnifold": {"iterations": 3, "epochs": 15, "bootstraps": 3},
+        "omnifold": {"iterations": 4, "epochs": 15, "bootstraps": 8},
         "cinn": {"iterations": 2, "transforms": 4, "hidden": 32, "max_epochs": 40, "samples": 50},
     },
-    "paper": {"events": 1_000_000, "omnifold": {"bootstraps": 25}, "cinn": {"iterations": 5}},
+    "paper": {"events": 1_000_000, "omnifold": {"bootstraps": 50}, "cinn": {"iterations": 5}},
 }
