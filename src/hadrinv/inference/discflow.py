@@ -18,8 +18,8 @@ a per-event weight that corrects the flow. DiscFlow uses it twice:
 Two classifiers: ``classifier="boosted"`` (the default) fits gradient-boosted trees
 (`hadrinv.inference.boosted_classifier`) to the training events against fresh flow events, a few times during the
 coupled epochs and once at the end; ``classifier="mlp"`` is the paper's network, updated step by step alongside the
-flow. On the five Dalitz features of J/psi -> gamma pi pi the trees learn the ratio much better in far less time
-(see `boosted_classifier`), which is what the generated weights need.
+flow. On the five Dalitz features of J/psi -> gamma pi pi the trees learn most of the ratio in a small fraction
+of the MLP's time (see `boosted_classifier`).
 
 Usage, for events x (N, F) with optional per-event weights (N,):
 
