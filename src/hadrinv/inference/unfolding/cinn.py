@@ -29,8 +29,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from hadrinv.inference.boosted_classifier import BoostedTrees, fit_log_ratio
+from hadrinv.inference.boosted_classifier import BoostedSettings, BoostedTrees, fit_log_ratio
 from hadrinv.inference.flow import ConditionalFlow
+from hadrinv.inference.unfolding.normalise import unit_area
 
 
 @dataclass(frozen=True)
@@ -111,10 +112,7 @@ class CINNUnfolding:
         # Var of a sum of m independent contributions: m times their sample covariance
         centred = per_event - total / m
         covariance = centred.T @ centred * (m / (m - 1))
-        width = np.diff(edges)
-        norm = total.sum()
-        jacobian = (np.eye(bins) / norm - total[:, None] / norm**2) / width[:, None]
-        return total / (norm * width), jacobian @ covariance @ jacobian.T
+        return unit_area(total, covariance, np.diff(edges))
 
 
 def _check(values, name: str, columns: int | None = None, allow_nan: bool = False) -> np.ndarray:
@@ -133,12 +131,11 @@ def _check(values, name: str, columns: int | None = None, allow_nan: bool = Fals
 def fit_efficiency(gen: np.ndarray, reconstructed: np.ndarray, weight: np.ndarray, seed: int) -> Efficiency:
     real, lost = torch.as_tensor(gen[reconstructed]), torch.as_tensor(gen[~reconstructed])
     w_real, w_lost = weight[reconstructed], weight[~reconstructed]
-    from hadrinv.inference.boosted_classifier import BoostedSettings
-
     # the trees see the classes balanced; the offset restores the MC's share of reconstructed events
-    trees, _ = fit_log_ratio(real, lost, torch.as_tensor(w_real), BoostedSettings(seed=seed))
+    settings = BoostedSettings(seed=seed)
+    trees, _ = fit_log_ratio(real, lost, torch.as_tensor(w_real), settings, fake_weight=torch.as_tensor(w_lost))
     ratio = float(w_real.sum() / w_lost.sum())
-    return Efficiency(trees, math.log(ratio) if w_lost.size else math.inf)
+    return Efficiency(trees, math.log(ratio))
 
 
 def cinn_unfold(
@@ -213,8 +210,6 @@ def _sample(estimator, data, w_data, efficiency, s: CINNSettings) -> tuple[np.nd
 
 def _reweight(gen, w_mc, samples, weight, s: CINNSettings, seed: int) -> np.ndarray:
     """MC weights nu(gen) = unfolded / MC particle-level density, from boosted trees; mean one over the MC."""
-    from hadrinv.inference.boosted_classifier import BoostedSettings
-
     unfolded = torch.as_tensor(samples.reshape(-1, samples.shape[-1]))
     trees, _ = fit_log_ratio(
         unfolded,

@@ -27,6 +27,8 @@ from typing import Literal
 
 import numpy as np
 
+from hadrinv.inference.unfolding.normalise import unit_area
+
 
 @dataclass(frozen=True)
 class IBUSettings:
@@ -67,11 +69,7 @@ class BinnedUnfolding:
     def density(self) -> tuple[np.ndarray, np.ndarray]:
         """The unfolded distribution normalised to unit area (per unit of the observable) and its covariance,
         propagated through the normalisation (which makes it singular: one degree of freedom less)."""
-        width = np.diff(self.edges)
-        total = self.counts.sum()
-        density = self.counts / (total * width)
-        jacobian = (np.eye(len(width)) / total - self.counts[:, None] / total**2) / width[:, None]
-        return density, jacobian @ self.covariance @ jacobian.T
+        return unit_area(self.counts, self.covariance, np.diff(self.edges))
 
 
 def _weights(values: np.ndarray, weight, name: str) -> np.ndarray:

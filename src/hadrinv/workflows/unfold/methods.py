@@ -8,15 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from hadrinv.inference.unfolding.normalise import unit_area
 from hadrinv.workflows.execution import thread_limit
-
-
-def unit_area(density: np.ndarray, covariance: np.ndarray, width: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """A density renormalised to unit area inside its bins, the covariance through the same map."""
-    content = density * width
-    total = content.sum()
-    jacobian = (np.eye(len(width)) / total - content[:, None] / total**2) * (width[None, :] / width[:, None])
-    return content / total / width, jacobian @ covariance @ jacobian.T
 
 
 def _ibu(gen, reco, reco_data, mc_weight, data_weight, config: dict, binnings: list[dict]) -> dict:
@@ -40,7 +33,8 @@ def _omnifold(gen, reco, reco_data, mc_weight, data_weight, config: dict, binnin
         hist = {}
         for k, (name, edges) in enumerate(binning.items()):
             density, _, covariance = result.histogram(gen[:, k], edges)
-            hist[name] = unit_area(density, covariance, np.diff(edges))
+            width = np.diff(edges)  # OmniFold normalises to all events: renormalise inside the bins
+            hist[name] = unit_area(density * width, covariance * np.outer(width, width), width)
         hists.append(hist)
     return {
         "hist": hists,
