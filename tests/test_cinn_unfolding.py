@@ -1,15 +1,18 @@
 """cINN unfolding: per-event posteriors calibrated on held-out MC, the efficiency correction restores the lost
-events, the iterative cINN moves the unfolded distribution from the MC's prior towards the data's truth."""
+events, the iterative cINN moves the unfolded distribution from the MC's prior towards the data's truth, and the
+prior update, given exact posteriors, converges to the truth within its replicas' errors."""
 
 import numpy as np
 import pytest
+from scipy.stats import norm
 
-from hadrinv.inference.unfolding.cinn import CINNSettings, calibration, cinn_unfold
+from hadrinv.inference.unfolding.cinn import CINNSettings, CINNUnfolding, _update_prior, calibration, cinn_unfold
+from hadrinv.inference.unfolding.member_classifiers import ClassifierSettings
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 N = 12_000
-FAST = dict(transforms=3, hidden=32, max_epochs=25, patience=5, samples=40)
+FAST = dict(transforms=3, hidden=32, max_epochs=25, patience=5, samples=40, replica_samples=10)
 
 
 def efficiency(x):
@@ -27,8 +30,12 @@ def gaussian_case():
     reco_data = (truth + rng.normal(0, 0.5, N))[rng.uniform(size=N) < efficiency(truth)]
     held = slice(10_000, N)  # MC events the flows never see: the calibration's
     train = slice(0, 10_000)
-    one = cinn_unfold(gen_mc[train], reco_mc[train], reco_data, settings=CINNSettings(**FAST))
-    three = cinn_unfold(gen_mc[train], reco_mc[train], reco_data, settings=CINNSettings(**FAST, iterations=3))
+    one = cinn_unfold(
+        gen_mc[train], reco_mc[train], reco_data, settings=CINNSettings(**FAST, iterations=1, flows=1, bootstraps=0)
+    )
+    three = cinn_unfold(
+        gen_mc[train], reco_mc[train], reco_data, settings=CINNSettings(**FAST, iterations=3, flows=2, bootstraps=4)
+    )
     return gen_mc, reco_mc, held, one, three
 
 
@@ -55,7 +62,11 @@ def test_the_efficiency_correction_restores_the_lost_events(gaussian_case):
     # the learned efficiency is the function the MC was made with, on average over the MC's own events (trees
     # are piecewise constant: a single point can be off by a step)
     x = np.random.default_rng(1).normal(0.2, 0.8, (5000, 1))
-    assert np.mean(np.abs(one.efficiency(x) - efficiency(x[:, 0]))) < 0.04
+    # one flow: its efficiency from all the MC; two flows: each from its half, and the samples' correction is their
+    # average
+    pooled = np.mean([learned(x) for learned in three.efficiencies], 0)
+    for learned in (one.efficiencies[0](x), pooled):
+        assert np.mean(np.abs(learned - efficiency(x[:, 0]))) < 0.04
 
 
 def test_the_iterative_cinn_moves_from_the_mc_prior_towards_the_data(gaussian_case):
@@ -65,11 +76,56 @@ def test_the_iterative_cinn_moves_from_the_mc_prior_towards_the_data(gaussian_ca
     # one pass stays between the MC's (0.2, 0.8) and the data's (0, 1); iterating moves it towards the data
     assert 0.0 < mean1 < 0.15 and 0.85 < width1 < 0.98, (mean1, width1)
     assert abs(mean3) < abs(mean1) and abs(width3 - 1) < abs(width1 - 1), (mean3, width3, mean1, width1)
-    assert len(three.history) == 3 and not np.allclose(three.prior_weight, 1)
-    # any binning after the fact: unit area, a covariance of the right shape
-    for edges in (np.linspace(-3, 3, 13), np.linspace(-2, 2, 41)):
-        density, covariance = three.histogram(0, edges)
-        assert abs((density * np.diff(edges)).sum() - 1) < 1e-12 and covariance.shape == (len(edges) - 1,) * 2
+    assert len(three.history) == 2 and [u["iteration"] for u in three.updates] == [2, 3]
+    assert three.replica_weight.shape == (4, len(three.samples), 10)
+    assert all(0.5 < u["ess_fraction"] <= 1 for u in three.updates)
+    # any binning after the fact: unit area, a positive covariance of the right shape
+    for result in (one, three):
+        for edges in (np.linspace(-3, 3, 13), np.linspace(-2, 2, 41)):
+            density, covariance = result.histogram(0, edges)
+            assert abs((density * np.diff(edges)).sum() - 1) < 1e-12 and covariance.shape == (len(edges) - 1,) * 2
+            assert (np.diag(covariance)[np.abs(edges[:-1]) < 1.5] > 0).all()
+
+
+def test_the_prior_update_with_exact_posteriors_reaches_the_truth_within_its_errors():
+    """With the MC's exact posterior (Gaussian prior N(0.2, 0.8), smearing 0.5) in place of a flow, the reweighting
+    iterations alone must unfold data of truth N(0, 1): one pass is many errors away, four are within the replicas'
+    errors."""
+    rng = np.random.default_rng(3)
+    m, samples = 12_000, 40
+    gen_mc = rng.normal(0.2, 0.8, (m, 1))
+    reco_data = rng.normal(0, 1, m) + rng.normal(0, 0.5, m)
+    variance = 1 / (1 / 0.8**2 + 1 / 0.5**2)
+    mean = variance * (0.2 / 0.8**2 + reco_data / 0.5**2)
+    drawn = (mean[:, None] + np.sqrt(variance) * rng.normal(size=(m, samples)))[:, :, None]
+    edges = np.linspace(-2.5, 2.5, 11)
+    p = np.diff(norm.cdf(edges))
+    truth = p / p.sum() / np.diff(edges)
+
+    def chi2(iterations):
+        s = CINNSettings(
+            iterations=iterations,
+            flows=1,
+            samples=samples,
+            bootstraps=10,
+            replica_samples=20,
+            prior_classifier=ClassifierSettings(epochs=20, hidden=32, layers=2),
+        )
+        weight, replicas, _ = _update_prior(gen_mc, np.ones(m), drawn, np.full((m, samples), 1 / samples), s)
+        result = CINNUnfolding(_Pooled(1), drawn, weight, replicas, None, [])
+        density, covariance = result.histogram(0, edges)
+        return float(np.sum((density - truth) ** 2 / np.diag(covariance)) / (len(truth) - 1))
+
+    first, fourth = chi2(1), chi2(4)
+    assert first > 20, first
+    assert fourth < 3, fourth  # 10 replicas: a squared pull scatters like F(1, 9), mean 1.29
+
+
+class _Pooled(list):
+    """Stands in for the flows' mixture: the histogram needs only their number."""
+
+    def __init__(self, flows: int):
+        super().__init__([None] * flows)
 
 
 def test_bad_input_is_refused():
@@ -84,3 +140,7 @@ def test_bad_input_is_refused():
         cinn_unfold(x[:100], x[:100], x)
     with pytest.raises(ValueError, match="iterations must be at least 1"):
         CINNSettings(iterations=0)
+    with pytest.raises(ValueError, match=r"samples must be at least 2 per flow \(8\), got 6"):
+        CINNSettings(samples=6, flows=4)
+    with pytest.raises(ValueError, match="bootstraps must be 0 or at least 2"):
+        CINNSettings(bootstraps=1)

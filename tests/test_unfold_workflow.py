@@ -18,7 +18,18 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 TINY = {
     "events": 20_000,
     "omnifold": {"iterations": 2, "epochs": 4, "bootstraps": 2, "hidden": 16},
-    "cinn": {"iterations": 1, "transforms": 2, "hidden": 16, "max_epochs": 4, "samples": 10, "batch_size": 256},
+    "cinn": {
+        "iterations": 2,
+        "flows": 2,
+        "bootstraps": 2,
+        "replica_samples": 10,
+        "prior_epochs": 2,
+        "transforms": 2,
+        "hidden": 16,
+        "max_epochs": 4,
+        "samples": 10,
+        "batch_size": 256,
+    },
     "execution": {"executor": "serial"},
 }
 

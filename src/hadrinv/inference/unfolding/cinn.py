@@ -1,4 +1,5 @@
-"""Per-event unfolding with a conditional flow (the cINN of Bellagente et al., arXiv:2006.06685).
+"""Per-event unfolding with conditional flows (the cINN of Bellagente et al., arXiv:2006.06685) and its iterative
+version (IcINN, Backes, Butter, Dunford, Malaescu, arXiv:2212.08674).
 
 A conditional normalising flow q(gen | reco) is trained by maximum likelihood on the paired MC events that were
 reconstructed (`hadrinv.inference.flow.ConditionalFlow`: zuko's spline flow, conditioned on the reco values). For
@@ -6,15 +7,34 @@ each data event it gives samples of the particle-level values that could have pr
 in any number of observables, with no binning. Summed over the data, the samples follow the particle-level
 distribution of the data's *reconstructed* events, f(gen) eps(gen); dividing by the efficiency eps(gen) =
 P(reconstructed | gen), learned on the MC by gradient-boosted trees (`boosted_classifier.fit_log_ratio`), gives
-the unfolded f(gen). The posterior is the MC's: a prior different from the data's biases the unfolded distribution
-towards the MC's (on the Gaussian benchmark, MC N(0.2, 0.8) and data N(0, 1) with N(0, 0.5) smearing, one pass
-unfolds to mean 0.05 and width 0.93). The iterative cINN (IcINN, Backes, Butter, Dunford, Malaescu,
-arXiv:2212.08674) is the cure: reweight the MC's particle-level distribution to the unfolded one and retrain, as
-iterative Bayesian unfolding updates its prior.
+the unfolded f(gen).
 
-Weighted MC is used by drawing the training events with probability proportional to their weights (with
-replacement): the flow's likelihood takes no weights. Data events are all taken to come from the process the MC
-describes: background and fakes (reco events with no particle-level partner) must be subtracted beforehand.
+The prior. The posterior is the MC's, p(reco | gen) eps(gen) p_MC(gen) normalised: where the data's particle-level
+distribution differs from the MC's, one pass is pulled towards the MC (on the Gaussian benchmark, MC N(0.2, 0.8) and
+data N(0, 1) with N(0, 0.5) smearing, it unfolds to mean 0.06 and width 0.91). Each further iteration takes the
+unfolded distribution as the new prior, as iterative Bayesian unfolding does. The detector response does not
+change with the prior, so by Bayes' theorem the new posterior is the flow's times nu(gen) = prior_new / p_MC,
+normalised per event: the iterations reweight each event's samples by nu (self-normalised importance sampling)
+instead of retraining the flow, which the IcINN paper does and which costs a full training per iteration. nu is
+the density ratio of the unfolded samples to the MC's gen values, learned by a classifier
+(`member_classifiers`). The reweighting holds while the new prior stays inside the MC's support; the mean
+effective fraction of each event's samples is reported (``updates``) and falls when it does not.
+
+Uncertainties, three sources, added:
+
+- data and MC statistics of the prior updates: ``bootstraps`` replicas give every data event and every MC event a
+  Poisson(1) count and rerun the updates with their own classifiers (trained side by side with the nominal one);
+  the replicas use the first ``replica_samples`` samples of each event;
+- the flows themselves (finite MC, training noise): ``flows`` flows are trained on random halves of the MC, each
+  with its own efficiency; every event's samples are drawn from all of them in turn (column j from flow
+  j mod flows), so the posterior is their mixture, and the spread of the per-flow unfolded distributions is its
+  error (the half-sample method: the spread of estimates from halves is the variance of one from the whole);
+- without replicas, the data statistics with the posteriors held fixed (each event contributes its samples'
+  weights to the bins, independently of the others).
+
+Weighted MC trains the flows on events drawn (within their half) with probability proportional to their weights:
+the flow's likelihood takes no weights. Data events are all taken to come from the process the MC describes:
+background and fakes (reco events with no particle-level partner) must be subtracted beforehand.
 
 Calibration (`calibration`): for held-out MC events, the fraction whose true gen value lies inside the central
 68 % / 95 % interval of its samples, per observable, and inside the 68 % / 95 % highest-density region jointly
@@ -24,31 +44,39 @@ Calibration (`calibration`): for held-out MC events, the fraction whose true gen
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
 from hadrinv.inference.boosted_classifier import BoostedSettings, BoostedTrees, fit_log_ratio
 from hadrinv.inference.flow import ConditionalFlow
+from hadrinv.inference.mixture import EstimatorMixture
+from hadrinv.inference.unfolding.member_classifiers import ClassifierSettings, member_log_ratios
 from hadrinv.inference.unfolding.normalise import unit_area
 
 
 @dataclass(frozen=True)
 class CINNSettings:
-    """The flow (``transforms`` spline layers, ``hidden`` x ``hidden_layers`` networks, ``bins``), its training
-    (Adam, ``learning_rate``, ``batch_size``, at most ``max_epochs``, early stopping after ``patience`` epochs on a
-    10 % validation split), ``samples`` per data event, ``efficiency``: correct for events that were not
-    reconstructed (if the MC has any). ``iterations`` > 1: IcINN, each iteration reweights the MC's particle-level
-    prior to the previous unfolded distribution (boosted trees, weights clipped to ``prior_weight_clip``) and
-    retrains the flow."""
+    """``flows`` flows (``transforms`` spline layers, ``hidden`` x ``hidden_layers`` networks, ``bins``), each
+    trained with Adam (``learning_rate``, ``batch_size``, at most ``max_epochs``, early stopping after ``patience``
+    epochs on a 10 % validation split); ``samples`` per data event; ``efficiency``: correct for events that were
+    not reconstructed (if the MC has any). ``iterations`` unfolding passes: each after the first reweights the
+    samples to the previous pass's distribution as prior (``prior_classifier``, nu clipped to
+    ``prior_weight_clip``). ``bootstraps`` Poisson replicas (0: none, or at least 2) on ``replica_samples`` samples
+    per event give the errors; see the module docstring."""
 
-    iterations: int = 1
+    iterations: int = 4
+    flows: int = 4
+    bootstraps: int = 20
+    replica_samples: int = 20
     prior_weight_clip: tuple[float, float] = (0.05, 20.0)
+    prior_classifier: ClassifierSettings = ClassifierSettings(epochs=20)
     transforms: int = 6
     hidden: int = 64
     hidden_layers: int = 2
     bins: int = 8
+    whiten: bool = True
     max_epochs: int = 200
     batch_size: int = 512
     learning_rate: float = 1e-3
@@ -58,14 +86,21 @@ class CINNSettings:
     seed: int = 0
 
     def __post_init__(self):
-        names = ("iterations", "transforms", "hidden", "hidden_layers", "bins", "max_epochs", "batch_size", "patience")
-        for name in names:
+        names = ("iterations", "flows", "transforms", "hidden", "hidden_layers", "bins", "max_epochs", "batch_size")
+        for name in (*names, "patience"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.samples < 2:
-            raise ValueError(f"samples must be at least 2, got {self.samples}")
+        if self.samples < 2 * self.flows:
+            raise ValueError(f"samples must be at least 2 per flow ({2 * self.flows}), got {self.samples}")
+        if not self.flows <= self.replica_samples <= self.samples:
+            raise ValueError(f"replica_samples must lie in [flows, samples], got {self.replica_samples}")
+        if self.bootstraps < 0 or self.bootstraps == 1:
+            raise ValueError(f"bootstraps must be 0 or at least 2 (a spread needs two replicas), got {self.bootstraps}")
         if not self.learning_rate > 0:
             raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
+        low, high = self.prior_weight_clip
+        if not 0 < low < 1 < high < math.inf:
+            raise ValueError(f"prior_weight_clip must be (low, high) with 0 < low < 1 < high, got {low, high}")
 
 
 @dataclass
@@ -82,37 +117,53 @@ class Efficiency:
 
 @dataclass
 class CINNUnfolding:
-    """Samples (M, S, G) of the particle-level values of each data event; their weights (M, S), which include the
-    data weight and 1 / efficiency and sum to the data's total weight corrected for the losses."""
+    """Samples (M, S, G) of the particle-level values of each data event, column j drawn from flow j mod flows;
+    their weights (M, S), which include the data weight, the prior's reweighting and 1 / efficiency and sum to the
+    data's total weight corrected for the losses; the replicas' weights (B, M, R) on the first R samples (None
+    without replicas)."""
 
-    estimator: ConditionalFlow
+    estimator: EstimatorMixture  # the pooled flows: q(gen | reco) of the first pass
     samples: np.ndarray
     sample_weight: np.ndarray
-    efficiency: Efficiency | None
-    prior_weight: np.ndarray  # (N,) the MC's particle-level reweighting of the last iteration (ones for one pass)
-    history: list[dict]  # the flow's training per iteration
+    replica_weight: np.ndarray | None
+    efficiencies: list[Efficiency] | None  # one per flow
+    history: list[dict]  # each flow's training
+    updates: list[dict] = field(default_factory=list)  # each prior update: classifier loss, samples' ESS fraction
+
+    @property
+    def flows(self) -> int:
+        return len(self.estimator)
 
     def histogram(self, observable: int, edges) -> tuple[np.ndarray, np.ndarray]:
         """The unfolded distribution of one observable normalised to unit area in ``edges`` (any binning, after
-        the fact) and its covariance from the spread of the data events' contributions: the events are
-        independent, each contributes its samples' weights to the bins. This is the data's statistical error
-        only: neither the finite MC the flow learned from nor the prior's pull (see the module docstring) is
-        in it, and on the Gaussian benchmark it is far smaller than the distance to the truth (one pass:
-        chi2/ndf ~ 130 on 2e4 events). Ensembles of flows trained on resampled MC and data would give the
-        rest."""
+        the fact) and its covariance (module docstring: replicas plus the flows' spread)."""
         edges = np.asarray(edges, dtype=np.float64)
-        m, s = self.sample_weight.shape
-        values = self.samples[:, :, observable]
-        index = np.digitize(values, edges) - 1
-        inside = (index >= 0) & (index < len(edges) - 1)
-        bins = len(edges) - 1
-        flat = (np.arange(m)[:, None] * bins + np.clip(index, 0, bins - 1))[inside]
-        per_event = np.bincount(flat, weights=self.sample_weight[inside], minlength=m * bins).reshape(m, bins)
-        total = per_event.sum(0)
-        # Var of a sum of m independent contributions: m times their sample covariance
-        centred = per_event - total / m
-        covariance = centred.T @ centred * (m / (m - 1))
-        return unit_area(total, covariance, np.diff(edges))
+        width, bins = np.diff(edges), len(edges) - 1
+        index = np.digitize(self.samples[:, :, observable], edges) - 1
+        inside = (index >= 0) & (index < bins)
+
+        def contents(weight: np.ndarray, columns: slice) -> np.ndarray:
+            at, keep = index[:, columns], inside[:, columns]
+            return np.bincount(at[keep], weights=weight[:, columns][keep], minlength=bins)
+
+        m = len(self.samples)
+        total = contents(self.sample_weight, slice(None))
+        if self.replica_weight is not None:
+            r = self.replica_weight.shape[-1]
+            replicas = np.stack([contents(w, slice(0, r)) for w in self.replica_weight])
+            density = replicas / (replicas.sum(1, keepdims=True) * width)
+            covariance = np.atleast_2d(np.cov(density, rowvar=False))
+        else:
+            # Var of a sum of m independent events' contributions: m times their sample covariance
+            flat = (np.arange(m)[:, None] * bins + np.clip(index, 0, bins - 1))[inside]
+            per_event = np.bincount(flat, weights=self.sample_weight[inside], minlength=m * bins).reshape(m, bins)
+            centred = per_event - total / m
+            covariance = unit_area(total, centred.T @ centred * (m / (m - 1)), width)[1]
+        if self.flows > 1:
+            per_flow = np.stack([contents(self.sample_weight, slice(f, None, self.flows)) for f in range(self.flows)])
+            density = per_flow / (per_flow.sum(1, keepdims=True) * width)
+            covariance = covariance + np.atleast_2d(np.cov(density, rowvar=False))
+        return total / (total.sum() * width), covariance
 
 
 def _check(values, name: str, columns: int | None = None, allow_nan: bool = False) -> np.ndarray:
@@ -141,8 +192,8 @@ def fit_efficiency(gen: np.ndarray, reconstructed: np.ndarray, weight: np.ndarra
 def cinn_unfold(
     gen_mc, reco_mc, reco_data, mc_weight=None, data_weight=None, settings: CINNSettings | None = None
 ) -> CINNUnfolding:
-    """Train the cINN on the reconstructed MC and sample every data event; see the module docstring.
-    gen_mc (N, G), reco_mc (N, R) with NaN rows for lost events, reco_data (M, R)."""
+    """Train the flows on the reconstructed MC, sample every data event, update the prior; see the module
+    docstring. gen_mc (N, G), reco_mc (N, R) with NaN rows for lost events, reco_data (M, R)."""
     s = settings or CINNSettings()
     gen = _check(gen_mc, "gen_mc")
     reco = _check(reco_mc, "reco_mc", allow_nan=True)
@@ -157,37 +208,47 @@ def cinn_unfold(
     reconstructed = np.isfinite(reco).all(1)
     if reconstructed.sum() < 2 * s.batch_size:
         raise ValueError(f"{int(reconstructed.sum())} reconstructed MC events; need at least {2 * s.batch_size}")
-    efficiency = None
-    if s.efficiency and not reconstructed.all():
-        efficiency = fit_efficiency(gen, reconstructed, w_mc, s.seed)
-    prior = np.ones(len(gen))  # the MC's particle-level reweighting, updated by each IcINN iteration
-    history = []
-    for iteration in range(s.iterations):
-        estimator, trained = _train(gen, reco, reconstructed, w_mc * prior, s, s.seed + 1000 * iteration)
-        samples, weight = _sample(estimator, data, w_data, efficiency, s)
+    correct = s.efficiency and not reconstructed.all()
+
+    flows, efficiencies, history = [], [], []
+    samples = np.empty((len(data), s.samples, gen.shape[1]))
+    inverse_eps = np.ones((len(data), s.samples))
+    for f in range(s.flows):
+        rng = np.random.default_rng([s.seed, 3, f])
+        # half-samples, not bootstrap resamples: a duplicated event could sit in both the training and the
+        # validation part and early stopping would not see the flow overfit. Their spread estimates the variance of
+        # an estimate from the whole MC (the half-sample method).
+        events = np.sort(rng.permutation(len(gen))[: len(gen) // 2]) if s.flows > 1 else np.arange(len(gen))
+        training = events
+        if not np.allclose(w_mc, w_mc[0]):  # the flow's likelihood takes no weights: draw in proportion to them
+            training = rng.choice(events, size=len(events), p=w_mc[events] / w_mc[events].sum())
+        flow, trained = _train(gen[training], reco[training], s, int(rng.integers(2**31)))
+        flows.append(flow)
         history.append(trained.as_dict())
-        if iteration + 1 < s.iterations:
-            prior = _reweight(gen, w_mc, samples, weight, s, s.seed + 1000 * iteration)
-    return CINNUnfolding(estimator, samples, weight, efficiency, prior, history)
-
-
-def _train(gen, reco, reconstructed, weight, s: CINNSettings, seed: int):
-    rng = np.random.default_rng(seed)
-    train = np.flatnonzero(reconstructed)
-    if not np.allclose(weight[train], weight[train[0]]):
-        train = rng.choice(train, size=len(train), p=weight[train] / weight[train].sum())
-    torch.manual_seed(seed)
-    estimator = ConditionalFlow(
-        gen.shape[1],
-        reco.shape[1],
-        transforms=s.transforms,
-        hidden=s.hidden,
-        hidden_layers=s.hidden_layers,
-        bins=s.bins,
+        columns = slice(f, None, s.flows)
+        drawn = _sample(flow, data, len(range(s.samples)[columns]))
+        samples[:, columns] = drawn
+        if correct:
+            efficiency = fit_efficiency(gen[events], reconstructed[events], w_mc[events], s.seed + f)
+            eps = efficiency(drawn.reshape(-1, gen.shape[1])).reshape(drawn.shape[:2])
+            inverse_eps[:, columns] = 1.0 / np.clip(eps, 1e-3, None)  # below 1e-3: where the MC has no events
+            efficiencies.append(efficiency)
+    base = w_data[:, None] * inverse_eps / s.samples
+    weight, replica_weight, updates = _update_prior(gen, w_mc, samples, base, s)
+    return CINNUnfolding(
+        EstimatorMixture(flows), samples, weight, replica_weight, efficiencies or None, history, updates
     )
+
+
+def _train(gen, reco, s: CINNSettings, seed: int):
+    keep = np.isfinite(reco).all(1)
+    torch.manual_seed(seed)
+    shape = {"transforms": s.transforms, "hidden": s.hidden, "hidden_layers": s.hidden_layers, "bins": s.bins}
+    shape["whiten"] = s.whiten
+    estimator = ConditionalFlow(gen.shape[1], reco.shape[1], **shape)
     history = estimator.fit(
-        torch.as_tensor(gen[train], dtype=torch.float32),
-        torch.as_tensor(reco[train], dtype=torch.float32),
+        torch.as_tensor(gen[keep], dtype=torch.float32),
+        torch.as_tensor(reco[keep], dtype=torch.float32),
         max_epochs=s.max_epochs,
         batch_size=s.batch_size,
         learning_rate=s.learning_rate,
@@ -197,36 +258,55 @@ def _train(gen, reco, reconstructed, weight, s: CINNSettings, seed: int):
     return estimator, history
 
 
-def _sample(estimator, data, w_data, efficiency, s: CINNSettings) -> tuple[np.ndarray, np.ndarray]:
+def _sample(flow: ConditionalFlow, data: np.ndarray, n: int) -> np.ndarray:
     with torch.no_grad():
-        samples = estimator.sample(torch.as_tensor(data, dtype=torch.float32), s.samples).numpy().astype(np.float64)
-    samples = samples.reshape(len(data), s.samples, -1)
-    weight = np.repeat(w_data[:, None] / s.samples, s.samples, axis=1)
-    if efficiency is not None:
-        eps = efficiency(samples.reshape(-1, samples.shape[-1])).reshape(weight.shape)
-        weight = weight / np.clip(eps, 1e-3, None)  # an efficiency below 1e-3 is where the MC has no events
-    return samples, weight
+        drawn = flow.sample(torch.as_tensor(data, dtype=torch.float32), n)
+    return drawn.numpy().astype(np.float64).reshape(len(data), n, -1)
 
 
-def _reweight(gen, w_mc, samples, weight, s: CINNSettings, seed: int) -> np.ndarray:
-    """MC weights nu(gen) = unfolded / MC particle-level density, from boosted trees; mean one over the MC."""
-    unfolded = torch.as_tensor(samples.reshape(-1, samples.shape[-1]))
-    trees, _ = fit_log_ratio(
-        unfolded,
-        torch.as_tensor(gen),
-        torch.as_tensor(weight.reshape(-1)),
-        BoostedSettings(seed=seed),
-        fake_weight=torch.as_tensor(w_mc),
+def _update_prior(gen, w_mc, samples, base, s: CINNSettings):
+    """Iterations 2, 3, ...: every event's samples reweighted by nu(gen) = unfolded / MC particle-level density,
+    normalised per event. Member 0 is the nominal unfolding on all samples; members 1..B the Poisson replicas on
+    the first ``replica_samples``. Returns the nominal weights (M, S), the replicas' (B, M, R) and per update
+    the classifier's validation loss and the mean effective fraction of the events' samples."""
+    m, n, b, r = len(samples), len(gen), s.bootstraps, s.replica_samples
+    counts_data, counts_mc = (
+        np.array([np.random.default_rng([s.seed, 4, sample, k]).poisson(1.0, size) for k in range(b)]).reshape(b, size)
+        for sample, size in ((0, m), (1, n))
     )
-    nu = np.exp(trees(torch.as_tensor(gen)).numpy())
-    nu = np.clip(nu / np.average(nu, weights=w_mc), *s.prior_weight_clip)
-    return nu / np.average(nu, weights=w_mc)
+    base_replicas = base[None, :, :r] * (s.samples / r) * counts_data[:, :, None]
+    weight, replicas = base, base_replicas
+    mean, std = gen.mean(0), gen.std(0)
+    std = np.where(std > 0, std, 1.0)
+
+    def scaled(x: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor((x.reshape(-1, x.shape[-1]) - mean) / std, dtype=torch.float32)
+
+    # the classifier sees one sample per event, column i mod flows: an unbiased draw of the event's weighted samples
+    column = np.arange(m) % s.flows
+    x = torch.cat([scaled(samples[np.arange(m), column]), scaled(gen)])
+    label0 = torch.as_tensor(np.concatenate([np.zeros((1 + b, m)), np.vstack([w_mc, w_mc * counts_mc])], 1))
+    low, high = math.log(s.prior_weight_clip[0]), math.log(s.prior_weight_clip[1])
+    updates = []
+    for iteration in range(1, s.iterations):
+        chosen = np.vstack([weight[np.arange(m), column] * s.samples, replicas[:, np.arange(m), column] * r])
+        label1 = torch.as_tensor(np.concatenate([chosen, np.zeros((1 + b, n))], 1))
+        net, loss = member_log_ratios(x, label1, label0, s.prior_classifier, (s.seed, 5, iteration), "cpu")
+        nu = net.predict(scaled(samples), slice(0, 1)).double().clamp(low, high).exp().numpy().reshape(m, -1)
+        weight = base * nu / nu.mean(1, keepdims=True)
+        ess = (nu.sum(1) ** 2 / (nu**2).sum(1)).mean() / s.samples
+        if b:
+            nu = net.predict(scaled(samples[:, :r]), slice(1, None)).double().clamp(low, high).exp().numpy()
+            nu = nu.reshape(b, m, r)
+            replicas = base_replicas * nu / nu.mean(2, keepdims=True)
+        updates.append({"iteration": iteration + 1, "loss": float(loss[0]), "ess_fraction": float(ess)})
+    return weight, (replicas.astype(np.float32) if b else None), updates
 
 
-def calibration(estimator: ConditionalFlow, gen, reco, samples: int = 500, levels=(0.68, 0.95)) -> dict:
-    """Coverage of held-out MC events' true gen values (reconstructed events only): per observable (central
-    intervals) and jointly (highest-density regions). Returns {"marginal": {level: [per observable]},
-    "joint": {level: value}, "events": n}."""
+def calibration(estimator, gen, reco, samples: int = 500, levels=(0.68, 0.95)) -> dict:
+    """Coverage of held-out MC events' true gen values (reconstructed events only) under the first pass's
+    posterior ``estimator``: per observable (central intervals) and jointly (highest-density regions). Returns
+    {"marginal": {level: [per observable]}, "joint": {level: value}, "events": n}."""
     from hadrinv.inference.diagnostics import hpd_coverage, marginal_coverage
 
     gen, reco = _check(gen, "gen"), _check(reco, "reco", allow_nan=True)

@@ -50,14 +50,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch import Tensor, nn
-from torch.nn.functional import binary_cross_entropy_with_logits
+from torch import Tensor
 
-from hadrinv.inference.embeddings import mlp
+from hadrinv.inference.unfolding.member_classifiers import ClassifierSettings, member_log_ratios
 
 __all__ = ["OmniFoldResult", "OmniFoldSettings", "omnifold"]
-
-_CHUNK = 65536  # rows per evaluation pass: (members x rows x hidden) activations
 
 
 @dataclass(frozen=True)
@@ -194,6 +191,7 @@ def omnifold(
     x_reco = _tensor((np.concatenate([data, reco_ok]) - mean) / std, device)
     x_gen = _tensor((gen - gen.mean(0)) / _nonzero(gen.std(0)), device)
     log_low, log_high = math.log(s.weight_clip[0]), math.log(s.weight_clip[1])
+    fit = ClassifierSettings(s.hidden, s.layers, s.epochs, s.batch, s.lr, s.patience, s.validation_fraction, s.seed)
 
     def normalised(w: Tensor) -> Tensor:
         return w * (base_mc.sum(1, keepdim=True) / (base_mc * w).sum(1, keepdim=True))
@@ -205,11 +203,13 @@ def omnifold(
         zeros_data = torch.zeros_like(base_data)
         label1 = torch.cat([base_data, zeros_mc], 1)
         label0 = torch.cat([zeros_data, (base_mc * nu)[:, ok]], 1)
-        logit, loss1 = _fit_log_ratio(x_reco, label1, label0, x_reco[len(data) :], s, (iteration, 1), device)
+        net, loss1 = member_log_ratios(x_reco, label1, label0, fit, (iteration, 1), device)
+        logit = net.predict(x_reco[len(data) :]).double().cpu()
         omega = nu.clone()
         omega[:, ok] = nu[:, ok] * logit.clamp(log_low, log_high).exp()
         omega = normalised(omega)
-        logit, loss2 = _fit_log_ratio(x_gen, base_mc * omega, base_mc * nu, x_gen, s, (iteration, 2), device)
+        net, loss2 = member_log_ratios(x_gen, base_mc * omega, base_mc * nu, fit, (iteration, 2), device)
+        logit = net.predict(x_gen).double().cpu()
         nu = normalised(nu * logit.clamp(log_low, log_high).exp())
         history.append(
             {
@@ -234,88 +234,6 @@ def omnifold(
         weight_range=(float(weights.min()), float(weights.max())),
         mc_weight=w_mc,
     )
-
-
-class _Ensemble:
-    """Independent MLPs, built by `mlp` and evaluated together: their parameters stacked along a member axis."""
-
-    def __init__(self, sizes: list[int], seeds: list[int], device: torch.device):
-        nets = []
-        for seed in seeds:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(seed)
-                nets.append(mlp(sizes))
-        self.layers = nets[0]
-        self.params = {
-            name: torch.stack([dict(net.named_parameters())[name].detach() for net in nets]).to(device).requires_grad_()
-            for name, _ in nets[0].named_parameters()
-        }
-
-    def __call__(self, x: Tensor) -> Tensor:
-        """x (n, features) shared by all members -> logits (members, n)."""
-        h = x
-        for i, layer in enumerate(self.layers):
-            if isinstance(layer, nn.Linear):
-                h = h @ self.params[f"{i}.weight"].transpose(1, 2) + self.params[f"{i}.bias"].unsqueeze(1)
-            else:
-                h = layer(h)
-        return h.squeeze(-1)
-
-    @torch.no_grad()
-    def predict(self, x: Tensor) -> Tensor:
-        return torch.cat([self(chunk) for chunk in x.split(_CHUNK)], 1)
-
-
-def _fit_log_ratio(
-    x: Tensor, label1: Tensor, label0: Tensor, query: Tensor, s: OmniFoldSettings, step: tuple[int, int], device
-) -> tuple[Tensor, Tensor]:
-    """Train one classifier per member on rows x (n, F) that carry weight label1 (members, n) for class 1 and
-    label0 for class 0; return its logits at ``query`` (members, m), float64 on the CPU, and its best validation
-    loss (members,).
-
-    A row with both weights is the same event in both classes: a*BCE(f, 1) + b*BCE(f, 0) = (a+b) BCE(f, a/(a+b)),
-    so it enters once with a soft label, which halves step 2's work."""
-    label1 = label1 * (label0.sum(1, keepdim=True) / label1.sum(1, keepdim=True))  # balanced classes
-    total = label1 + label0
-    target = torch.where(total > 0, label1 / total.clamp(min=1e-300), 0.0)
-    generator = torch.Generator().manual_seed(_seed(s.seed, *step, 0))
-    order = torch.randperm(len(x), generator=generator).to(device)
-    n_val = max(1, round(s.validation_fraction * len(x)))
-    val, train = order[:n_val], order[n_val:]
-    total, target = total.float().to(device), target.float().to(device)
-    w_train, t_train, x_train = total[:, train], target[:, train], x[train]
-    w_train = w_train / w_train.mean(1, keepdim=True)  # a loss near BCE's own scale, whatever the weights' units
-    w_val, t_val, x_val = total[:, val], target[:, val], x[val]
-
-    members = len(label1)
-    net = _Ensemble(
-        [x.shape[1]] + [s.hidden] * s.layers + [1], [_seed(s.seed, *step, 1, m) for m in range(members)], device
-    )
-    optimizer = torch.optim.Adam(net.params.values(), lr=s.lr)
-    best = {name: p.detach().clone() for name, p in net.params.items()}
-    best_loss = torch.full((members,), math.inf, device=device)
-    since_best = torch.zeros(members, dtype=torch.long, device=device)
-    active = torch.ones(members, dtype=torch.bool, device=device)
-    for _ in range(s.epochs):
-        for idx in torch.randperm(len(train), generator=generator).to(device).split(s.batch):
-            bce = binary_cross_entropy_with_logits(net(x_train[idx]), t_train[:, idx], reduction="none")
-            loss = (w_train[:, idx] * bce).mean(1).sum()  # a sum over members: each gets its own gradient
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-        bce = binary_cross_entropy_with_logits(net.predict(x_val), t_val, reduction="none")
-        val_loss = (w_val * bce).sum(1) / w_val.sum(1)
-        # a member that has stopped keeps its best epoch though the others train on
-        improved = active & (val_loss < best_loss)
-        for name, p in net.params.items():
-            best[name] = torch.where(improved.view(-1, *[1] * (p.dim() - 1)), p.detach(), best[name])
-        best_loss = torch.where(improved, val_loss, best_loss)
-        since_best = torch.where(improved, 0, since_best + 1)
-        active &= since_best < s.patience
-        if not active.any():
-            break
-    net.params = best
-    return net.predict(query).double().cpu(), best_loss.cpu()
 
 
 def _validated(gen_mc, reco_mc, reco_data, mc_weight, data_weight):
@@ -381,10 +299,6 @@ def _poisson_counts(s: OmniFoldSettings, n_mc: int, n_data: int) -> tuple[Tensor
         ]
         counts.append(torch.as_tensor(np.stack(rows)))
     return counts[0], counts[1]
-
-
-def _seed(*key: int) -> int:
-    return int(np.random.SeedSequence(list(key)).generate_state(1)[0])
 
 
 def _nonzero(std: np.ndarray) -> np.ndarray:

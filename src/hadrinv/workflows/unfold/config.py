@@ -39,7 +39,11 @@ class OmniFoldConfig(Strict):
 class CINNConfig(Strict):
     """`hadrinv.inference.unfolding.cinn.CINNSettings`."""
 
-    iterations: int = Field(3, ge=1, description="1: the cINN; more: the iterative cINN (prior reweighted)")
+    iterations: int = Field(4, ge=1, description="passes: 1 the cINN, more the iterative cINN (prior updated)")
+    flows: int = Field(4, ge=1, description="flows on random halves of the MC, pooled; their spread is an error")
+    bootstraps: int = Field(20, ge=0, description="Poisson replicas of data and MC for the errors (0 or >= 2)")
+    replica_samples: int = Field(20, ge=1, description="samples per event the replicas use")
+    prior_epochs: int = Field(20, ge=1, description="epochs of the prior update's classifier")
     transforms: int = Field(6, ge=1)
     hidden: int = Field(64, ge=1)
     max_epochs: int = Field(200, ge=1)
@@ -72,7 +76,7 @@ PRESETS: dict[str, dict] = {
     "quick": {
         "events": 20_000,
         "omnifold": {"iterations": 4, "epochs": 15, "bootstraps": 8},
-        "cinn": {"iterations": 2, "transforms": 4, "hidden": 32, "max_epochs": 40, "samples": 50},
+        "cinn": {"flows": 2, "bootstraps": 8, "transforms": 4, "hidden": 32, "max_epochs": 40, "samples": 50},
     },
-    "paper": {"events": 1_000_000, "omnifold": {"bootstraps": 50}, "cinn": {"iterations": 5}},
+    "paper": {"events": 1_000_000, "omnifold": {"bootstraps": 50}, "cinn": {"bootstraps": 50}},
 }

@@ -47,9 +47,11 @@ def _omnifold(gen, reco, reco_data, mc_weight, data_weight, config: dict, binnin
 
 def _cinn(gen, reco, reco_data, mc_weight, data_weight, config: dict, binnings: list[dict], seed: int) -> dict:
     from hadrinv.inference.unfolding.cinn import CINNSettings, calibration, cinn_unfold
+    from hadrinv.inference.unfolding.member_classifiers import ClassifierSettings
 
     options = dict(config["cinn"])
     held = min(options.pop("calibration_events"), len(gen) // 5)
+    options["prior_classifier"] = ClassifierSettings(epochs=options.pop("prior_epochs"), seed=seed)
     order = np.random.default_rng(seed).permutation(len(gen))
     train, test = order[held:], order[:held]
     weight = None if mc_weight is None else mc_weight[train]
@@ -61,6 +63,7 @@ def _cinn(gen, reco, reco_data, mc_weight, data_weight, config: dict, binnings: 
         "samples": result.samples.astype(np.float32),
         "calibration": coverage,
         "history": result.history,
+        "updates": result.updates,
     }
 
 

@@ -207,6 +207,9 @@ def run(config: UnfoldConfig, context: RunContext | None = None) -> UnfoldResult
             row["notes"] = "coverage 68/95 " + ", ".join(
                 f"{a:.2f}/{b:.2f}" for a, b in zip(levels[0.68], levels[0.95], strict=True)
             )
+            row["prior_updates"] = record["updates"]
+            if record["updates"]:  # how far the last prior moved the samples: their effective fraction
+                row["notes"] += f"; samples' ESS {record['updates'][-1]['ess_fraction']:.2f}"
             write_samples(out / "samples.parquet", record["samples"], problem.observables)
         rows.append(row)
     _write_table(out / "unfolded_hist.csv", table_rows)
