@@ -11,16 +11,16 @@ the unfolded f(gen).
 
 The prior. The posterior is the MC's, p(reco | gen) eps(gen) p_MC(gen) normalised: where the data's particle-level
 distribution differs from the MC's, one pass is pulled towards the MC (on the Gaussian benchmark, MC N(0.2, 0.8) and
-data N(0, 1) with N(0, 0.5) smearing, it unfolds to mean 0.06 and width 0.91). Each further iteration takes the
-unfolded distribution as the new prior, as iterative Bayesian unfolding does. The detector response does not
-change with the prior, so by Bayes' theorem the new posterior is the flow's times nu(gen) = prior_new / p_MC,
-normalised per event: the iterations reweight each event's samples by nu (self-normalised importance sampling)
-instead of retraining the flow, which the IcINN paper does and which costs a full training per iteration. nu is
-the density ratio of the unfolded samples to the MC's gen values, learned by a classifier
-(`member_classifiers`). The reweighting holds while the new prior stays inside the MC's support; the mean
-effective fraction of each event's samples is reported (``updates``) and falls when it does not.
+data N(0, 1) with N(0, 0.5) smearing, the exact posterior unfolds to mean 0.056 and width 0.909). Each further
+iteration takes the unfolded distribution as the new prior, as iterative Bayesian unfolding does. The detector
+response does not change with the prior, so by Bayes' theorem the new posterior is the flow's times nu(gen) =
+prior_new / p_MC, normalised per event: the iterations reweight each event's samples by nu (self-normalised
+importance sampling) instead of retraining the flow, which the IcINN paper does and which costs a full training per
+iteration. nu is the density ratio of the unfolded samples to the MC's gen values, learned by a classifier
+(`member_classifiers`). The reweighting holds while the new prior stays inside the MC's support; the mean effective
+fraction of each event's samples is reported (``updates``) and falls when it does not.
 
-Uncertainties, three sources, added:
+Uncertainties, the first two added:
 
 - data and MC statistics of the prior updates: ``bootstraps`` replicas give every data event and every MC event a
   Poisson(1) count and rerun the updates with their own classifiers (trained side by side with the nominal one);
