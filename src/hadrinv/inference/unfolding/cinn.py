@@ -243,9 +243,15 @@ def cinn_unfold(
 def _train(gen, reco, s: CINNSettings, seed: int):
     keep = np.isfinite(reco).all(1)
     torch.manual_seed(seed)
-    shape = {"transforms": s.transforms, "hidden": s.hidden, "hidden_layers": s.hidden_layers, "bins": s.bins}
-    shape["whiten"] = s.whiten
-    estimator = ConditionalFlow(gen.shape[1], reco.shape[1], **shape)
+    estimator = ConditionalFlow(
+        gen.shape[1],
+        reco.shape[1],
+        transforms=s.transforms,
+        hidden=s.hidden,
+        hidden_layers=s.hidden_layers,
+        bins=s.bins,
+        whiten=s.whiten,
+    )
     history = estimator.fit(
         torch.as_tensor(gen[keep], dtype=torch.float32),
         torch.as_tensor(reco[keep], dtype=torch.float32),

@@ -37,6 +37,17 @@ class ClassifierSettings:
     validation_fraction: float = 0.2
     seed: int = 0
 
+    def __post_init__(self):
+        for name in ("hidden", "layers", "epochs", "batch", "patience"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
+        if not 0 < self.validation_fraction < 1:
+            raise ValueError(f"validation_fraction must lie strictly between 0 and 1, got {self.validation_fraction}")
+        if self.seed < 0:
+            raise ValueError(f"seed must be non-negative, got {self.seed}")
+
 
 def seed_from(*key: int) -> int:
     return int(np.random.SeedSequence(list(key)).generate_state(1)[0])

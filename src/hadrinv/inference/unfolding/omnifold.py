@@ -58,38 +58,25 @@ __all__ = ["OmniFoldResult", "OmniFoldSettings", "omnifold"]
 
 
 @dataclass(frozen=True)
-class OmniFoldSettings:
+class OmniFoldSettings(ClassifierSettings):
     """``iterations`` of the two steps; each classifier an MLP of ``layers`` x ``hidden`` trained for at most
-    ``epochs`` (stopped after ``patience`` epochs without a better loss on ``validation_fraction`` of the events);
-    per-step ratios clipped to ``weight_clip``; ``bootstraps`` Poisson replicas (0: none) for uncertainties."""
+    ``epochs`` (stopped after ``patience`` epochs without a better loss on ``validation_fraction`` of the events;
+    `ClassifierSettings`); per-step ratios clipped to ``weight_clip``; ``bootstraps`` Poisson replicas (0: none)
+    for uncertainties."""
 
     iterations: int = 4
-    hidden: int = 64
-    layers: int = 3
-    epochs: int = 30
-    batch: int = 1024
-    lr: float = 1e-3
-    patience: int = 5
-    validation_fraction: float = 0.2
     weight_clip: tuple[float, float] = (1e-2, 1e2)
     bootstraps: int = 0
-    seed: int = 0
 
     def __post_init__(self):
-        for name in ("iterations", "hidden", "layers", "epochs", "batch", "patience"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be positive, got {self.lr}")
-        if not 0 < self.validation_fraction < 1:
-            raise ValueError(f"validation_fraction must lie strictly between 0 and 1, got {self.validation_fraction}")
+        super().__post_init__()
+        if self.iterations < 1:
+            raise ValueError(f"iterations must be at least 1, got {self.iterations}")
         low, high = self.weight_clip
         if not 0 < low < high < math.inf:
             raise ValueError(f"weight_clip must be (low, high) with 0 < low < high < inf, got {self.weight_clip}")
         if self.bootstraps < 0 or self.bootstraps == 1:
             raise ValueError(f"bootstraps must be 0 or at least 2 (a spread needs two replicas), got {self.bootstraps}")
-        if self.seed < 0:
-            raise ValueError(f"seed must be non-negative, got {self.seed}")
 
 
 @dataclass(repr=False)
@@ -191,7 +178,6 @@ def omnifold(
     x_reco = _tensor((np.concatenate([data, reco_ok]) - mean) / std, device)
     x_gen = _tensor((gen - gen.mean(0)) / _nonzero(gen.std(0)), device)
     log_low, log_high = math.log(s.weight_clip[0]), math.log(s.weight_clip[1])
-    fit = ClassifierSettings(s.hidden, s.layers, s.epochs, s.batch, s.lr, s.patience, s.validation_fraction, s.seed)
 
     def normalised(w: Tensor) -> Tensor:
         return w * (base_mc.sum(1, keepdim=True) / (base_mc * w).sum(1, keepdim=True))
@@ -203,12 +189,12 @@ def omnifold(
         zeros_data = torch.zeros_like(base_data)
         label1 = torch.cat([base_data, zeros_mc], 1)
         label0 = torch.cat([zeros_data, (base_mc * nu)[:, ok]], 1)
-        net, loss1 = member_log_ratios(x_reco, label1, label0, fit, (iteration, 1), device)
+        net, loss1 = member_log_ratios(x_reco, label1, label0, s, (iteration, 1), device)
         logit = net.predict(x_reco[len(data) :]).double().cpu()
         omega = nu.clone()
         omega[:, ok] = nu[:, ok] * logit.clamp(log_low, log_high).exp()
         omega = normalised(omega)
-        net, loss2 = member_log_ratios(x_gen, base_mc * omega, base_mc * nu, fit, (iteration, 2), device)
+        net, loss2 = member_log_ratios(x_gen, base_mc * omega, base_mc * nu, s, (iteration, 2), device)
         logit = net.predict(x_gen).double().cpu()
         nu = normalised(nu * logit.clamp(log_low, log_high).exp())
         history.append(
