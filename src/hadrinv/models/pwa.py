@@ -42,7 +42,11 @@ from hadrinv.data.chunks import slice_events
 from hadrinv.data.pwa_model import PWAModel
 from hadrinv.physics import pwa
 
-__all__ = ["AmplitudeModel", "constraint_penalties"]
+__all__ = ["AmplitudeModel", "HARD_VARIABLES", "constraint_penalties", "hard_bounds", "hard_variables"]
+
+# what fixes a J/psi -> gamma pi pi event up to its azimuth about the beam: m_pipi (GeV), the photon's polar angle in
+# the J/psi frame and the pi1 helicity angles in the pi pi frame
+HARD_VARIABLES = ("m_pipi", "cos_theta_gamma", "cos_theta_pi", "phi_pi")
 
 POSITIVE_LOWER = 1e-6  # default lower bound of masses, widths and g_pipi (GeV, GeV^2)
 DEFAULT_CHUNK = 8192  # events per chunk of the fit-fraction Jacobian
@@ -162,7 +166,16 @@ class AmplitudeModel:
 
     def cache(self, gamma: torch.Tensor, pi1: torch.Tensor, pi2: torch.Tensor) -> dict[str, torch.Tensor]:
         """Parameter-free per-event quantities, a dict of tensors with the event dimension first."""
-        angles = pwa.helicity_angles(gamma, pi1, pi2)
+        return self.cache_from_angles(pwa.helicity_angles(gamma, pi1, pi2))
+
+    def cache_from_hard(self, hard: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The cache of events given by their `HARD_VARIABLES` (N, 4), the photon at azimuth 0: the intensity of
+        an unpolarised-beam J/psi does not depend on the azimuth of the whole event about the beam."""
+        hard = torch.as_tensor(hard, dtype=torch.float64)
+        m, cos_gamma, cos_pi, phi_pi = hard.unbind(-1)
+        return self.cache_from_angles(pwa.HelicityAngles.from_photon_angles(m, cos_gamma, 0.0, cos_pi, phi_pi))
+
+    def cache_from_angles(self, angles: pwa.HelicityAngles) -> dict[str, torch.Tensor]:
         spins, helicities = [], []
         for k, i in self._components:
             r = self.model.resonances[k]
@@ -438,3 +451,15 @@ def constraint_penalties(
         i, mean, alpha = amplitude_model.index(c.parameter), float(c.mean), float(c.alpha)
         out[f"constraint:{c.parameter}"] = lambda p, i=i, mean=mean, alpha=alpha: alpha * (p[i] - mean) ** 2
     return out
+
+
+def hard_variables(gamma: torch.Tensor, pi1: torch.Tensor, pi2: torch.Tensor) -> torch.Tensor:
+    """(N, 4) `HARD_VARIABLES` of J/psi-frame four-momenta (N, 4) in GeV."""
+    angles = pwa.helicity_angles(gamma, pi1, pi2)
+    return torch.stack([angles.m_pipi, angles.cos_theta_gamma, angles.cos_theta_pi, angles.phi_pi], -1)
+
+
+def hard_bounds(pion_mass: float = pwa.M_PI_CHARGED) -> tuple[list[float], list[float]]:
+    """(low, high) of the `HARD_VARIABLES`: a box, the whole of phase space (its density is p q / M in m_pipi times
+    a constant, `physics.phase_space.two_body_phase_space_density`)."""
+    return [2.0 * pion_mass, -1.0, -1.0, -math.pi], [pwa.M_JPSI, 1.0, 1.0, math.pi]

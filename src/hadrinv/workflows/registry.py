@@ -106,6 +106,7 @@ def _load_builtin() -> None:
     import hadrinv.workflows.halqcd_potential  # noqa: F401
     import hadrinv.workflows.inverse_toys  # noqa: F401
     import hadrinv.workflows.loop_integral  # noqa: F401
+    import hadrinv.workflows.mem  # noqa: F401
     import hadrinv.workflows.nis_benchmark  # noqa: F401
     import hadrinv.workflows.pipi_amplitude  # noqa: F401
     import hadrinv.workflows.pipi_isospin  # noqa: F401

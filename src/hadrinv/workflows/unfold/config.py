@@ -34,6 +34,9 @@ class OmniFoldConfig(Strict):
     lr: float = Field(1e-3, gt=0)
     patience: int = Field(5, ge=1)
     bootstraps: int = Field(20, ge=0, description="replicas of data and MC resampled: the errors")
+    step2: Literal["reconstructed", "all"] = Field(
+        "reconstructed", description="step 2 learns from the reconstructed MC events (IBU's update) or all"
+    )
 
 
 class CINNConfig(Strict):
