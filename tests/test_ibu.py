@@ -62,6 +62,23 @@ def test_a_perfect_detector_returns_the_data_histogram():
     assert np.allclose(np.diag(result.covariance_stat), inside, rtol=1e-9)
 
 
+def test_tolerance_stops_at_the_first_iteration_that_moves_no_bin_by_more_than_its_fraction_of_the_error():
+    gen_mc, reco_mc, reco_data = benchmark(3, 20_000)
+    stopped = ibu(gen_mc, reco_mc, reco_data, EDGES, EDGES, settings=IBUSettings(iterations=200, tolerance=0.1))
+    n = stopped.iterations
+    assert 2 < n < 200
+
+    def fixed(iterations):
+        return ibu(gen_mc, reco_mc, reco_data, EDGES, EDGES, settings=IBUSettings(iterations=iterations))
+
+    before, at, earlier = fixed(n - 1), fixed(n), fixed(n - 2)
+    assert np.array_equal(at.counts, stopped.counts)
+    assert np.all(np.abs(at.counts - before.counts) <= 0.1 * np.sqrt(np.diag(at.covariance_stat)))
+    assert np.any(np.abs(before.counts - earlier.counts) > 0.1 * np.sqrt(np.diag(before.covariance_stat)))
+    capped = ibu(gen_mc, reco_mc, reco_data, EDGES, EDGES, settings=IBUSettings(iterations=3, tolerance=1e-6))
+    assert capped.iterations == 3 and np.array_equal(capped.counts, fixed(3).counts)
+
+
 def test_gaussian_benchmark_unfolds_to_the_data_truth():
     gen_mc, reco_mc, reco_data = benchmark(3)
     result = ibu(gen_mc, reco_mc, reco_data, EDGES, EDGES, settings=IBUSettings(iterations=8))
@@ -125,3 +142,5 @@ def test_bad_input_is_refused():
         ibu(gen, reco, data, EDGES[::-1], EDGES)
     with pytest.raises(ValueError, match="iterations must be at least 1"):
         IBUSettings(iterations=0)
+    with pytest.raises(ValueError, match="tolerance must be positive"):
+        IBUSettings(tolerance=0.0)

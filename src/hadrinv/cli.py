@@ -99,7 +99,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     p_run.add_argument(
         "--case",
-        help="test case, e.g. separable or omega-omega (halqcd-potential); gaussian, gaussian-4d, pwa (unfold)",
+        help="test case: separable or omega-omega (halqcd-potential); gaussian, gaussian-4d, pwa (unfold); pwa (mem)",
     )
     unfold = p_run.add_argument_group("unfold")
     unfold.add_argument("--mc", help="paired MC table: gen_NAME and reco_NAME columns (with --data)")

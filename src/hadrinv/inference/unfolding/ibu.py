@@ -8,8 +8,10 @@ n_i of the causes into
     M_ij = P(j | i) n_i / (eps_i sum_k P(j | k) n_k),    n_i <- sum_j d_j M_ij,
 
 for data counts d_j, starting from a flat prior (or the MC's own gen distribution). Few iterations regularise
-(the result stays near the prior), many approach the unstable matrix inversion; ``iterations`` is fixed, as is
-usual, rather than stopped by a test statistic, so that the same call gives the same answer on every data set.
+(the result stays near the prior), many approach the unstable matrix inversion. ``iterations`` is fixed by
+default, as is usual, so that the same call does the same on every data set; with ``tolerance`` the iterations stop
+once they no longer move any bin by more than that fraction of its statistical error (pyunfold's test-statistic
+stopping, measured in the errors the result reports).
 
 The arithmetic and its error propagation are pyunfold's (`pyunfold.mix.Mixer`: Adye's propagation through the
 iterations, data counts as multinomial or Poisson, response and efficiency errors from the MC's finite size).
@@ -33,15 +35,20 @@ from hadrinv.inference.unfolding.normalise import unit_area
 @dataclass(frozen=True)
 class IBUSettings:
     """``iterations`` of the update; ``prior``: "flat" (pyunfold's default, uniform in the cause bins) or "mc" (the
-    MC's gen-level distribution); ``data_errors``: "poisson" (d_j independent) or "multinomial" (total fixed)."""
+    MC's gen-level distribution); ``data_errors``: "poisson" (d_j independent) or "multinomial" (total fixed).
+    ``tolerance``: stop once an iteration moved no bin by more than tolerance times its statistical error;
+    ``iterations`` is then the most it may take (None: exactly ``iterations``)."""
 
     iterations: int = 4
     prior: Literal["flat", "mc"] = "flat"
     data_errors: Literal["poisson", "multinomial"] = "poisson"
+    tolerance: float | None = None
 
     def __post_init__(self):
         if self.iterations < 1:
             raise ValueError(f"iterations must be at least 1, got {self.iterations}")
+        if self.tolerance is not None and not self.tolerance > 0:
+            raise ValueError(f"tolerance must be positive or None, got {self.tolerance}")
         if self.prior not in ("flat", "mc"):
             raise ValueError(f"prior must be 'flat' or 'mc', got {self.prior!r}")
         if self.data_errors not in ("poisson", "multinomial"):
@@ -168,10 +175,16 @@ def ibu(
     )
     prior = np.full(len(cause), 1.0 / len(cause)) if s.prior == "flat" else cause / cause.sum()
     counts = data.sum() * prior
-    for _ in range(s.iterations):
-        counts = mixer.smear(counts)
+    done = 0
+    while done < s.iterations:
+        previous, counts = counts, mixer.smear(counts)
+        done += 1
+        if s.tolerance is not None:
+            error = np.sqrt(np.clip(np.diag(mixer.cov.getVc0()), 0, None))
+            if np.all(np.abs(counts - previous) <= s.tolerance * error):
+                break
     stat, mc = mixer.cov.getVc0(), mixer.cov.getVc1()
-    return BinnedUnfolding(gen_edges, counts, stat + mc, stat, mc, response, efficiency, s.iterations)
+    return BinnedUnfolding(gen_edges, counts, stat + mc, stat, mc, response, efficiency, done)
 
 
 def chi2(unfolded_density: np.ndarray, covariance: np.ndarray, truth_density: np.ndarray) -> tuple[float, int]:

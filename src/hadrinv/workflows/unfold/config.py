@@ -19,7 +19,10 @@ METHODS = ("ibu", "omnifold", "cinn")
 class IBUConfig(Strict):
     """`hadrinv.inference.unfolding.ibu.IBUSettings`."""
 
-    iterations: int = Field(8, ge=1, description="D'Agostini iterations (few: near the prior; many: noisy)")
+    iterations: int = Field(100, ge=1, description="D'Agostini iterations (the most, with a tolerance)")
+    tolerance: float | None = Field(
+        0.05, gt=0, description="stop once no bin moves by more than this times its statistical error; None: fixed"
+    )
     prior: Literal["flat", "mc"] = "flat"
 
 

@@ -16,12 +16,13 @@ def _ibu(gen, reco, reco_data, mc_weight, data_weight, config: dict, binnings: l
     from hadrinv.inference.unfolding.ibu import IBUSettings, ibu
 
     settings = IBUSettings(**config["ibu"])
-    hist = {}
+    hist, iterations = {}, []
     for k, name in enumerate(binnings[0]):
         edges = binnings[0][name]
         result = ibu(gen[:, k], reco[:, k], reco_data[:, k], edges, edges, mc_weight, data_weight, settings)
         hist[name] = result.density()
-    return {"hist": [hist]}
+        iterations.append(result.iterations)
+    return {"hist": [hist], "iterations": iterations}
 
 
 def _omnifold(gen, reco, reco_data, mc_weight, data_weight, config: dict, binnings: list[dict], seed: int) -> dict:

@@ -194,6 +194,9 @@ def run(config: UnfoldConfig, context: RunContext | None = None) -> UnfoldResult
             error = np.sqrt(np.clip(np.diag(cov), 0, None))
             table_rows += [(record["method"], name, e[j], e[j + 1], density[j], error[j]) for j in range(len(density))]
         covariances.append(np.stack(covariance))
+        if record["method"] == "ibu":
+            row["iterations"] = record["iterations"]
+            row["notes"] = "iterations " + ", ".join(str(n) for n in record["iterations"])
         if record["method"] == "omnifold":
             row.update(ess_fraction=record["ess_fraction"], weight_range=record["weight_range"])
             row["notes"] = (
