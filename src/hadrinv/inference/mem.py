@@ -33,29 +33,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from hadrinv.inference.flow import ConditionalFlow
+from hadrinv.inference.flow import ConditionalFlow, FlowSettings
 from hadrinv.inference.unfolding.cinn import Efficiency, fit_efficiency
 
 
-@dataclass(frozen=True)
-class MEMSettings:
-    transforms: int = 6
-    hidden: int = 64
-    hidden_layers: int = 2
-    bins: int = 8
-    whiten: bool = True
-    max_epochs: int = 200
-    batch_size: int = 512
-    learning_rate: float = 1e-3
-    patience: int = 15
-    seed: int = 0
-
-    def __post_init__(self):
-        for name in ("transforms", "hidden", "hidden_layers", "bins", "max_epochs", "patience"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.batch_size < 2 or not self.learning_rate > 0:
-            raise ValueError("batch_size must be at least 2 and learning_rate positive")
+class MEMSettings(FlowSettings):
+    """The unfolding and the transfer flow alike (`FlowSettings`); the seed of the second is ``seed + 1``."""
 
 
 @dataclass
@@ -125,19 +108,6 @@ class MatrixElementMethod:
         return ImportanceSamples(np.concatenate(hard), np.concatenate(log_w))
 
 
-def _flow(theta_dim: int, x_dim: int, s: MEMSettings, bounds=None) -> ConditionalFlow:
-    return ConditionalFlow(
-        theta_dim,
-        x_dim,
-        transforms=s.transforms,
-        hidden=s.hidden,
-        hidden_layers=s.hidden_layers,
-        bins=s.bins,
-        whiten=s.whiten,
-        bounds=bounds,
-    )
-
-
 def fit_mem(
     hard: np.ndarray,
     reco: np.ndarray,
@@ -163,18 +133,10 @@ def fit_mem(
     kept = np.isfinite(reco).all(1)
     if kept.sum() < 4 * s.batch_size:
         raise ValueError(f"{int(kept.sum())} reconstructed MC events; need at least {4 * s.batch_size}")
-    h = torch.as_tensor(hard[kept], dtype=torch.float32)
-    r = torch.as_tensor(reco[kept], dtype=torch.float32)
-    fit = {"max_epochs": s.max_epochs, "batch_size": s.batch_size, "learning_rate": s.learning_rate}
-    fit["patience"] = s.patience
     history = {}
-    torch.manual_seed(s.seed)
-    unfolding = _flow(hard.shape[1], reco.shape[1], s, bounds)
-    history["unfolding"] = unfolding.fit(h, r, seed=s.seed, **fit).as_dict()
+    unfolding, history["unfolding"] = s.train(hard[kept], reco[kept], s.seed, bounds)
     log(f"q(hard | reco): {history['unfolding']['epochs']} epochs, {history['unfolding']['seconds']:.0f} s")
-    torch.manual_seed(s.seed + 1)
-    transfer = _flow(reco.shape[1], hard.shape[1], s)
-    history["transfer"] = transfer.fit(r, h, seed=s.seed + 1, **fit).as_dict()
+    transfer, history["transfer"] = s.train(reco[kept], hard[kept], s.seed + 1)
     log(f"t(reco | hard): {history['transfer']['epochs']} epochs, {history['transfer']['seconds']:.0f} s")
     efficiency = None
     if not kept.all():
@@ -182,10 +144,4 @@ def fit_mem(
     return MatrixElementMethod(unfolding, transfer, efficiency, history)
 
 
-def log_or_minus_inf(values: np.ndarray) -> np.ndarray:
-    """log of non-negative values, -inf at zero (no warning)."""
-    with np.errstate(divide="ignore"):
-        return np.log(np.asarray(values, dtype=np.float64))
-
-
-__all__ = ["ImportanceSamples", "MEMSettings", "MatrixElementMethod", "fit_mem", "log_or_minus_inf"]
+__all__ = ["ImportanceSamples", "MEMSettings", "MatrixElementMethod", "fit_mem"]

@@ -50,21 +50,19 @@ import numpy as np
 import torch
 
 from hadrinv.inference.boosted_classifier import BoostedSettings, BoostedTrees, fit_log_ratio
-from hadrinv.inference.flow import ConditionalFlow
+from hadrinv.inference.flow import ConditionalFlow, FlowSettings
 from hadrinv.inference.mixture import EstimatorMixture
 from hadrinv.inference.unfolding.member_classifiers import ClassifierSettings, member_log_ratios
 from hadrinv.inference.unfolding.normalise import unit_area
 
 
 @dataclass(frozen=True)
-class CINNSettings:
-    """``flows`` flows (``transforms`` spline layers, ``hidden`` x ``hidden_layers`` networks, ``bins``), each
-    trained with Adam (``learning_rate``, ``batch_size``, at most ``max_epochs``, early stopping after ``patience``
-    epochs on a 10 % validation split); ``samples`` per data event; ``efficiency``: correct for events that were
-    not reconstructed (if the MC has any). ``iterations`` unfolding passes: each after the first reweights the
-    samples to the previous pass's distribution as prior (``prior_classifier``, nu clipped to
-    ``prior_weight_clip``). ``bootstraps`` Poisson replicas (0: none, or at least 2) on ``replica_samples`` samples
-    per event give the errors; see the module docstring."""
+class CINNSettings(FlowSettings):
+    """``flows`` flows (`FlowSettings`: their architecture and training); ``samples`` per data event;
+    ``efficiency``: correct for events that were not reconstructed (if the MC has any). ``iterations`` unfolding
+    passes: each after the first reweights the samples to the previous pass's distribution as prior
+    (``prior_classifier``, nu clipped to ``prior_weight_clip``). ``bootstraps`` Poisson replicas (0: none, or at
+    least 2) on ``replica_samples`` samples per event give the errors; see the module docstring."""
 
     iterations: int = 4
     flows: int = 4
@@ -72,22 +70,12 @@ class CINNSettings:
     replica_samples: int = 20
     prior_weight_clip: tuple[float, float] = (0.05, 20.0)
     prior_classifier: ClassifierSettings = ClassifierSettings(epochs=20)
-    transforms: int = 6
-    hidden: int = 64
-    hidden_layers: int = 2
-    bins: int = 8
-    whiten: bool = True
-    max_epochs: int = 200
-    batch_size: int = 512
-    learning_rate: float = 1e-3
-    patience: int = 15
     samples: int = 100
     efficiency: bool = True
-    seed: int = 0
 
     def __post_init__(self):
-        names = ("iterations", "flows", "transforms", "hidden", "hidden_layers", "bins", "max_epochs", "batch_size")
-        for name in (*names, "patience"):
+        super().__post_init__()
+        for name in ("iterations", "flows"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.samples < 2 * self.flows:
@@ -96,8 +84,6 @@ class CINNSettings:
             raise ValueError(f"replica_samples must lie in [flows, samples], got {self.replica_samples}")
         if self.bootstraps < 0 or self.bootstraps == 1:
             raise ValueError(f"bootstraps must be 0 or at least 2 (a spread needs two replicas), got {self.bootstraps}")
-        if not self.learning_rate > 0:
-            raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
         low, high = self.prior_weight_clip
         if not 0 < low < 1 < high < math.inf:
             raise ValueError(f"prior_weight_clip must be (low, high) with 0 < low < 1 < high, got {low, high}")
@@ -224,7 +210,7 @@ def cinn_unfold(
             training = rng.choice(events, size=len(events), p=w_mc[events] / w_mc[events].sum())
         flow, trained = _train(gen[training], reco[training], s, int(rng.integers(2**31)))
         flows.append(flow)
-        history.append(trained.as_dict())
+        history.append(trained)
         columns = slice(f, None, s.flows)
         drawn = _sample(flow, data, len(range(s.samples)[columns]))
         samples[:, columns] = drawn
@@ -242,26 +228,7 @@ def cinn_unfold(
 
 def _train(gen, reco, s: CINNSettings, seed: int):
     keep = np.isfinite(reco).all(1)
-    torch.manual_seed(seed)
-    estimator = ConditionalFlow(
-        gen.shape[1],
-        reco.shape[1],
-        transforms=s.transforms,
-        hidden=s.hidden,
-        hidden_layers=s.hidden_layers,
-        bins=s.bins,
-        whiten=s.whiten,
-    )
-    history = estimator.fit(
-        torch.as_tensor(gen[keep], dtype=torch.float32),
-        torch.as_tensor(reco[keep], dtype=torch.float32),
-        max_epochs=s.max_epochs,
-        batch_size=s.batch_size,
-        learning_rate=s.learning_rate,
-        patience=s.patience,
-        seed=seed,
-    )
-    return estimator, history
+    return s.train(gen[keep], reco[keep], seed)
 
 
 def _sample(flow: ConditionalFlow, data: np.ndarray, n: int) -> np.ndarray:
