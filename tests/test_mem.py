@@ -173,6 +173,11 @@ def test_workflow_end_to_end(tmp_path):
         assert 0 < row["mean_error"] < 0.05
     # the detector loses information: no method fitted on reconstructed events beats the true hard events
     assert result.rows[1]["error_ratio"] > 1.0
+    # --resume reuses the trained flows and gives the same fits
+    logged = []
+    run(config, RunContext(resume=True, progress=False, log=logged.append))
+    assert any("reusing the trained flows" in line for line in logged)
+    assert (tmp_path / "mem" / "fits.csv").read_text().splitlines() == lines
 
 
 def test_bad_parameter_stops_before_the_output_folder(tmp_path):

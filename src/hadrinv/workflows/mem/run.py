@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from hadrinv.data.io import atomic_write_text
 from hadrinv.inference.flow import ConditionalFlow
@@ -170,6 +171,7 @@ def run(config: MEMConfig, context: RunContext | None = None) -> MEMResult:
                 samples = known_detector_samples(process, detector, data.reco, config.samples, config.seed + k)
                 norm = norm_known
             else:
+                torch.manual_seed(config.seed + 2000 + k)  # the flow samples: the same on a resumed run
                 samples = mem.importance_samples(data.reco, config.samples, process.log_phase_space)
                 norm = norm_learned
             cache = process.hard_cache(samples.hard.reshape(-1, samples.hard.shape[-1]))
