@@ -25,11 +25,12 @@ Choices made here:
   distribution counts the events the detector missed, as long as the efficiency depends on the event only through
   the gen observables given. ``step2="reconstructed"`` (default) trains step 2 on the reconstructed events only and
   applies nu_n to all: the update is then E[omega_n / nu_{n-1} | gen, reconstructed], iterative Bayesian
-  unfolding's own update (u_j <- u_j sum_i P(E_i | C_j) / eps_j n_i / nu_i). ``step2="all"`` is the paper's
-  choice: lost events keep omega_n = nu_{n-1} and enter step 2 with a ratio of one, so at a gen value of efficiency
-  eps each update is diluted to about eps of itself and convergence takes about 1/eps as many iterations (on a 4-D
-  case with efficiency 0.3-0.9, 12 iterations still left chi2/ndf 2.4 in the least efficient observable). Both
-  have the same fixed point. Fakes (data without a particle-level partner) are not modelled.
+  unfolding's own (u_j <- u_j sum_i P(E_i | C_j) / eps_j d_i / f_i, for data d_i and the folded estimate f_i in
+  reco bin i). ``step2="all"`` is the paper's choice: lost events keep omega_n = nu_{n-1} and enter step 2 with a
+  ratio of one, so at a gen value of efficiency eps each update is diluted to about eps of itself and convergence
+  takes about 1/eps as many iterations (on a 4-D case with efficiency 0.3-0.9, 12 iterations still left chi2/ndf
+  2.4 in the least efficient observable). Both have the same fixed point. Fakes (data without a particle-level
+  partner) are not modelled.
 - Support: reweighting cannot create events. Where the data reach beyond the MC (a narrow prior, a tail), a few MC
   events must carry large weights, learned slowly and from little; the bootstrap spread shows how little.
 - Normalisation: each step balances its classes, so OmniFold unfolds the shape. ``weights`` multiply the MC's own
