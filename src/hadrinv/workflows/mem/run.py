@@ -115,16 +115,7 @@ def fit(nll: Likelihood, low: float, high: float) -> dict:
 
 def _mem(config: MEMConfig, process: Process, mc, out: Path, context: RunContext) -> tuple[MatrixElementMethod, float]:
     """Train the flows, or reload them on --resume; the efficiency trees are refitted (seconds)."""
-    c = config.flows
-    settings = MEMSettings(
-        transforms=c.transforms,
-        hidden=c.hidden,
-        max_epochs=c.max_epochs,
-        batch_size=c.batch_size,
-        learning_rate=c.learning_rate,
-        patience=c.patience,
-        seed=config.seed,
-    )
+    settings = MEMSettings(**config.flows.model_dump(), seed=config.seed)
     paths = out / CHECKPOINTS / "unfolding.pt", out / CHECKPOINTS / "transfer.pt"
     started = time.process_time()
     if context.resume and all(p.is_file() for p in paths):
@@ -192,6 +183,10 @@ def run(config: MEMConfig, context: RunContext | None = None) -> MEMResult:
             clock = time.process_time()
             fits[method].append(fit(nll, low, high))
             cpu[method] += time.process_time() - clock
+            if k == 0 and fits[method][0]["valid"]:  # the plotted curve: the first set's, +- 4 sigma
+                f = fits[method][0]
+                grid = np.linspace(f["value"] - 4 * f["error"], f["value"] + 4 * f["error"], 41)
+                f["curve"] = (grid, np.array([nll(a) for a in grid]))
         progress.advance(", ".join(f"{m}: {fits[m][-1]['value']:.4f} +- {fits[m][-1]['error']:.4f}" for m in METHODS))
     progress.close()
 
