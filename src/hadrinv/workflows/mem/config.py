@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from hadrinv.workflows.execution import Strict, WorkflowConfig
+from hadrinv.workflows.flow_config import FlowConfig
 
 
 class DetectorConfig(Strict):
@@ -31,17 +32,6 @@ class DetectorConfig(Strict):
         return value
 
 
-class FlowConfig(Strict):
-    """`hadrinv.inference.mem.MEMSettings`: the unfolding and the transfer flow alike."""
-
-    transforms: int = Field(6, ge=1)
-    hidden: int = Field(64, ge=1)
-    max_epochs: int = Field(200, ge=1)
-    batch_size: int = Field(512, ge=2)
-    learning_rate: float = Field(1e-3, gt=0)
-    patience: int = Field(15, ge=1)
-
-
 class MEMConfig(WorkflowConfig):
     devices = ("cpu",)
 
@@ -54,7 +44,7 @@ class MEMConfig(WorkflowConfig):
     data_events: int = Field(2000, ge=10, description="reconstructed events per pseudo-data set")
     samples: int = Field(100, ge=2, description="importance samples per reconstructed event")
     detector: DetectorConfig = DetectorConfig()
-    flows: FlowConfig = FlowConfig()
+    flows: FlowConfig = Field(default_factory=FlowConfig, description="the unfolding and the transfer flow alike")
     out: str = "runs/mem"
 
 

@@ -165,7 +165,7 @@ def run(config: MEMConfig, context: RunContext | None = None) -> MEMResult:
                 torch.manual_seed(config.seed + 2000 + k)  # the flow samples: the same on a resumed run
                 samples = mem.importance_samples(data.reco, config.samples, process.log_phase_space)
                 norm = norm_learned
-            cache = process.hard_cache(samples.hard.reshape(-1, samples.hard.shape[-1]))
+            cache = process.hard_cache(samples.hard.reshape(-1, data.hard.shape[1]))
             nll = Likelihood(process, cache, norm, samples)
             # an event none of whose samples carries weight has likelihood 0 at every alpha: it says nothing
             # about alpha and would make -ln L infinite
@@ -173,7 +173,8 @@ def run(config: MEMConfig, context: RunContext | None = None) -> MEMResult:
             if not alive.all():
                 dropped[method] += int((~alive).sum())
                 samples = ImportanceSamples(samples.hard[alive], samples.log_weight[alive])
-                nll = Likelihood(process, process.hard_cache(samples.hard.reshape(-1, 4)), norm, samples)
+                rows = torch.as_tensor(np.repeat(alive, config.samples))
+                nll = Likelihood(process, {key: value[rows] for key, value in cache.items()}, norm, samples)
             if method == "learned MEM":
                 log_i = np.log(process.intensity(process.value, nll.cache)).reshape(samples.log_weight.shape)
                 ess.append(float(np.mean(samples.ess_fraction(log_i))))

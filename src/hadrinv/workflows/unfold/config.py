@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import Field
 
 from hadrinv.workflows.execution import Strict, WorkflowConfig
+from hadrinv.workflows.flow_config import FlowConfig
 
 METHODS = ("ibu", "omnifold", "cinn")
 
@@ -42,20 +43,14 @@ class OmniFoldConfig(Strict):
     )
 
 
-class CINNConfig(Strict):
-    """`hadrinv.inference.unfolding.cinn.CINNSettings`."""
+class CINNConfig(FlowConfig):
+    """`hadrinv.inference.unfolding.cinn.CINNSettings`; the flows' architecture and training from `FlowConfig`."""
 
     iterations: int = Field(4, ge=1, description="passes: 1 the cINN, more the iterative cINN (prior updated)")
     flows: int = Field(4, ge=1, description="flows on random halves of the MC, pooled; their spread is an error")
     bootstraps: int = Field(20, ge=0, description="Poisson replicas of data and MC for the errors (0 or >= 2)")
     replica_samples: int = Field(20, ge=1, description="samples per event the replicas use")
     prior_epochs: int = Field(20, ge=1, description="epochs of the prior update's classifier")
-    transforms: int = Field(6, ge=1)
-    hidden: int = Field(64, ge=1)
-    max_epochs: int = Field(200, ge=1)
-    batch_size: int = Field(512, ge=2)
-    learning_rate: float = Field(1e-3, gt=0)
-    patience: int = Field(15, ge=1)
     samples: int = Field(100, ge=2, description="posterior samples per data event")
     calibration_events: int = Field(5000, ge=100, description="held-out MC events of the coverage check")
 
