@@ -28,7 +28,10 @@ Uncertainties, the first two added:
 - the flows themselves (finite MC, training noise): ``flows`` flows are trained on random halves of the MC, each
   with its own efficiency; every event's samples are drawn from all of them in turn (column j from flow
   j mod flows), so the posterior is their mixture, and the spread of the per-flow unfolded distributions is its
-  error (the half-sample method: the spread of estimates from halves is the variance of one from the whole);
+  error (the half-sample method: the spread of estimates from halves is the variance of one from the whole). A
+  variance from F flows has F - 1 degrees of freedom, so a bin's squared pull scatters like F(1, F - 1), of mean
+  (F - 1) / (F - 3): 3 with 4 flows, 1.4 with 8 (the default). The flows train on batches of 2048: on the Gaussian
+  benchmark (halves of 1e5 events) as accurate as on batches of 512 in a third of the time;
 - without replicas, the data statistics with the posteriors held fixed (each event contributes its samples'
   weights to the bins, independently of the others).
 
@@ -65,7 +68,8 @@ class CINNSettings(FlowSettings):
     least 2) on ``replica_samples`` samples per event give the errors; see the module docstring."""
 
     iterations: int = 4
-    flows: int = 4
+    flows: int = 8
+    batch_size: int = 2048
     bootstraps: int = 20
     replica_samples: int = 20
     prior_weight_clip: tuple[float, float] = (0.05, 20.0)

@@ -47,7 +47,8 @@ class CINNConfig(FlowConfig):
     """`hadrinv.inference.unfolding.cinn.CINNSettings`; the flows' architecture and training from `FlowConfig`."""
 
     iterations: int = Field(4, ge=1, description="passes: 1 the cINN, more the iterative cINN (prior updated)")
-    flows: int = Field(4, ge=1, description="flows on random halves of the MC, pooled; their spread is an error")
+    flows: int = Field(8, ge=1, description="flows on random halves of the MC, pooled; their spread is an error")
+    batch_size: int = Field(2048, ge=2, description="the flows' training batch")
     bootstraps: int = Field(20, ge=0, description="Poisson replicas of data and MC for the errors (0 or >= 2)")
     replica_samples: int = Field(20, ge=1, description="samples per event the replicas use")
     prior_epochs: int = Field(20, ge=1, description="epochs of the prior update's classifier")
@@ -77,7 +78,15 @@ PRESETS: dict[str, dict] = {
     "quick": {
         "events": 20_000,
         "omnifold": {"iterations": 4, "epochs": 15, "bootstraps": 8},
-        "cinn": {"flows": 2, "bootstraps": 8, "transforms": 4, "hidden": 32, "max_epochs": 40, "samples": 50},
+        "cinn": {
+            "flows": 2,
+            "bootstraps": 8,
+            "transforms": 4,
+            "hidden": 32,
+            "max_epochs": 40,
+            "batch_size": 512,
+            "samples": 50,
+        },
     },
     "paper": {"events": 1_000_000, "omnifold": {"bootstraps": 50}, "cinn": {"bootstraps": 50}},
 }
