@@ -31,7 +31,8 @@ Uncertainties, the first two added:
   error (the half-sample method: the spread of estimates from halves is the variance of one from the whole). A
   variance from F flows has F - 1 degrees of freedom, so a bin's squared pull scatters like F(1, F - 1), of mean
   (F - 1) / (F - 3): 3 with 4 flows, 1.4 with 8 (the default). The flows train on batches of 2048: on the Gaussian
-  benchmark (halves of 1e5 events) as accurate as on batches of 512 in a third of the time;
+  benchmark (halves of 1e5 events) as accurate as on batches of 512 in a third of the time
+  (benchmarks/cinn_flow_batch.py);
 - without replicas, the data statistics with the posteriors held fixed (each event contributes its samples'
   weights to the bins, independently of the others).
 
